@@ -1,0 +1,125 @@
+"""The dataset registry: names, descriptions and an in-process cache (SPEC section 3)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from gmbench.datasets.base import Dataset, DatasetInfo, GroundTruth, Split
+from gmbench.errors import DatasetError, did_you_mean
+
+__all__ = [
+    "Dataset",
+    "DatasetInfo",
+    "DatasetSpec",
+    "GroundTruth",
+    "Split",
+    "get_dataset",
+    "list_datasets",
+]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset name (or name pattern) and how to build it."""
+
+    name: str
+    pattern: re.Pattern[str]
+    build: Callable[[re.Match[str], str | None], Dataset]
+    description: str
+    source: str
+
+
+def _toy(m: re.Match[str], _root: str | None) -> Dataset:
+    from gmbench.datasets.synthetic import make_toy2d
+
+    return make_toy2d(m.group(0))
+
+
+def _gauss(m: re.Match[str], _root: str | None) -> Dataset:
+    from gmbench.datasets.synthetic import make_gauss
+
+    dim = int(m.group(1))
+    if not 1 <= dim <= 4096:
+        raise DatasetError(f"gauss-<d> needs 1 <= d <= 4096, got d = {dim}.")
+    return make_gauss(dim)
+
+
+def _markov(m: re.Match[str], _root: str | None) -> Dataset:
+    from gmbench.datasets.synthetic import make_markov
+
+    v = int(m.group(1))
+    if not 2 <= v <= 1024:
+        raise DatasetError(f"markov-<v> needs 2 <= v <= 1024 symbols, got v = {v}.")
+    return make_markov(v)
+
+
+def _digits(_m: re.Match[str], _root: str | None) -> Dataset:
+    from gmbench.datasets.digits import make_digits
+
+    return make_digits()
+
+
+def _idx(m: re.Match[str], root: str | None) -> Dataset:
+    from gmbench.datasets.idx import make_idx_dataset
+
+    return make_idx_dataset(m.group(0), root)
+
+
+def _exact(name: str) -> re.Pattern[str]:
+    return re.compile(re.escape(name))
+
+
+REGISTRY: tuple[DatasetSpec, ...] = (
+    DatasetSpec("toy2d-gmm8", _exact("toy2d-gmm8"), _toy,
+                "2-D mixture of 8 Gaussians on a circle; exact log_prob", "generated"),
+    DatasetSpec("toy2d-checkerboard", _exact("toy2d-checkerboard"), _toy,
+                "2-D uniform checkerboard; exact log_prob and entropy", "generated"),
+    DatasetSpec("toy2d-banana", _exact("toy2d-banana"), _toy,
+                "2-D banana (x2 | x1 Gaussian); exact log_prob and entropy", "generated"),
+    DatasetSpec("toy2d-rings", _exact("toy2d-rings"), _toy,
+                "2-D two log-normal rings; exact log_prob", "generated"),
+    DatasetSpec("gauss-<d>", re.compile(r"gauss-(\d+)"), _gauss,
+                "d-dim N(0, S), S[i,j] = 0.5**|i-j|; closed-form KL/TV/entropy", "generated"),
+    DatasetSpec("markov-<v>", re.compile(r"markov-(\d+)"), _markov,
+                "64-token sequences from a seeded v-state Markov chain; exact entropy rate",
+                "generated"),
+    DatasetSpec("digits", _exact("digits"), _digits,
+                "scikit-learn 8x8 digits (1, 8, 8), 17 levels, 10 classes; embedded default",
+                "scikit-learn"),
+    DatasetSpec("fashion-mnist", _exact("fashion-mnist"), _idx,
+                "Fashion-MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files"),
+    DatasetSpec("mnist", _exact("mnist"), _idx,
+                "MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files"),
+)
+
+EXAMPLE_NAMES = ("toy2d-gmm8", "toy2d-checkerboard", "toy2d-banana", "toy2d-rings", "gauss-2",
+                 "gauss-16", "markov-8", "markov-32", "digits", "fashion-mnist", "mnist")
+
+
+def list_datasets() -> tuple[DatasetSpec, ...]:
+    return REGISTRY
+
+
+def _resolve_root(data_root: str | os.PathLike[str] | None) -> str | None:
+    return None if data_root is None else str(data_root)
+
+
+def get_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> Dataset:
+    """Load a dataset by name; each (name, data_root) is built once per process."""
+    return _load(name, _resolve_root(data_root))
+
+
+@lru_cache(maxsize=16)
+def _load(name: str, data_root: str | None) -> Dataset:
+    for spec in REGISTRY:
+        match = spec.pattern.fullmatch(name)
+        if match:
+            return spec.build(match, data_root)
+    raise DatasetError(
+        f"Unknown dataset '{name}'.{did_you_mean(name, EXAMPLE_NAMES)} "
+        "Run `gmbench datasets` to list them."
+    )

@@ -1,0 +1,199 @@
+"""One evaluation: a model on a dataset, the shared per-example arrays, and the metric loop.
+
+:class:`Evaluation` computes each expensive array once (test and train log-probabilities,
+samples, features) and hands it to every metric that needs it; :func:`evaluate` chooses the
+metrics, runs them and assembles a :class:`~gmbench.results.RunResult`.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+import gmbench
+from gmbench.datasets import Dataset
+from gmbench.errors import MetricError
+from gmbench.metrics import METRICS, Metric, get_metric
+from gmbench.model import Model
+from gmbench.results import MetricResult, RunResult
+from gmbench.rng import child_seed, generator
+
+__all__ = ["EvalConfig", "Evaluation", "evaluate", "select_metrics"]
+
+T = TypeVar("T")
+MAX_DEFAULT_SAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of one evaluation.
+
+    Attributes:
+        seed: run seed; every random draw derives from it.
+        n_samples: samples drawn for sample metrics (default: size of the test split, at most
+            10,000).
+        batch_size: examples per call of the model's members.
+        dequant_samples: dequantization draws per test point for ``"dequantized"`` models.
+        max_train: train examples scored for ``nll_train`` (a seeded subset when the split is
+            larger).
+        device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    seed: int = 0
+    n_samples: int | None = None
+    batch_size: int = 500
+    dequant_samples: int = 1
+    max_train: int = 10_000
+    device: str = "cpu"
+
+
+class Evaluation:
+    """The shared state of one evaluation; metrics read from it, it computes each thing once."""
+
+    def __init__(self, model: Model, dataset: Dataset, config: EvalConfig) -> None:
+        self.model = model
+        self.dataset = dataset
+        self.config = config
+        self._memo: dict[str, Any] = {}
+
+    @property
+    def info(self):  # noqa: ANN201 - DatasetInfo
+        return self.dataset.info
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    @property
+    def n_samples(self) -> int:
+        n = self.config.n_samples
+        return n if n is not None else min(len(self.dataset.test), MAX_DEFAULT_SAMPLES)
+
+    def rng(self, *names: str | int) -> np.random.Generator:
+        """A generator private to the consumer ``names``, derived from the run seed."""
+        return generator(self.seed, *names)
+
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
+        """Compute ``key`` once per evaluation (shared by every metric that asks)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
+
+    # ---------------------------------------------------------------- likelihood arrays
+    def _log_prob(self, x: np.ndarray, split: str) -> np.ndarray:
+        return self.model.log_prob(x, seed=self.seed, split=split,
+                                   batch_size=self.config.batch_size,
+                                   dequant_samples=self.config.dequant_samples)
+
+    @property
+    def test_log_prob(self) -> np.ndarray:
+        """``log P(x)`` (nats) of every test example, shape ``(n_test,)``."""
+        return self.memo("test_log_prob", lambda: self._log_prob(self.dataset.test.x, "test"))
+
+    @property
+    def train_index(self) -> np.ndarray:
+        """Indices of the train examples scored for ``nll_train`` (all, or a seeded subset)."""
+        def pick() -> np.ndarray:
+            n = len(self.dataset.train)
+            if n <= self.config.max_train:
+                return np.arange(n)
+            return np.sort(self.rng("train-subset").choice(n, self.config.max_train,
+                                                           replace=False))
+        return self.memo("train_index", pick)
+
+    @property
+    def train_log_prob(self) -> np.ndarray:
+        return self.memo("train_log_prob", lambda: self._log_prob(
+            self.dataset.train.x[self.train_index], "train"))
+
+    # ---------------------------------------------------------------- samples
+    @property
+    def samples(self) -> np.ndarray:
+        """``n_samples`` validated model samples, shape ``(n_samples, *shape)``."""
+        return self.memo("samples", lambda: self.model.sample(
+            self.n_samples, seed=child_seed(self.seed, "samples"),
+            batch_size=max(self.config.batch_size, 1000)))
+
+
+def select_metrics(requested: Sequence[str] | None, model: Model, dataset: Dataset
+                   ) -> tuple[list[Metric], dict[str, str]]:
+    """The metrics to run and, for the default selection, why the others are skipped.
+
+    Explicitly requested metrics that cannot run raise :class:`MetricError`; in the default
+    selection they are skipped with a reason.
+    """
+    if requested:
+        chosen = [get_metric(k) for k in requested]
+        for metric in chosen:
+            reason = metric.missing(model.capabilities) or metric.applies(dataset)
+            if reason:
+                raise MetricError(
+                    f"Metric '{metric.key}' was requested but cannot run: it {reason}, and "
+                    f"{model.source.path.name} on {dataset.info.name} does not provide that. "
+                    "Drop it from --metrics, or add the member to the model."
+                    if reason.startswith("needs") else
+                    f"Metric '{metric.key}' was requested but does not apply to "
+                    f"{dataset.info.name}: {reason}. Drop it from --metrics."
+                )
+        return chosen, {}
+    chosen, skipped = [], {}
+    for metric in METRICS.values():
+        reason = metric.missing(model.capabilities) or metric.applies(dataset)
+        if reason:
+            skipped[metric.key] = reason
+        else:
+            chosen.append(metric)
+    return chosen, skipped
+
+
+def provenance(device: str, started: float) -> dict[str, Any]:
+    import scipy
+    try:
+        import torch_fidelity
+        fidelity = torch_fidelity.__version__
+    except ImportError:  # pragma: no cover - a declared dependency
+        fidelity = None
+    return {
+        "gmbench_version": gmbench.__version__,
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "scipy_version": scipy.__version__,
+        "torch_fidelity_version": fidelity,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name()})",
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 3),
+        "command": " ".join(sys.argv),
+    }
+
+
+def evaluate(model: Model, dataset: Dataset, config: EvalConfig,
+             metrics: Sequence[str] | None = None) -> tuple[RunResult, Evaluation]:
+    """Run the selected (default: every applicable) metric and assemble the result."""
+    started = time.time()
+    chosen, skipped = select_metrics(metrics, model, dataset)
+    ev = Evaluation(model, dataset, config)
+    results: dict[str, MetricResult] = {}
+    for metric in chosen:
+        results[metric.key] = metric.run(ev)
+    uses_samples = "samples" in ev._memo
+    run = RunResult(
+        model=model.source.to_dict(),
+        dataset=dataset.to_dict(),
+        seed=config.seed,
+        n_samples=ev.n_samples if uses_samples else None,
+        metrics=results,
+        skipped=skipped,
+        config=asdict(config),
+        provenance=provenance(config.device, started),
+    )
+    return run, ev

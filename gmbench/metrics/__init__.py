@@ -1,0 +1,6 @@
+"""Metrics: the registry and every metric module (importing a module registers its metrics)."""
+
+from gmbench.metrics import likelihood  # noqa: F401  (registers)
+from gmbench.metrics.registry import METRICS, Measurement, Metric, get_metric, register
+
+__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register"]

@@ -1,0 +1,127 @@
+"""Likelihood metrics: ``nll``, ``nll_train``, ``generalization_gap``, ``bits_per_dim``,
+``perplexity``, ``cross_entropy``, ``entropy_gap`` (SPEC section 4).
+
+All are functions of the per-example log-likelihoods that :class:`Evaluation` computes once;
+the interval is the normal (CLT) interval of a mean of i.i.d. test examples, transformed
+exactly through monotone maps (bits/dim, perplexity).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.stats import Estimate, difference, mean_estimate, monotone_transform
+
+if TYPE_CHECKING:
+    from gmbench.datasets import Dataset
+    from gmbench.evaluation import Evaluation
+
+__all__ = ["likelihood_details", "nll_estimate"]
+
+
+def discrete_only(dataset: Dataset) -> str | None:
+    return None if dataset.info.is_discrete else "defined for discrete data only"
+
+
+def continuous_only(dataset: Dataset) -> str | None:
+    return None if not dataset.info.is_discrete else "defined for continuous data only"
+
+
+def known_entropy(dataset: Dataset) -> str | None:
+    if dataset.truth is None or getattr(dataset.truth, "entropy", None) is None:
+        return "needs a dataset with known entropy (generated data)"
+    return None
+
+
+def likelihood_details(ev: Evaluation) -> dict[str, Any]:
+    """How the likelihood was obtained: space, dequantization draws and estimator."""
+    model = ev.model
+    details: dict[str, Any] = {"log_prob_space": model.log_prob_space}
+    if model.log_prob_space == "dequantized":
+        k = ev.config.dequant_samples
+        details.update({
+            "dequantization": "uniform",
+            "dequant_samples": k,
+            "dequant_estimator": (
+                "mean over draws of log p((x+u)/L) - D log L (Jensen bound on the log-mass)"
+                if k == 1 else
+                f"importance-weighted log-mean-exp over {k} draws (tighter bound on the log-mass)"
+            ),
+        })
+    return details
+
+
+def nll_estimate(ev: Evaluation) -> Estimate:
+    return ev.memo("nll", lambda: mean_estimate(-ev.test_log_prob))
+
+
+def nll_train_estimate(ev: Evaluation) -> Estimate:
+    return ev.memo("nll_train", lambda: mean_estimate(-ev.train_log_prob))
+
+
+def _measure(ev: Evaluation, est: Estimate, **extra: Any) -> Measurement:
+    return Measurement(est, feature_space="data", kind=ev.model.log_prob_kind,
+                       details={**likelihood_details(ev), **extra})
+
+
+def _nll(ev: Evaluation) -> Measurement:
+    return _measure(ev, nll_estimate(ev), split="test")
+
+
+def _nll_train(ev: Evaluation) -> Measurement:
+    n_train = len(ev.dataset.train)
+    subset = len(ev.train_index)
+    return _measure(ev, nll_train_estimate(ev), split="train",
+                    train_subset=f"{subset} of {n_train} (seeded)" if subset < n_train else "all")
+
+
+def _gap(ev: Evaluation) -> Measurement:
+    return _measure(ev, difference(nll_estimate(ev), nll_train_estimate(ev)),
+                    note="nll(test) - nll(train); a large positive gap means the model fits "
+                         "its training examples far better than unseen ones (memorization)")
+
+
+def _bits_per_dim(ev: Evaluation) -> Measurement:
+    scale = ev.info.dim * math.log(2)
+    return _measure(ev, monotone_transform(nll_estimate(ev), lambda v: v / scale,
+                                           lambda v: 1 / scale))
+
+
+def _perplexity(ev: Evaluation) -> Measurement:
+    d = ev.info.dim
+    per = "token" if ev.info.kind == "sequence" else "dimension"
+    return _measure(ev, monotone_transform(nll_estimate(ev), lambda v: math.exp(v / d),
+                                           lambda v: math.exp(v / d) / d), per=per)
+
+
+def _cross_entropy(ev: Evaluation) -> Measurement:
+    return _measure(ev, nll_estimate(ev), split="test")
+
+
+def _entropy_gap(ev: Evaluation) -> Measurement:
+    h = float(ev.dataset.truth.entropy)  # type: ignore[union-attr]
+    est = nll_estimate(ev)
+    shifted = Estimate(est.value - h, est.stderr, est.ci_low - h, est.ci_high - h, est.n,
+                       est.ci_method)
+    return _measure(ev, shifted, entropy=h, note="nll - H(P) = KL(P||Q) for exact log_prob")
+
+
+for _metric in (
+    Metric("nll", "likelihood", "mean -log P(x) over the test split", ("log_prob",), False,
+           "nats", _nll),
+    Metric("nll_train", "likelihood", "mean -log P(x) over the train split (subset <= 10k)",
+           ("log_prob",), False, "nats", _nll_train),
+    Metric("generalization_gap", "likelihood", "nll - nll_train", ("log_prob",), False, "nats",
+           _gap),
+    Metric("bits_per_dim", "likelihood", "nll / (D ln 2)", ("log_prob",), False, "bits/dim",
+           _bits_per_dim, applies=discrete_only),
+    Metric("perplexity", "likelihood", "exp(nll / D), per token or per pixel", ("log_prob",),
+           False, "exp(nats/dim)", _perplexity, applies=discrete_only),
+    Metric("cross_entropy", "likelihood", "nll for continuous data", ("log_prob",), False,
+           "nats", _cross_entropy, applies=continuous_only),
+    Metric("entropy_gap", "likelihood", "nll - H(P) = KL(P||Q), generated data",
+           ("log_prob",), False, "nats", _entropy_gap, applies=known_entropy),
+):
+    register(_metric)

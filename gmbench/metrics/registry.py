@@ -1,0 +1,95 @@
+"""The metric registry: each metric declares what it needs and which way is better, as data.
+
+A metric is a :class:`Metric` record whose ``compute`` is a small function of an
+:class:`~gmbench.evaluation.Evaluation` returning a :class:`Measurement`; the record adds the
+declared unit and direction. Metric modules call :func:`register` at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gmbench.errors import MetricError, did_you_mean
+from gmbench.results import MetricResult
+from gmbench.stats import Estimate
+
+if TYPE_CHECKING:
+    from gmbench.datasets import Dataset
+    from gmbench.evaluation import Evaluation
+
+__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What a metric's ``compute`` returns: the estimate and where it was measured."""
+
+    estimate: Estimate
+    feature_space: str
+    kind: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def always(_dataset: Dataset) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric.
+
+    Attributes:
+        key: the public key (SPEC section 4).
+        group: section of the report (``likelihood``, ``divergence``, ``sample quality``...).
+        description: one line for ``gmbench metrics``.
+        needs: model capabilities required (subset of ``gmbench.model.CAPABILITIES``);
+            ``needs_any`` instead lists alternatives of which one suffices.
+        higher_is_better: direction.
+        unit: unit of the value.
+        compute: the function that measures it.
+        applies: returns why the metric does not apply to a dataset, or ``None`` if it does.
+    """
+
+    key: str
+    group: str
+    description: str
+    needs: tuple[str, ...]
+    higher_is_better: bool
+    unit: str
+    compute: Callable[[Evaluation], Measurement]
+    applies: Callable[[Dataset], str | None] = always
+    needs_any: tuple[str, ...] = ()
+
+    def missing(self, capabilities: frozenset[str]) -> str | None:
+        """Why a model with ``capabilities`` cannot be scored, or ``None``."""
+        lacking = [n for n in self.needs if n not in capabilities]
+        if lacking:
+            return f"needs {' and '.join(lacking)}"
+        if self.needs_any and not set(self.needs_any) & capabilities:
+            return f"needs {' or '.join(self.needs_any)}"
+        return None
+
+    def run(self, evaluation: Evaluation) -> MetricResult:
+        m = self.compute(evaluation)
+        return MetricResult(key=self.key, estimate=m.estimate, unit=self.unit,
+                            higher_is_better=self.higher_is_better,
+                            feature_space=m.feature_space, kind=m.kind, details=m.details)
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> Metric:
+    assert metric.key not in METRICS, f"metric {metric.key} registered twice"
+    METRICS[metric.key] = metric
+    return metric
+
+
+def get_metric(key: str) -> Metric:
+    try:
+        return METRICS[key]
+    except KeyError:
+        raise MetricError(f"Unknown metric '{key}'.{did_you_mean(key, METRICS)} Run "
+                          "`gmbench metrics` to list them.") from None

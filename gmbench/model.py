@@ -1,0 +1,389 @@
+"""The model contract of SPEC section 2: importing a model file, and calling it safely.
+
+:func:`import_model_file` imports ``model.py``; :func:`build_model` takes the model from
+``load(dataset, device)`` or a module-level ``model`` and wraps it in a :class:`Model`, which
+calls the user's members in batches, inside a forked and seeded RNG state, and validates what
+they return. Anything wrong becomes a :class:`~gmbench.errors.ModelError` naming the file,
+the member and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import math
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from gmbench.datasets import DatasetInfo
+from gmbench.errors import ModelError
+from gmbench.files import sha256_file
+from gmbench.progress import progress
+from gmbench.rng import child_seed, forked_rng
+from gmbench.stats import logmeanexp
+
+__all__ = [
+    "CAPABILITIES",
+    "LOG_PROB_KINDS",
+    "LOG_PROB_SPACES",
+    "Model",
+    "ModelSource",
+    "build_model",
+    "import_model_file",
+    "load_model",
+]
+
+CAPABILITIES = ("sample", "log_prob", "encode_decode", "sample_conditional")
+LOG_PROB_SPACES = ("data", "dequantized")
+LOG_PROB_KINDS = ("exact", "lower_bound", "estimate")
+POSITIVE_MASS_TOLERANCE = 1e-4  # nats: float32 rounding of a log-mass near 0
+FLOAT_RANGE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model came from: path, display name, sha256 of the file, declared dataset."""
+
+    path: Path
+    name: str
+    sha256: str
+    dataset: str | None
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": str(self.path), "sha256": self.sha256, "name": self.name}
+
+
+def _line_in(exc: BaseException, path: Path) -> str:
+    """``" (model.py line 12)"`` for the innermost frame of ``exc`` inside ``path``."""
+    if isinstance(exc, SyntaxError) and exc.lineno is not None:
+        return f" ({path.name} line {exc.lineno})"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if Path(f.filename).resolve() == path]
+    return f" ({path.name} line {frames[-1].lineno})" if frames else ""
+
+
+def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
+    """Import a model file as a fresh module; its directory is on ``sys.path`` meanwhile."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ModelError(f"Model file {path} does not exist. Pass the path of a Python file "
+                         "that defines `load(dataset, device)` or a module-level `model`.")
+    digest = sha256_file(file)
+    module_name = f"gmbench_model_{hashlib.sha1(str(file).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"{path} cannot be imported as a Python module; give a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(file.parent))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # any error in user code becomes a one-paragraph message
+        hint = (" Install the missing package, or remove the import."
+                if isinstance(exc, ModuleNotFoundError) else "")
+        raise ModelError(
+            f"{path} does not import: {type(exc).__name__}: {exc}{_line_in(exc, file)}. "
+            f"Fix the file so that `python {path}` runs without error.{hint}"
+        ) from None
+    finally:
+        sys.path.remove(str(file.parent))
+    name = getattr(module, "NAME", None) or (file.parent.name if file.stem == "model"
+                                             else file.stem)
+    dataset = getattr(module, "DATASET", None)
+    if dataset is not None and not isinstance(dataset, str):
+        raise ModelError(f"{path}: `DATASET` must be a string such as \"fashion-mnist\", "
+                         f"got {type(dataset).__name__}.")
+    return module, ModelSource(path=file, name=str(name), sha256=digest, dataset=dataset)
+
+
+def _to_numpy(value: Any, *, where: str) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (list, tuple)):
+        try:
+            return np.asarray(value)
+        except ValueError:
+            pass
+    raise ModelError(f"{where} returned a {type(value).__name__}; return a torch tensor or a "
+                     "numpy array.")
+
+
+def _describe_nonfinite(values: np.ndarray, offset: int, split: str) -> str:
+    parts = []
+    for label, mask in (("NaN", np.isnan(values)), ("+inf", np.isposinf(values)),
+                        ("-inf", np.isneginf(values))):
+        idx = np.flatnonzero(mask)
+        if idx.size:
+            shown = ", ".join(str(int(i) + offset) for i in idx[:5])
+            more = f" and {idx.size - 5} more" if idx.size > 5 else ""
+            parts.append(f"{idx.size} {label} (at {split} rows {shown}{more})")
+    return "; ".join(parts)
+
+
+def _batches(n: int, size: int) -> Iterator[tuple[int, int, int]]:
+    for i, start in enumerate(range(0, n, size)):
+        yield i, start, min(start + size, n)
+
+
+class Model:
+    """A user's model behind validated, batched, seeded calls.
+
+    Attributes:
+        source: where the model file is and its hash.
+        info: the dataset the model is evaluated on.
+        capabilities: the subset of :data:`CAPABILITIES` it has.
+        log_prob_space: ``"data"`` or ``"dequantized"``.
+        log_prob_kind: ``"exact"``, ``"lower_bound"`` or ``"estimate"``.
+    """
+
+    def __init__(self, obj: Any, *, source: ModelSource, info: DatasetInfo, device: str) -> None:
+        self.obj = obj
+        self.source = source
+        self.info = info
+        self.device = torch.device(device)
+        self.capabilities = frozenset(
+            cap for cap, members in (("sample", ("sample",)), ("log_prob", ("log_prob",)),
+                                     ("encode_decode", ("encode", "decode")),
+                                     ("sample_conditional", ("sample_conditional",)))
+            if all(callable(getattr(obj, m, None)) for m in members)
+        )
+        if not {"sample", "log_prob"} & self.capabilities:
+            raise ModelError(f"{self._file}: the model ({type(obj).__name__}) has neither "
+                             "`sample(n)` nor `log_prob(x)`; define at least one of them.")
+        self.log_prob_space = getattr(obj, "log_prob_space", "data")
+        self.log_prob_kind = getattr(obj, "log_prob_kind", "exact")
+        if self.log_prob_space not in LOG_PROB_SPACES:
+            raise ModelError(f"{self._file}: `log_prob_space` is {self.log_prob_space!r}; use "
+                             "\"data\" or \"dequantized\".")
+        if self.log_prob_kind not in LOG_PROB_KINDS:
+            raise ModelError(f"{self._file}: `log_prob_kind` is {self.log_prob_kind!r}; use one "
+                             "of \"exact\", \"lower_bound\" (an ELBO), \"estimate\" (IWAE).")
+        if self.log_prob_space == "dequantized" and not info.is_discrete:
+            raise ModelError(f"{self._file}: `log_prob_space = \"dequantized\"` is only for "
+                             f"discrete data, but {info.name} is continuous; use \"data\".")
+        self._sample_call = self._make_sample_call() if "sample" in self.capabilities else None
+
+    @property
+    def _file(self) -> str:
+        return self.source.path.name
+
+    def _call(self, member: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(
+                f"{self._file}: `{member}` raised {type(exc).__name__}: {exc}"
+                f"{_line_in(exc, self.source.path)}. Fix `{member}` so that it accepts "
+                f"what SPEC section 2 describes for {self.info.name} "
+                f"(one example has shape {self.info.shape})."
+            ) from None
+
+    # ----------------------------------------------------------------- sampling
+    def _make_sample_call(self) -> Callable[[int, int], Any]:
+        fn = self.obj.sample
+        if isinstance(self.obj, torch.distributions.Distribution):
+            return lambda n, seed: fn(torch.Size([n]))
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            return lambda n, seed: fn(n)
+        if "seed" in params:
+            return lambda n, seed: fn(n, seed=seed)
+        first = next(iter(params), None)
+        if first == "sample_shape":
+            return lambda n, seed: fn(torch.Size([n]))
+        return lambda n, seed: fn(n)
+
+    def sample(self, n: int, *, seed: int, batch_size: int = 1000,
+               desc: str = "sampling") -> np.ndarray:
+        """``n`` validated samples in the data representation, shape ``(n, *shape)``.
+
+        Discrete data come back as int64 levels; continuous data as float32.
+        """
+        if self._sample_call is None:
+            raise ModelError(f"{self._file}: the model has no `sample(n)`.")
+        chunks = []
+        for i, start, stop in progress(_batches(n, batch_size), total=math.ceil(n / batch_size),
+                                       desc=desc):
+            s = child_seed(seed, "sample", i)
+            with forked_rng(s):
+                out = self._call("sample", self._sample_call, stop - start, s)
+            chunks.append(self.check_samples(out, stop - start, member="sample"))
+        return np.concatenate(chunks) if chunks else np.empty((0, *self.info.shape))
+
+    def sample_conditional(self, labels: np.ndarray, *, seed: int, batch_size: int = 1000
+                           ) -> np.ndarray:
+        """One validated sample per integer label, shape ``(len(labels), *shape)``."""
+        fn = getattr(self.obj, "sample_conditional", None)
+        if fn is None:
+            raise ModelError(f"{self._file}: the model has no `sample_conditional(labels)`.")
+        chunks = []
+        for i, start, stop in _batches(len(labels), batch_size):
+            with forked_rng(child_seed(seed, "sample_conditional", i)):
+                lab = torch.as_tensor(labels[start:stop], dtype=torch.long, device=self.device)
+                out = self._call("sample_conditional", fn, lab)
+            chunks.append(self.check_samples(out, stop - start, member="sample_conditional"))
+        return np.concatenate(chunks)
+
+    def check_samples(self, out: Any, n: int, *, member: str) -> np.ndarray:
+        """Validate what ``sample``-like members return and map it to the data representation."""
+        where = f"{self._file}: `{member}`"
+        arr = _to_numpy(out, where=where)
+        expected = (n, *self.info.shape)
+        if arr.shape != expected:
+            hint = ""
+            if arr.size == math.prod(expected):
+                hint = f" It has the right number of values: reshape it to {expected}."
+            elif arr.ndim >= 1 and arr.shape[0] != n:
+                hint = f" It returned {arr.shape[0]} samples when asked for {n}."
+            raise ModelError(f"{where} returned shape {tuple(arr.shape)}; expected {expected} "
+                             f"(n, *DatasetInfo.shape) for {self.info.name}.{hint}")
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "iuf":
+            raise ModelError(f"{where} returned dtype {arr.dtype}; return numbers (integers or "
+                             "floats).")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = int((~np.isfinite(arr)).sum())
+            raise ModelError(f"{where} returned {bad} non-finite values (NaN or inf); every "
+                             "sample must be finite.")
+        if not self.info.is_discrete:
+            return arr.astype(np.float32, copy=False)
+        levels = int(self.info.levels)  # type: ignore[arg-type]
+        lo, hi = arr.min(), arr.max()
+        if arr.dtype.kind in "iu":
+            if lo < 0 or hi > levels - 1:
+                raise ModelError(f"{where} returned integers in [{lo}, {hi}]; {self.info.name} "
+                                 f"has {levels} levels, so integers must lie in [0, {levels - 1}]"
+                                 " (or return floats in [0, 1]).")
+            return arr.astype(np.int64, copy=False)
+        if lo < -FLOAT_RANGE_TOLERANCE or hi > 1 + FLOAT_RANGE_TOLERANCE:
+            raise ModelError(f"{where} returned floats in [{lo:.4g}, {hi:.4g}]; floats must lie "
+                             f"in [0, 1] (gmbench maps y to min(floor(y*{levels}), {levels - 1})),"
+                             f" or return integer levels in [0, {levels - 1}].")
+        return np.minimum(np.floor(np.clip(arr, 0, 1) * levels), levels - 1).astype(np.int64)
+
+    # ----------------------------------------------------------------- likelihood
+    def _as_input(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        t = t.long() if self.info.is_discrete else t.float()
+        return t.to(self.device, non_blocking=True)
+
+    def log_prob(self, x: np.ndarray, *, seed: int, split: str, batch_size: int = 500,
+                 dequant_samples: int = 1) -> np.ndarray:
+        """Per-example ``log P(x)`` in nats in the data space, shape ``(n,)``.
+
+        For a ``"dequantized"`` model, each draw scores ``log p(y) - D log(levels)`` with
+        ``y = (x + u) / levels``; with ``dequant_samples = K > 1`` the draws are combined by
+        the importance-weighted ``log-mean-exp`` (a tighter bound on the discrete log-mass).
+        """
+        fn = getattr(self.obj, "log_prob", None)
+        if fn is None or "log_prob" not in self.capabilities:
+            raise ModelError(f"{self._file}: the model has no `log_prob(x)`.")
+        n = len(x)
+        out = np.empty(n, dtype=np.float64)
+        dequantized = self.log_prob_space == "dequantized"
+        offset = self.info.dim * math.log(self.info.levels) if dequantized else 0.0
+        for i, start, stop in progress(_batches(n, batch_size), total=math.ceil(n / batch_size),
+                                       desc=f"log_prob ({split})"):
+            xb = self._as_input(x[start:stop])
+            with forked_rng(child_seed(seed, "log_prob", split, i)):
+                if dequantized:
+                    g = torch.Generator().manual_seed(child_seed(seed, "dequant", split, i))
+                    draws = []
+                    for _ in range(dequant_samples):
+                        u = torch.rand(xb.shape, generator=g).to(self.device)
+                        y = (xb.float() + u) / self.info.levels
+                        draws.append(self._check_log_prob(self._call("log_prob", fn, y),
+                                                          stop - start, start, split) - offset)
+                    lp = draws[0] if dequant_samples == 1 else logmeanexp(np.stack(draws))
+                else:
+                    lp = self._check_log_prob(self._call("log_prob", fn, xb), stop - start,
+                                              start, split)
+            out[start:stop] = lp
+        return out
+
+    def _check_log_prob(self, value: Any, n: int, offset: int, split: str) -> np.ndarray:
+        where = f"{self._file}: `log_prob`"
+        arr = _to_numpy(value, where=where)
+        if arr.shape != (n,):
+            hint = " Sum over the event dimensions." if arr.ndim > 1 and arr.shape[0] == n else ""
+            raise ModelError(f"{where} returned shape {tuple(arr.shape)} for a batch of {n}; "
+                             f"it must return one log-likelihood per example, shape ({n},).{hint}")
+        arr = arr.astype(np.float64, copy=False)
+        if not np.isfinite(arr).all():
+            raise ModelError(f"{where} returned non-finite log-probabilities: "
+                             f"{_describe_nonfinite(arr, offset, split)}. Every example needs a "
+                             "finite log-likelihood (clamp probabilities away from 0).")
+        if self.info.is_discrete and self.log_prob_space == "data":
+            top = float(arr.max())
+            if top > POSITIVE_MASS_TOLERANCE:
+                raise ModelError(
+                    f"{where} returned a positive log-probability ({top:.4g} nats at {split} row "
+                    f"{int(arr.argmax()) + offset}) on discrete data, where it must be a "
+                    "log-mass (<= 0). This looks like a density passed off as a mass: if your "
+                    "model is a density on [0,1)^D evaluated at dequantized inputs, set "
+                    "`log_prob_space = \"dequantized\"` on the model and gmbench will feed it "
+                    f"y = (x + u) / {self.info.levels} and convert."
+                )
+        return arr
+
+    # ----------------------------------------------------------------- autoencoding
+    def reconstruct(self, x: np.ndarray, *, seed: int, batch_size: int = 500) -> np.ndarray:
+        """``decode(encode(x))`` validated like samples, shape ``(n, *shape)``."""
+        chunks = []
+        for i, start, stop in _batches(len(x), batch_size):
+            with forked_rng(child_seed(seed, "reconstruct", i)):
+                z = self._call("encode", self.obj.encode, self._as_input(x[start:stop]))
+                out = self._call("decode", self.obj.decode, z)
+            chunks.append(self.check_samples(out, stop - start, member="decode"))
+        return np.concatenate(chunks)
+
+
+def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, device: str
+                ) -> Model:
+    """Take the model from ``load(dataset, device)``, else from ``model`` (SPEC section 2)."""
+    loader = getattr(module, "load", None)
+    if callable(loader):
+        try:
+            obj = loader(info, device)
+        except Exception as exc:
+            raise ModelError(
+                f"{source.path.name}: `load(dataset, device)` raised {type(exc).__name__}: {exc}"
+                f"{_line_in(exc, source.path)}. Fix `load`; gmbench called it with "
+                f"dataset={info.name!r} (a DatasetInfo) and device={device!r}."
+            ) from None
+        if obj is None:
+            raise ModelError(f"{source.path.name}: `load(dataset, device)` returned None; "
+                             "return the model object.")
+    elif hasattr(module, "model"):
+        obj = module.model
+        if isinstance(obj, torch.nn.Module):
+            obj.to(device)
+    else:
+        raise ModelError(f"{source.path.name} defines neither `load(dataset, device)` nor a "
+                         "module-level `model`. Add one, e.g. `model = MyModel()` with "
+                         "`sample(n)` and/or `log_prob(x)` methods.")
+    if isinstance(obj, torch.nn.Module):
+        obj.eval()
+    return Model(obj, source=source, info=info, device=device)
+
+
+def load_model(path: str | Path, info_for: Callable[[str | None], DatasetInfo], device: str
+               ) -> Model:
+    """Import ``path`` and build its model for the dataset that ``info_for(declared)`` picks."""
+    module, source = import_model_file(path)
+    return build_model(module, source, info_for(source.dataset), device)
