@@ -21,6 +21,7 @@ import torch
 import gmbench
 from gmbench.datasets import Dataset
 from gmbench.errors import MetricError
+from gmbench.features import FeatureExtractor, PixelFeatures, default_extractor, feature_space_label
 from gmbench.metrics import METRICS, Metric, get_metric
 from gmbench.model import Model
 from gmbench.results import MetricResult, RunResult
@@ -121,6 +122,39 @@ class Evaluation:
         return self.memo("samples", lambda: self.model.sample(
             self.n_samples, seed=child_seed(self.seed, "samples"),
             batch_size=max(self.config.batch_size, 1000)))
+
+
+    # ---------------------------------------------------------------- features
+    SPLITS = ("samples", "test", "train")
+
+    def _split_data(self, split: str) -> np.ndarray:
+        if split == "samples":
+            return self.samples
+        if split == "test":
+            return self.dataset.test.x
+        if split == "train":
+            return self.dataset.train.x
+        raise ValueError(f"unknown split {split!r}; use one of {self.SPLITS}")
+
+    @property
+    def extractor(self) -> FeatureExtractor:
+        """The feature extractor of sample metrics (bundled classifier, else pixels)."""
+        return self.memo("extractor", lambda: default_extractor(self.dataset))
+
+    @property
+    def feature_space(self) -> str:
+        """Label recorded in each metric: extractor name and weights sha256, or ``pixels``."""
+        return feature_space_label(self.extractor)
+
+    def features(self, split: str) -> np.ndarray:
+        """Features of ``"samples"``, ``"test"`` or ``"train"``, ``(n, F)`` float32, computed
+        once per evaluation and shared by every sample metric."""
+        return self.memo(f"features/{split}", lambda: self.extractor(self._split_data(split)))
+
+    def pixels(self, split: str) -> np.ndarray:
+        """Flattened data of a split, ``(n, D)`` float32 (discrete values scaled to [0, 1])."""
+        return self.memo(f"pixels/{split}",
+                         lambda: PixelFeatures(self.info)(self._split_data(split)))
 
 
 def select_metrics(requested: Sequence[str] | None, model: Model, dataset: Dataset
