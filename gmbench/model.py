@@ -242,6 +242,11 @@ class Model:
         """Validate what ``sample``-like members return and map it to the data representation."""
         where = f"{self._file}: `{member}`"
         arr = _to_numpy(out, where=where)
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "iuf":
+            raise ModelError(f"{where} returned dtype {arr.dtype}; return numbers (integers or "
+                             "floats).")
         expected = (n, *self.info.shape)
         if arr.shape != expected:
             hint = ""
@@ -251,11 +256,6 @@ class Model:
                 hint = f" It returned {arr.shape[0]} samples when asked for {n}."
             raise ModelError(f"{where} returned shape {tuple(arr.shape)}; expected {expected} "
                              f"(n, *DatasetInfo.shape) for {self.info.name}.{hint}")
-        if arr.dtype == np.bool_:
-            arr = arr.astype(np.int64)
-        if arr.dtype.kind not in "iuf":
-            raise ModelError(f"{where} returned dtype {arr.dtype}; return numbers (integers or "
-                             "floats).")
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             bad = int((~np.isfinite(arr)).sum())
             raise ModelError(f"{where} returned {bad} non-finite values (NaN or inf); every "

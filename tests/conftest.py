@@ -1,0 +1,59 @@
+"""Shared fixtures: writing model files into a temporary directory and running the CLI."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gmbench.cli import main
+
+
+@dataclass
+class CliRun:
+    code: int
+    out: str
+    err: str
+    dir: Path
+
+    @property
+    def results(self) -> dict:
+        return json.loads((self.dir / "results.json").read_text())
+
+    def metric(self, key: str) -> dict:
+        return self.results["metrics"][key]
+
+
+@pytest.fixture
+def write_model(tmp_path: Path) -> Callable[..., Path]:
+    """Write ``source`` (dedented) as a model file and return its path."""
+    counter = iter(range(1000))
+
+    def write(source: str, name: str | None = None) -> Path:
+        path = tmp_path / (name or f"model_{next(counter)}.py")
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def gmbench_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
+    """Run ``gmbench`` in-process; ``evaluate`` gets a fresh ``--out`` directory."""
+    counter = iter(range(1000))
+
+    def run(*args: str | Path) -> CliRun:
+        argv = [str(a) for a in args]
+        out_dir = tmp_path / f"out_{next(counter)}"
+        if argv and argv[0] == "evaluate" and "--out" not in argv:
+            argv += ["--out", str(out_dir)]
+        capsys.readouterr()
+        code = main(argv)
+        captured = capsys.readouterr()
+        return CliRun(code, captured.out, captured.err, out_dir)
+
+    return run
