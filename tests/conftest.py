@@ -57,3 +57,16 @@ def gmbench_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Callable[
         return CliRun(code, captured.out, captured.err, out_dir)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """The Fashion-MNIST dataset, or a skip saying how to get it."""
+    from gmbench.datasets import get_dataset
+    from gmbench.errors import DatasetError
+
+    try:
+        return get_dataset("fashion-mnist")
+    except DatasetError as exc:
+        pytest.skip(f"Fashion-MNIST not available ({exc}); `apt-get install "
+                    "dataset-fashion-mnist` provides it (CI installs it)")

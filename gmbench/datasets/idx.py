@@ -152,7 +152,7 @@ def read_idx(raw: bytes, *, path: Path) -> np.ndarray:
     offset = 4 + 4 * ndim
     if len(raw) != offset + int(np.prod(dims)):
         raise DatasetError(f"{path} is truncated: header says {dims}, payload is shorter.")
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims).copy()  # writable
 
 
 def download(name: str, dest: Path, *, urls: tuple[str, ...] | None = None,
