@@ -23,8 +23,8 @@ def atomic_write(path: str | os.PathLike[str], *, mode: str = "w") -> Iterator[I
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        kwargs = {"newline": ""} if "b" not in mode else {}
-        with os.fdopen(fd, mode, **kwargs) as handle:
+        newline = None if "b" in mode else ""  # csv wants newline=""; binary takes none
+        with os.fdopen(fd, mode, newline=newline) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

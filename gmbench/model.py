@@ -296,7 +296,8 @@ class Model:
         n = len(x)
         out = np.empty(n, dtype=np.float64)
         dequantized = self.log_prob_space == "dequantized"
-        offset = self.info.dim * math.log(self.info.levels) if dequantized else 0.0
+        levels = self.info.levels or 1  # only used when dequantized, i.e. discrete data
+        offset = self.info.dim * math.log(levels) if dequantized else 0.0
         for i, start, stop in progress(_batches(n, batch_size), total=math.ceil(n / batch_size),
                                        desc=f"log_prob ({split})"):
             xb = self._as_input(x[start:stop])
@@ -306,7 +307,7 @@ class Model:
                     draws = []
                     for _ in range(dequant_samples):
                         u = torch.rand(xb.shape, generator=g).to(self.device)
-                        y = (xb.float() + u) / self.info.levels
+                        y = (xb.float() + u) / levels
                         draws.append(self._check_log_prob(self._call("log_prob", fn, y),
                                                           stop - start, start, split) - offset)
                     lp = draws[0] if dequant_samples == 1 else logmeanexp(np.stack(draws))

@@ -35,7 +35,7 @@ def image_grid(x: np.ndarray, info: DatasetInfo, *, columns: int = 8, scale: int
         canvas[y0:y0 + h, x0:x0 + w] = img[i].transpose(1, 2, 0)
     mode = "L" if c == 1 else "RGB"
     pic = Image.fromarray(canvas[..., 0] if c == 1 else canvas, mode=mode)
-    return pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
+    return pic.resize((pic.width * scale, pic.height * scale), Image.Resampling.NEAREST)
 
 
 def pairs_grid(left: np.ndarray, right: np.ndarray, info: DatasetInfo) -> Image.Image:

@@ -101,7 +101,7 @@ def _cross_entropy(ev: Evaluation) -> Measurement:
 
 
 def _entropy_gap(ev: Evaluation) -> Measurement:
-    h = float(ev.dataset.truth.entropy)  # type: ignore[union-attr]
+    h = float(ev.dataset.truth.entropy)  # type: ignore[union-attr, arg-type]
     est = nll_estimate(ev)
     shifted = Estimate(est.value - h, est.stderr, est.ci_low - h, est.ci_high - h, est.n,
                        est.ci_method)
