@@ -31,7 +31,8 @@ def continuous_only(dataset: Dataset) -> str | None:
 
 def known_entropy(dataset: Dataset) -> str | None:
     if dataset.truth is None or getattr(dataset.truth, "entropy", None) is None:
-        return "needs a dataset with known entropy (generated data)"
+        return ("needs a closed-form entropy of the data (gauss-<d>, markov-<v>, "
+                "toy2d-checkerboard, toy2d-banana)")
     return None
 
 
