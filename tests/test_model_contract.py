@@ -293,3 +293,25 @@ def test_same_seed_same_results(write_model, gmbench_cli):
     assert values[0] == values[1]
     assert values[0]["nll"] != values[2]["nll"]
     assert json.dumps(runs[0].results["metrics"]) == json.dumps(runs[1].results["metrics"])
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(write_model, gmbench_cli):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    path = write_model(SAMPLER.format(expr="torch.zeros(n, 1, 8, 8, dtype=torch.long)"))
+    assert_clear_error(gmbench_cli("evaluate", path, "--device", "cuda"), "--device cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_same_likelihood(write_model, gmbench_cli):
+    path = write_model("""
+        import torch
+        DATASET = "gauss-2"
+        def load(dataset, device):
+            return torch.distributions.MultivariateNormal(
+                torch.zeros(2, device=device), torch.eye(2, device=device))
+    """)
+    cpu = gmbench_cli("evaluate", path, "--metrics", "nll").metric("nll")["value"]
+    gpu = gmbench_cli("evaluate", path, "--metrics", "nll", "--device", "cuda")
+    assert gpu.metric("nll")["value"] == pytest.approx(cpu, rel=1e-5)
