@@ -47,7 +47,8 @@ def knn(queries: np.ndarray | torch.Tensor, refs: np.ndarray | torch.Tensor, *, 
     index = np.empty((n, k), dtype=np.int64)
     for start in range(0, n, chunk):
         qb = q[start:start + chunk]  # (B, d)
-        d2 = (qb * qb).sum(1, keepdim=True) + r_sq[None] - 2.0 * (qb @ r.T)  # (B, m)
+        # |q|^2 + |r|^2 - 2 q.r, built in place in the one (B, m) buffer the product makes
+        d2 = (qb @ r.T).mul_(-2.0).add_(r_sq[None]).add_((qb * qb).sum(1, keepdim=True))
         if exclude_self:
             rows = torch.arange(qb.shape[0], device=device)
             d2[rows, rows + start] = torch.inf

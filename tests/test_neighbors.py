@@ -1,0 +1,36 @@
+"""Exact chunked k-NN against scikit-learn, chunk-size independence, exact duplicates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from gmbench.neighbors import knn, kth_neighbor_distance
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 4096])
+def test_knn_matches_sklearn(chunk):
+    rng = np.random.default_rng(0)
+    q, r = rng.normal(size=(300, 16)), rng.normal(size=(500, 16))
+    dist, idx = knn(q, r, k=4, chunk=chunk, dtype=torch.float64)
+    ref_d, ref_i = NearestNeighbors(n_neighbors=4).fit(r).kneighbors(q)
+    np.testing.assert_allclose(dist, ref_d, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(idx, ref_i)
+
+
+def test_exclude_self_keeps_exact_duplicates():
+    """A duplicated point's nearest *other* point is its twin, at distance 0."""
+    x = np.array([[0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [6.0, 5.0]], dtype=np.float32)
+    dist, idx = knn(x, x, k=1, exclude_self=True, chunk=3)
+    np.testing.assert_array_equal(idx[:, 0], [1, 0, 3, 2])
+    np.testing.assert_allclose(dist[:, 0], [0, 0, 1, 1], atol=1e-6)
+    # second-nearest other point of (5,5) is a duplicate origin; of (6,5) likewise
+    np.testing.assert_allclose(kth_neighbor_distance(x, 2, chunk=2)[2:],
+                               [np.hypot(5, 5), np.hypot(6, 5)], rtol=1e-6)
+
+
+def test_too_many_neighbours():
+    with pytest.raises(ValueError, match="3 reference points"):
+        knn(np.zeros((2, 2)), np.zeros((3, 2)), k=3, exclude_self=True)
