@@ -34,3 +34,13 @@ def test_exclude_self_keeps_exact_duplicates():
 def test_too_many_neighbours():
     with pytest.raises(ValueError, match="3 reference points"):
         knn(np.zeros((2, 2)), np.zeros((3, 2)), k=3, exclude_self=True)
+
+
+def test_float32_precision_on_off_centre_data():
+    """Points far from the origin: float32 distances still agree with float64 to 1e-4."""
+    rng = np.random.default_rng(1)
+    q, r = 1000 + rng.normal(size=(200, 8)), 1000 + rng.normal(size=(300, 8))
+    d32, i32 = knn(q, r, k=2)
+    d64, i64 = knn(q, r, k=2, dtype=torch.float64)
+    np.testing.assert_allclose(d32, d64, rtol=1e-4)
+    np.testing.assert_array_equal(i32[:, 0], i64[:, 0])
