@@ -34,7 +34,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = build_model(module, source, dataset.info, args.device)
     config = EvalConfig(seed=args.seed, n_samples=args.n_samples, batch_size=args.batch_size,
                         dequant_samples=args.dequant_samples, max_train=args.max_train,
-                        device=args.device)
+                        device=args.device, feature_extractor=args.feature_extractor,
+                        inception_weights=args.inception_weights)
     run, ev = evaluate(model, dataset, config, args.metrics)
     out = Path(args.out or Path("gmbench-out") / f"{source.name}-{dataset.info.name}")
     run.write_json(out / "results.json")
@@ -50,7 +51,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             pts = ev.samples if "samples" in ev._memo else grid
             save_png(scatter_image(pts), out / "samples.png")
             written.append("samples.png")
-    print(render_table(run.to_dict()))
+    from gmbench.metrics.memorization import suspicious_pairs
+    pairs = suspicious_pairs(ev)  # samples nearest to a training example, and that example
+    if pairs is not None and dataset.info.kind == "image":
+        from gmbench.pictures import pairs_grid
+        save_png(pairs_grid(ev.samples[pairs[0]], dataset.train.x[pairs[1]], dataset.info),
+                 out / "neighbours.png")
+        written.append("neighbours.png")
+    from gmbench.errors import BoardError
+    from gmbench.leaderboard import baseline_rows
+    try:
+        baselines, board = baseline_rows(dataset.info.name, boards=args.boards)
+    except BoardError as exc:  # the run is written; show it without baselines
+        print(f"gmbench: warning: baselines not shown: {exc}", file=sys.stderr)
+        baselines, board = [], None
+    if args.report:
+        from gmbench.report import write_report
+        write_report(out, run.to_dict(), baselines=baselines, board=board)
+        written.append("report.html")
+    print(render_table(run.to_dict(), baselines=baselines, board=board))
     print(f"wrote {', '.join(written)} to {out}/")
     return 0
 
@@ -65,6 +84,13 @@ def cmd_datasets(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_baselines(args: argparse.Namespace) -> int:
+    from gmbench.baselines import cmd_baselines as listing
+
+    print(listing(args.dataset, boards=args.boards))
+    return 0
+
+
 def cmd_metrics(_args: argparse.Namespace) -> int:
     from gmbench.metrics import METRICS
 
@@ -74,6 +100,46 @@ def cmd_metrics(_args: argparse.Namespace) -> int:
         arrow = "↑" if metric.higher_is_better else "↓"
         print(f"{arrow} {key.ljust(width)}  needs {needs:<18} [{metric.unit}] {metric.description}")
     return 0
+
+
+def cmd_leaderboard_add(args: argparse.Namespace) -> int:
+    from gmbench.leaderboard import add_results
+
+    summary = add_results(args.board, args.results, replace=args.replace)
+    print(summary.describe(args.board))
+    return 0
+
+
+def cmd_leaderboard_show(args: argparse.Namespace) -> int:
+    from gmbench.leaderboard import read_board, render_board
+
+    pareto = None
+    if args.pareto:
+        pair = _metric_list(args.pareto)
+        if len(pair) != 2:
+            raise GmbenchError(f"--pareto {args.pareto!r} must name two metrics, e.g. "
+                               "--pareto precision,recall.")
+        pareto = (pair[0], pair[1])
+    print(render_board(read_board(args.board), sort=args.sort, pareto=pareto))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gmbench.check import check_results, parse_tolerances
+    from gmbench.leaderboard import read_board
+    from gmbench.results import read_results
+
+    result = read_results(args.results)
+    report = check_results(result, read_board(args.against), model=args.model,
+                           tolerances=parse_tolerances(args.tolerance))
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for verdict in report.verdicts:
+        print(verdict.line())
+    bad = report.regressions
+    print(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of {args.results} "
+          f"against '{args.model}' on {args.against}" + (": FAIL" if bad else ": ok"))
+    return report.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,13 +164,65 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dequant-samples", type=int, default=1,
                     help="dequantization draws per test point for dequantized models; K > 1 "
                          "uses the importance-weighted log-mean-exp (default 1)")
+    ev.add_argument("--feature-extractor", default="auto",
+                    choices=("auto", "classifier", "pixels", "inception-v3-compat"),
+                    help="feature space of sample metrics: auto (the dataset's bundled "
+                         "classifier, else pixels), classifier, pixels, or inception-v3-compat "
+                         "(torch-fidelity's InceptionV3; needs its weights)")
+    ev.add_argument("--inception-weights", default=None, metavar="PATH",
+                    help="torch-fidelity's InceptionV3 weights file "
+                         "(weights-inception-2015-12-05-6726825d.pth), for "
+                         "--feature-extractor inception-v3-compat offline")
     ev.add_argument("--max-train", type=int, default=10_000,
                     help="train examples scored for nll_train (seeded subset; default 10000)")
+    ev.add_argument("--report", action="store_true",
+                    help="also write report.html (self-contained: tables, pictures, plots)")
+    ev.add_argument("--boards", default=None,
+                    help="directory of baseline boards <dataset>.csv (default: $GMBENCH_BOARDS, "
+                         "else leaderboards/ of the gmbench source checkout)")
     ev.set_defaults(func=cmd_evaluate)
+
+    board = sub.add_parser("leaderboard", help="add results to a leaderboard CSV, or show one")
+    board_sub = board.add_subparsers(dest="board_command", required=True)
+    add = board_sub.add_parser(
+        "add", help="add every metric of results.json files as rows of a board",
+        description="Append one row per metric, with provenance, to a long-format CSV board "
+                    "(created if absent). Rows are identified by model sha256 + dataset sha256 "
+                    "+ metric + seed + feature space: re-adding leaves the board unchanged. "
+                    "Writes are atomic and locked (<board>.lock), so concurrent adds are safe.")
+    add.add_argument("results", nargs="+", help="results.json files from `gmbench evaluate`")
+    add.add_argument("--board", required=True, help="the board, e.g. leaderboards/digits.csv")
+    add.add_argument("--replace", action="store_true",
+                     help="overwrite rows with the same identity whose values differ")
+    add.set_defaults(func=cmd_leaderboard_add)
+    show = board_sub.add_parser("show", help="print a board as a wide table (model x metric)")
+    show.add_argument("--board", required=True, help="the board CSV")
+    show.add_argument("--sort", help="a metric: order models best first in its direction")
+    show.add_argument("--pareto", help="two metrics M1,M2: mark the models on their Pareto front")
+    show.set_defaults(func=cmd_leaderboard_show)
+
+    from gmbench.check import RULE
+    chk = sub.add_parser(
+        "check", help="fail (exit 1) when results regress against a model's row on a board",
+        description=f"Compare RESULTS.json with the model's most recent row per metric on the "
+                    f"board. Rule: {RULE}. Exit 0: no regression; 1: a regression; 2: bad input "
+                    "(unreadable or corrupt file, unknown model).")
+    chk.add_argument("results", help="results.json of the new evaluation")
+    chk.add_argument("--against", required=True, help="the reference board CSV")
+    chk.add_argument("--model", required=True, help="the model's name on the board")
+    chk.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
+                     help="accepted worsening per metric: absolute in the metric's unit "
+                          "(fid=2.5), or relative to the reference (precision=5%%); '*=VALUE' "
+                          "sets every metric's default (0); repeatable")
+    chk.set_defaults(func=cmd_check)
 
     sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("metrics", help="list metrics and what each needs").set_defaults(
         func=cmd_metrics)
+    bl = sub.add_parser("baselines", help="list bundled baselines and their recorded results")
+    bl.add_argument("--dataset", default=None, help="one dataset (default: every dataset)")
+    bl.add_argument("--boards", default=None, help="directory of boards <dataset>.csv")
+    bl.set_defaults(func=cmd_baselines)
     return parser
 
 

@@ -21,7 +21,14 @@ import torch
 import gmbench
 from gmbench.datasets import Dataset
 from gmbench.errors import MetricError
-from gmbench.features import FeatureExtractor, PixelFeatures, default_extractor, feature_space_label
+from gmbench.feature_cache import cached_arrays
+from gmbench.features import (
+    FeatureExtractor,
+    PixelFeatures,
+    extract_all,
+    feature_space_label,
+    get_extractor,
+)
 from gmbench.metrics import METRICS, Metric, get_metric
 from gmbench.model import Model
 from gmbench.results import MetricResult, RunResult
@@ -46,6 +53,10 @@ class EvalConfig:
         max_train: train examples scored for ``nll_train`` (a seeded subset when the split is
             larger).
         device: ``"cpu"`` or ``"cuda"``.
+        feature_extractor: feature space of sample metrics: ``"auto"`` (the dataset's bundled
+            classifier, else pixels), ``"classifier"``, ``"pixels"`` or
+            ``"inception-v3-compat"`` (see :mod:`gmbench.features`).
+        inception_weights: path of torch-fidelity's InceptionV3 weights file.
     """
 
     seed: int = 0
@@ -54,6 +65,8 @@ class EvalConfig:
     dequant_samples: int = 1
     max_train: int = 10_000
     device: str = "cpu"
+    feature_extractor: str = "auto"
+    inception_weights: str | None = None
 
 
 class Evaluation:
@@ -139,17 +152,48 @@ class Evaluation:
     @property
     def extractor(self) -> FeatureExtractor:
         """The feature extractor of sample metrics (bundled classifier, else pixels)."""
-        return self.memo("extractor", lambda: default_extractor(self.dataset))
+        return self.memo("extractor", lambda: get_extractor(
+            self.config.feature_extractor, self.dataset,
+            inception_weights=self.config.inception_weights, device=self.config.device))
 
     @property
     def feature_space(self) -> str:
         """Label recorded in each metric: extractor name and weights sha256, or ``pixels``."""
         return feature_space_label(self.extractor)
 
+    def feature_pass(self, split: str) -> dict[str, np.ndarray]:
+        """Every output of the extractor's one pass over a split: ``"features"`` ``(n, F)``
+        and, for classifier extractors, ``"logits"``. Real splits of learned extractors are
+        cached on disk, keyed by the dataset's and the weights' sha256."""
+        def compute() -> dict[str, np.ndarray]:
+            extractor = self.extractor
+            if split == "samples" or not extractor.sha256:
+                return extract_all(extractor, self._split_data(split))
+            data = self._split_data(split)
+            return cached_arrays(
+                dataset=self.info.name, split=split, dataset_sha256=self.dataset.sha256,
+                extractor=extractor.name, extractor_sha256=extractor.sha256, n=len(data),
+                compute=lambda: extract_all(extractor, data))
+        return self.memo(f"feature_pass/{split}", compute)
+
     def features(self, split: str) -> np.ndarray:
         """Features of ``"samples"``, ``"test"`` or ``"train"``, ``(n, F)`` float32, computed
         once per evaluation and shared by every sample metric."""
-        return self.memo(f"features/{split}", lambda: self.extractor(self._split_data(split)))
+        return self.feature_pass(split)["features"]
+
+    def logits(self, split: str) -> np.ndarray:
+        """Class logits of a split from the same pass as :meth:`features`, ``(n, classes)``.
+
+        Raises:
+            MetricError: the feature extractor has no classifier head (e.g. pixels).
+        """
+        outputs = self.feature_pass(split)
+        if "logits" not in outputs:
+            raise MetricError(
+                f"This metric needs class logits, but the feature extractor "
+                f"'{self.extractor.name}' has none. Use --feature-extractor classifier or "
+                "inception-v3-compat, or drop the metric from --metrics.")
+        return outputs["logits"]
 
     def pixels(self, split: str) -> np.ndarray:
         """Flattened data of a split, ``(n, D)`` float32 (discrete values scaled to [0, 1])."""
@@ -217,8 +261,12 @@ def evaluate(model: Model, dataset: Dataset, config: EvalConfig,
     chosen, skipped = select_metrics(metrics, model, dataset)
     ev = Evaluation(model, dataset, config)
     results: dict[str, MetricResult] = {}
+    seconds: dict[str, float] = {}
     for metric in chosen:
+        tic = time.perf_counter()
         results[metric.key] = metric.run(ev)
+        # shared arrays are charged to the first metric that needs them
+        seconds[metric.key] = round(time.perf_counter() - tic, 3)
     uses_samples = "samples" in ev._memo
     run = RunResult(
         model=model.source.to_dict(),
@@ -228,6 +276,6 @@ def evaluate(model: Model, dataset: Dataset, config: EvalConfig,
         metrics=results,
         skipped=skipped,
         config=asdict(config),
-        provenance=provenance(config.device, started),
+        provenance={**provenance(config.device, started), "metric_seconds": seconds},
     )
     return run, ev

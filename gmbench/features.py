@@ -1,27 +1,72 @@
 """Feature spaces for sample metrics.
 
 A feature extractor maps a batch in the dataset's own representation ``(n, *shape)`` to
-``(n, F)`` float32 features. Until a dataset has a bundled classifier, sample metrics use
-:class:`PixelFeatures` (flattened values scaled to ``[0, 1]`` for discrete data).
+``(n, F)`` float32 features; extractors with a classifier head also give logits in the same
+pass (:func:`extract_all`). Choices (``--feature-extractor``):
+
+- ``auto`` (default): the dataset's bundled classifier when its weights exist
+  (:mod:`gmbench.extractors`), else ``pixels``.
+- ``classifier``: the bundled classifier; an :class:`ExtractorError` says how to train it
+  when its weights are missing (``mnist`` here).
+- ``pixels``: :class:`PixelFeatures`, flattened values scaled to ``[0, 1]``.
+- ``inception-v3-compat``: torch-fidelity's ImageNet InceptionV3 (2048-d pool features,
+  1008 unbiased logits); grayscale tiled to three channels, uint8 ``0..255`` input, resized to
+  299x299 inside torch-fidelity. Its weights come from ``--inception-weights PATH`` or
+  torch's hub cache; gmbench never downloads them implicitly.
+
+Feature dimensions: bundled classifiers 128 (their penultimate layer), InceptionV3 2048,
+pixels ``D``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+import torch
 
 from gmbench.datasets import Dataset, DatasetInfo
+from gmbench.errors import did_you_mean
+from gmbench.extractors import (
+    BundledClassifier,
+    ExtractorError,
+    classifier_available,
+    classifier_for,
+)
+from gmbench.files import sha256_file
 
-__all__ = ["FeatureExtractor", "PixelFeatures", "default_extractor", "feature_space_label"]
+__all__ = [
+    "EXTRACTOR_NAMES",
+    "INCEPTION_URL",
+    "INCEPTION_WEIGHTS_FILE",
+    "ClassifierFeatures",
+    "ExtractorError",
+    "FeatureExtractor",
+    "InceptionFeatures",
+    "PixelFeatures",
+    "default_extractor",
+    "extract_all",
+    "feature_space_label",
+    "get_extractor",
+]
+
+EXTRACTOR_NAMES = ("auto", "classifier", "pixels", "inception-v3-compat")
+INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+                 "weights-inception-2015-12-05-6726825d.pth")
+INCEPTION_WEIGHTS_FILE = INCEPTION_URL.rsplit("/", 1)[1]
 
 
 class FeatureExtractor(Protocol):
     """Maps ``(n, *shape)`` data to ``(n, F)`` float32 features."""
 
-    name: str
-    sha256: str  # of the weights; "" for parameter-free features
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def sha256(self) -> str:  # of the weights; "" for parameter-free features
+        ...
 
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -41,11 +86,161 @@ class PixelFeatures:
         return flat
 
 
+@dataclass(frozen=True)
+class ClassifierFeatures:
+    """The penultimate layer (and logits) of a dataset's bundled classifier.
+
+    ``name`` is ``"gmbench-<dataset>"``, also its torch-fidelity name; ``sha256`` is that of
+    the weights file. ``classifier`` gives ``predict`` / ``logits`` for pseudo-labels.
+    """
+
+    classifier: BundledClassifier = field(repr=False)
+    name: str = ""
+    sha256: str = ""
+    logits_layer: str = "logits"
+
+    @classmethod
+    def for_dataset(cls, dataset: str, *, device: str = "cpu") -> ClassifierFeatures:
+        clf = classifier_for(dataset, device=device)
+        return cls(classifier=clf, name=clf.name, sha256=clf.sha256)
+
+    def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """``{"features": (n, 128), "logits": (n, 10)}``, float32, in one pass."""
+        return self.classifier.extract(x)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.extract(x)["features"]
+
+
+def find_inception_weights(path: str | Path | None) -> Path:
+    """The InceptionV3 weights file: ``path`` if given, else torch's hub cache copy.
+
+    Raises:
+        ExtractorError: the file does not exist (with how to get it).
+    """
+    how = (
+        f"Download torch-fidelity's InceptionV3 weights from {INCEPTION_URL} on a machine with "
+        f"internet access (the file is {INCEPTION_WEIGHTS_FILE}, about 92 MB) and pass "
+        "--inception-weights PATH, or put the file in torch's hub cache "
+        f"({Path(torch.hub.get_dir()) / 'checkpoints'}). gmbench does not download it for you."
+    )
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise ExtractorError(f"--inception-weights {path}: no such file. {how}")
+        return p
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE
+    if cached.is_file():
+        return cached
+    raise ExtractorError(
+        "--feature-extractor inception-v3-compat needs the InceptionV3 weights, which are not "
+        f"on this machine. {how} Without them, the default feature space (the dataset's "
+        "bundled classifier) needs no download."
+    )
+
+
+@dataclass(frozen=True)
+class InceptionFeatures:
+    """torch-fidelity's InceptionV3 (``inception-v3-compat``): 2048-d pool features and
+    1008 unbiased logits (the Inception Score's layer).
+
+    Images are mapped to uint8 ``round(k * 255 / (levels - 1))``, grayscale tiled to three
+    channels, then resized to 299x299 by torch-fidelity (TensorFlow-1.x-compatible bilinear).
+    """
+
+    module: Any = field(repr=False)
+    levels: int
+    sha256: str
+    name: str = "inception-v3-compat"
+    device: str = "cpu"
+    batch_size: int = 64
+    logits_layer: str = "logits_unbiased"
+
+    @classmethod
+    def load(cls, *, levels: int | None, weights: str | Path | None = None,
+             device: str = "cpu") -> InceptionFeatures:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        path = find_inception_weights(weights)
+        try:  # restricted unpickler: fails on anything but tensors, so the file is safe to load
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any failure means an unusable file
+            raise ExtractorError(
+                f"{path} is not a torch-fidelity InceptionV3 weights file ({exc}). Download "
+                f"{INCEPTION_URL} again and pass its path with --inception-weights."
+            ) from None
+        module = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048", "logits_unbiased"],
+            feature_extractor_weights_path=str(path))
+        module.eval().requires_grad_(False).to(device)
+        return cls(module=module, levels=levels or 256, sha256=sha256_file(path), device=device)
+
+    def _as_uint8(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(x))
+        if t.dim() == 3:
+            t = t[:, None]  # (n, 1, H, W)
+        if t.dtype.is_floating_point:  # already in [0, 1]
+            t = (t.clamp(0, 1) * 255).round()
+        else:
+            t = (t.to(torch.float64) * 255 / (self.levels - 1)).round()
+        t = t.to(torch.uint8)
+        return t.expand(-1, 3, -1, -1) if t.shape[1] == 1 else t  # (n, 3, H, W)
+
+    @torch.no_grad()
+    def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        t = self._as_uint8(x)
+        feats, logits = [], []
+        for i in range(0, t.shape[0], self.batch_size):
+            f, lg = self.module(t[i:i + self.batch_size].contiguous().to(self.device))
+            feats.append(f.cpu())
+            logits.append(lg.cpu())
+        return {"features": torch.cat(feats).numpy(), "logits": torch.cat(logits).numpy()}
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.extract(x)["features"]
+
+
+def extract_all(extractor: FeatureExtractor, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of one pass: ``{"features": (n, F)}`` plus ``"logits"`` where the
+    extractor has a classifier head."""
+    extract = getattr(extractor, "extract", None)
+    return dict(extract(x)) if extract is not None else {"features": extractor(x)}
+
+
 def feature_space_label(extractor: FeatureExtractor) -> str:
     """``"pixels"``, or ``"<name> (sha256 <first 12 hex>)"`` for learned extractors."""
     return extractor.name if not extractor.sha256 else f"{extractor.name} (sha256 {extractor.sha256[:12]})"
 
 
-def default_extractor(dataset: Dataset) -> FeatureExtractor:
-    """The feature space sample metrics use on ``dataset`` by default."""
+def default_extractor(dataset: Dataset, *, device: str = "cpu") -> FeatureExtractor:
+    """The feature space sample metrics use on ``dataset`` by default: its bundled
+    classifier when trained weights exist, else pixels."""
+    if dataset.info.kind == "image" and classifier_available(dataset.info.name):
+        return ClassifierFeatures.for_dataset(dataset.info.name, device=device)
     return PixelFeatures(dataset.info)
+
+
+def get_extractor(name: str, dataset: Dataset, *, inception_weights: str | Path | None = None,
+                  device: str = "cpu") -> FeatureExtractor:
+    """The extractor called ``name`` (one of :data:`EXTRACTOR_NAMES`) for ``dataset``.
+
+    Raises:
+        ExtractorError: unknown name, a non-image dataset for an image extractor, or missing
+            weights.
+    """
+    if name == "auto":
+        return default_extractor(dataset, device=device)
+    if name == "pixels":
+        return PixelFeatures(dataset.info)
+    if name not in EXTRACTOR_NAMES:
+        raise ExtractorError(f"Unknown feature extractor '{name}'."
+                             f"{did_you_mean(name, EXTRACTOR_NAMES)} Choose one of "
+                             f"{', '.join(EXTRACTOR_NAMES)}.")
+    if dataset.info.kind != "image":
+        raise ExtractorError(f"--feature-extractor {name} works on images, but "
+                             f"{dataset.info.name} is {dataset.info.kind} data. Use "
+                             "--feature-extractor pixels (or leave it at auto).")
+    if name == "classifier":
+        return ClassifierFeatures.for_dataset(dataset.info.name, device=device)
+    return InceptionFeatures.load(levels=dataset.info.levels, weights=inception_weights,
+                                  device=device)

@@ -1,9 +1,15 @@
-"""The terminal table: each metric with its 95% interval, direction and sample size."""
+"""The terminal table: each metric with its 95% interval, direction and sample size, beside the
+bundled baselines (their values ± 95% half-width) and the model's rank among them."""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+from gmbench.memorization import verdict as memorization_verdict
 
 __all__ = ["format_number", "render_table"]
 
@@ -18,27 +24,93 @@ def format_number(x: float | None) -> str:
     return f"{x:.5g}"
 
 
-def render_table(result: dict[str, Any]) -> str:
-    """Render a ``results.json`` dictionary as aligned text."""
-    model, data = result["model"], result["dataset"]
-    lines = [f"gmbench: {model['name']} on {data['name']} (seed {result['seed']}, "
-             f"dataset sha256 {data['sha256'][:12]}, model sha256 {model['sha256'][:12]})"]
-    header = ("", "metric", "value", "95% CI", "n", "unit", "kind / space")
-    rows = [header]
-    for key, rec in result["metrics"].items():
-        ci = f"[{format_number(rec['ci_low'])}, {format_number(rec['ci_high'])}]"
-        where = rec.get("kind") or rec.get("feature_space") or ""
-        if rec.get("kind") and rec.get("log_prob_space") == "dequantized":
-            where += f" (dequantized, K={rec.get('dequant_samples')})"
-        rows.append((ARROWS[bool(rec["higher_is_better"])], key, format_number(rec["value"]), ci,
-                     str(rec["n"]), rec["unit"], where))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+def format_pm(value: float | None, halfwidth: float | None, *, digits: int = 5) -> str:
+    """``"12.3 ±0.45"`` (value ± 95% half-width, two significant digits), or the value alone."""
+    if value is None:
+        return "-"
+    text = format_number(value) if digits == 5 else (
+        f"{value:.{digits - 1}e}" if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3)
+        else f"{value:.{digits}g}")
+    return text if halfwidth is None else f"{text} ±{halfwidth:.2g}"
+
+
+SHA = re.compile(r" \(sha256 ([0-9a-f]+)\)$")
+
+
+def _where(rec: Mapping[str, Any]) -> str:
+    """Likelihood kind, else the feature space's name (its weights' hash is in the footer)."""
+    where = rec.get("kind") or SHA.sub("", rec.get("feature_space") or "")
+    if rec.get("kind") and rec.get("log_prob_space") == "dequantized":
+        where += f" (dequantized, K={rec.get('dequant_samples')})"
+    return where
+
+
+def _align(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
     for i, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
+                 board: str | Path | None = None) -> str:
+    """Render a ``results.json`` dictionary as aligned text, beside the baselines.
+
+    Args:
+        result: the run (``RunResult.to_dict()`` or a read ``results.json``).
+        baselines: :class:`~gmbench.leaderboard.BoardRow` rows of the bundled baselines on the
+            same dataset (each baseline's most recent evaluation is shown).
+        board: where the baselines came from (named in the footer; ``None``: not looked up).
+    """
+    from gmbench.leaderboard import compare_with_baselines
+
+    model, data = result["model"], result["dataset"]
+    lines = [f"gmbench: {model['name']} on {data['name']} (seed {result['seed']}, "
+             f"dataset sha256 {data['sha256'][:12]}, model sha256 {model['sha256'][:12]})"]
+    names, comparisons = compare_with_baselines(result, baselines)
+    header = ["", "metric", "value", "95% CI", "n", "unit", "kind / space"]
+    if names:
+        header += ["rank", *names]
+    rows = [header]
+    any_mismatch = False
+    for comp in comparisons:
+        rec = comp.record
+        ci = f"[{format_number(rec['ci_low'])}, {format_number(rec['ci_high'])}]"
+        row = [ARROWS[bool(rec["higher_is_better"])], comp.metric, format_number(rec["value"]),
+               ci, str(rec["n"]), rec["unit"], _where(rec)]
+        if names:
+            row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
+            for name in names:
+                r = comp.baselines.get(name)
+                cell = "" if r is None else format_pm(r.value, r.halfwidth, digits=4)
+                if name in comp.mismatched:
+                    cell += " †"
+                    any_mismatch = True
+                row.append(cell)
+        rows.append(row)
+    lines += _align(rows)
+    lines += filter(None, [memorization_verdict(result["metrics"])])
     if result.get("skipped"):
         lines.append("skipped: " + "; ".join(f"{k} ({why})" for k, why in result["skipped"].items()))
     lines.append("↑ higher is better, ↓ lower is better; intervals are 95% (see ci_method in "
                  "results.json).")
+    spaces = sorted({str(rec.get("feature_space")) for rec in result["metrics"].values()
+                     if not rec.get("kind") and SHA.search(str(rec.get("feature_space") or ""))})
+    if spaces:
+        lines.append("feature spaces: " + "; ".join(spaces) + ".")
+    if names:
+        lines.append(f"baselines from {board}: value ±95% half-width; rank among this model and "
+                     "the baselines (1 = best)."
+                     + (" † measured in another feature space: not ranked." if any_mismatch
+                        else ""))
+        stale = sorted({r.dataset_sha256[:12] for r in baselines} - {data["sha256"][:12]})
+        if stale:
+            lines.append(f"warning: baselines were evaluated on dataset sha256 "
+                         f"{', '.join(stale)}, not {data['sha256'][:12]}.")
+    elif board is not None:
+        lines.append(f"no baselines for {data['name']} (looked for {board}; set --boards DIR or "
+                     "GMBENCH_BOARDS).")
     return "\n".join(lines)

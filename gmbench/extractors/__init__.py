@@ -1,0 +1,185 @@
+"""The bundled classifiers: one small convolutional network per image dataset.
+
+Each classifier is trained by the project on its dataset's train split
+(``python -m gmbench.extractors.train --dataset NAME``) and ships in this package as
+``<dataset>.safetensors`` (weights, loaded without pickle) beside ``<dataset>.json`` (its
+architecture, test accuracy, weights sha256 and how it was trained). Its penultimate layer is
+the feature space of every sample metric on that dataset; its logits give the Inception Score
+and pseudo-labels.
+
+Example::
+
+    clf = classifier_for("fashion-mnist")
+    labels = clf.predict(x)        # (n,) int64, x in the dataset's representation
+    feats = clf.features(x)        # (n, 128) float32
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gmbench.errors import GmbenchError
+from gmbench.extractors.net import ARCHITECTURES, Architecture, ConvClassifier
+from gmbench.files import sha256_file
+
+__all__ = [
+    "BUNDLED_DATASETS",
+    "BundledClassifier",
+    "ExtractorError",
+    "classifier_available",
+    "classifier_for",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_DATASETS = tuple(sorted(ARCHITECTURES))
+DEFAULT_BATCH = 1000
+
+
+class ExtractorError(GmbenchError):
+    """A feature extractor that is unknown, untrained, or whose weights are missing or corrupt."""
+
+
+def _paths(dataset: str, directory: Path) -> tuple[Path, Path]:
+    return directory / f"{dataset}.safetensors", directory / f"{dataset}.json"
+
+
+def classifier_available(dataset: str, directory: Path = PACKAGE_DIR) -> bool:
+    """Whether trained weights for ``dataset`` exist."""
+    weights, record = _paths(dataset, directory)
+    return dataset in ARCHITECTURES and weights.is_file() and record.is_file()
+
+
+@dataclass(frozen=True, eq=False)
+class BundledClassifier:
+    """A trained :class:`~gmbench.extractors.net.ConvClassifier` and its record.
+
+    Inputs ``x`` are ``(n, *shape)`` in the dataset's representation: integers
+    ``0..levels-1`` (any integer dtype) are scaled by ``1 / (levels - 1)``; floating arrays
+    are taken as already scaled to ``[0, 1]``.
+
+    Attributes:
+        dataset: dataset name.
+        levels: discrete levels of the dataset's pixels.
+        net: the network, in eval mode, on ``device``.
+        record: the JSON record (test accuracy, training settings, ...).
+        sha256: sha256 of the weights file.
+        device: where it runs.
+    """
+
+    dataset: str
+    levels: int
+    net: ConvClassifier
+    record: dict[str, Any] = field(repr=False)
+    sha256: str = ""
+    device: str = "cpu"
+
+    @property
+    def name(self) -> str:
+        return f"gmbench-{self.dataset}"
+
+    @property
+    def feature_dim(self) -> int:
+        return self.net.arch.hidden
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.record["test_accuracy"])
+
+    def _as_input(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+        t = t.reshape(t.shape[0], *self.net.arch.in_shape)
+        if t.dtype.is_floating_point:
+            return t.to(torch.float32)
+        return t.to(torch.float32) / (self.levels - 1)
+
+    @torch.no_grad()
+    def extract(self, x: np.ndarray | torch.Tensor, *, batch_size: int = DEFAULT_BATCH
+                ) -> dict[str, np.ndarray]:
+        """One pass: ``{"features": (n, hidden) float32, "logits": (n, classes) float32}``."""
+        t = self._as_input(x)
+        feats, logits = [], []
+        for i in range(0, t.shape[0], batch_size):
+            f, lg = self.net(t[i:i + batch_size].to(self.device))
+            feats.append(f.cpu())
+            logits.append(lg.cpu())
+        if not feats:
+            hidden, classes = self.net.arch.hidden, self.net.arch.num_classes
+            return {"features": np.zeros((0, hidden), np.float32),
+                    "logits": np.zeros((0, classes), np.float32)}
+        return {"features": torch.cat(feats).numpy(), "logits": torch.cat(logits).numpy()}
+
+    def features(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Penultimate-layer features, ``(n, hidden)`` float32."""
+        return self.extract(x)["features"]
+
+    def logits(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Class logits, ``(n, num_classes)`` float32."""
+        return self.extract(x)["logits"]
+
+    def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Predicted labels, ``(n,)`` int64."""
+        return self.logits(x).argmax(1).astype(np.int64)
+
+
+def _missing_message(dataset: str, directory: Path) -> str:
+    return (
+        f"No trained classifier for '{dataset}' in {directory}: the sample-quality feature "
+        f"extractor for this dataset has not been trained yet. Train it with `python -m "
+        f"gmbench.extractors.train --dataset {dataset}` (needs the dataset's train split; "
+        "add --device cuda if you have a GPU), which writes the weights into the package, or "
+        "choose another feature space with --feature-extractor pixels or "
+        "--feature-extractor inception-v3-compat."
+    )
+
+
+@lru_cache(maxsize=8)
+def _load(dataset: str, directory: Path, device: str) -> BundledClassifier:
+    from safetensors.torch import load_file
+
+    weights, record_path = _paths(dataset, directory)
+    if not classifier_available(dataset, directory):
+        raise ExtractorError(_missing_message(dataset, directory))
+    record = json.loads(record_path.read_text())
+    digest = sha256_file(weights)
+    if digest != record.get("weights_sha256"):
+        raise ExtractorError(
+            f"The classifier weights {weights} do not match the sha256 in {record_path.name} "
+            f"(file {digest[:12]}, record {str(record.get('weights_sha256'))[:12]}): the file is "
+            "corrupt or was replaced. Reinstall gmbench, or retrain with `python -m "
+            f"gmbench.extractors.train --dataset {dataset}`."
+        )
+    arch = Architecture.from_dict(record["architecture"])
+    net = ConvClassifier(arch)
+    net.load_state_dict(load_file(str(weights)))  # safetensors: no pickle
+    net.eval().requires_grad_(False).to(device)
+    levels = int(record["levels"])
+    return BundledClassifier(dataset=dataset, levels=levels, net=net, record=record,
+                             sha256=digest, device=device)
+
+
+def classifier_for(dataset: str, *, device: str = "cpu", directory: str | Path | None = None
+                   ) -> BundledClassifier:
+    """The bundled classifier of an image dataset (loaded once per process and device).
+
+    Args:
+        dataset: ``"digits"``, ``"fashion-mnist"`` or ``"mnist"``.
+        device: ``"cpu"`` or ``"cuda"``.
+        directory: where the weights live (default: this package).
+
+    Raises:
+        ExtractorError: no classifier for this dataset, weights not trained yet, or corrupt.
+    """
+    if dataset not in ARCHITECTURES:
+        raise ExtractorError(
+            f"There is no bundled classifier for dataset '{dataset}'; classifiers exist for "
+            f"image datasets only: {', '.join(BUNDLED_DATASETS)}. Use --feature-extractor "
+            "pixels for other data."
+        )
+    return _load(dataset, Path(directory) if directory else PACKAGE_DIR, device)

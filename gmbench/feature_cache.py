@@ -1,0 +1,78 @@
+"""On-disk cache of real-data features, keyed by the dataset's and the extractor's hashes.
+
+Features of a dataset split depend only on the split's contents and the extractor's weights,
+so they are computed once per machine and reused by every later evaluation. Files live in
+``$XDG_CACHE_HOME/gmbench/features`` (default ``~/.cache/gmbench/features``), one
+safetensors file per (dataset, split, extractor), written atomically; a file whose recorded
+hashes or arrays do not match is recomputed. ``GMBENCH_FEATURE_CACHE=off`` disables the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from gmbench.files import atomic_write
+
+__all__ = ["cache_dir", "cache_path", "cached_arrays"]
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/gmbench/features``, default ``~/.cache/gmbench/features``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gmbench" / "features"
+
+
+def cache_path(*, dataset: str, split: str, dataset_sha256: str, extractor: str,
+               extractor_sha256: str) -> Path:
+    return cache_dir() / (f"{dataset}-{split}-{dataset_sha256[:16]}-{extractor}-"
+                          f"{extractor_sha256[:16]}.safetensors")
+
+
+def _read(path: Path, expected: dict[str, str]) -> dict[str, np.ndarray] | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            if (fh.metadata() or {}) != expected:
+                return None
+            return {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+    except Exception:  # noqa: BLE001 - a corrupt or partial file is simply recomputed
+        return None
+
+
+def cached_arrays(*, dataset: str, split: str, dataset_sha256: str, extractor: str,
+                  extractor_sha256: str, n: int, compute: Callable[[], dict[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
+    """Arrays of one (dataset, split, extractor) from the cache, else ``compute()`` them and
+    store them.
+
+    Args:
+        dataset, split: names; dataset_sha256: hash of the dataset's contents.
+        extractor, extractor_sha256: the extractor's name and weights hash.
+        n: rows expected in every array (a mismatch means a stale file).
+        compute: returns ``{name: (n, ...) array}`` (e.g. ``features``, ``logits``).
+    """
+    if os.environ.get("GMBENCH_FEATURE_CACHE", "").lower() in ("off", "0", "false", "no"):
+        return compute()
+    keys = {"dataset": dataset, "split": split, "dataset_sha256": dataset_sha256,
+            "extractor": extractor, "extractor_sha256": extractor_sha256, "rows": str(n)}
+    path = cache_path(dataset=dataset, split=split, dataset_sha256=dataset_sha256,
+                      extractor=extractor, extractor_sha256=extractor_sha256)
+    if path.is_file():
+        arrays = _read(path, keys)
+        if arrays is not None and all(len(a) == n for a in arrays.values()):
+            return arrays
+    arrays = compute()
+    from safetensors.numpy import save
+
+    blob = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata=keys)
+    try:
+        with atomic_write(path, mode="wb") as fh:
+            fh.write(blob)
+    except OSError:  # a read-only cache must not fail the evaluation
+        pass
+    return arrays

@@ -1,0 +1,603 @@
+"""Leaderboards: long-format CSV boards of results, one row per (run, metric).
+
+A board is a CSV file with the header :data:`COLUMNS`, one row per metric of one evaluation.
+Rows are identified by :data:`IDENTITY` (model sha256, dataset sha256, metric, seed, feature
+space): adding results whose rows are already on the board changes nothing, byte for byte.
+Writes take an exclusive :func:`fcntl.flock` on a sidecar ``<board>.lock`` file, re-read the
+board under the lock, and replace it atomically (temporary file + rename), so concurrent
+writers never lose each other's rows and readers never see a half-written board.
+
+Text cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``,
+tab or carriage return) are stored with a leading apostrophe (OWASP "CSV injection").
+
+Python API (used by the baselines to build ``leaderboards/<dataset>.csv``)::
+
+    from gmbench.leaderboard import add_results
+    add_results("leaderboards/digits.csv", ["out/pca/results.json", "out/vae/results.json"])
+
+References:
+    OWASP, "CSV Injection", https://owasp.org/www-community/attacks/CSV_Injection
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gmbench.errors import BoardError, did_you_mean
+from gmbench.files import atomic_write
+from gmbench.results import read_results
+
+__all__ = [
+    "COLUMNS",
+    "IDENTITY",
+    "AddSummary",
+    "BoardRow",
+    "Comparison",
+    "add_results",
+    "add_rows",
+    "baseline_rows",
+    "board_lock",
+    "boards_dir",
+    "compare_with_baselines",
+    "dominates",
+    "format_board",
+    "latest_rows",
+    "merge_rows",
+    "neutralise",
+    "pareto_front",
+    "parse_board",
+    "rank_of",
+    "read_board",
+    "render_board",
+    "rows_from_results",
+    "select_model",
+    "write_board",
+]
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# evaluation options that do not change the numbers, left out of ``eval_config``
+NOT_CONFIG = ("device", "batch_size", "seed", "n_samples", "inception_weights")
+
+
+def neutralise(text: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet would evaluate as a formula (idempotent)."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One metric of one evaluation, as stored on a board.
+
+    Text fields are stored neutralised (see :func:`neutralise`); ``None`` numbers are empty
+    cells (a non-finite value or an undefined standard error). ``date`` is the UTC start time
+    of the evaluation (``provenance.started`` of ``results.json``), not the time of adding,
+    so re-adding a results file reproduces the same row. ``eval_config`` is the run's
+    ``config`` as compact JSON (without device, batch size, seed, n_samples and the path of
+    the Inception weights, which have their own columns or do not change the numbers; the
+    weights' hash is in ``feature_space``): what a re-run must pass to reproduce it.
+    """
+
+    dataset: str
+    model: str
+    metric: str
+    value: float | None
+    stderr: float | None
+    ci_low: float | None
+    ci_high: float | None
+    ci_method: str
+    n: int | None
+    unit: str
+    higher_is_better: bool
+    kind: str
+    feature_space: str
+    seed: int
+    n_samples: int | None
+    eval_config: str
+    gmbench_version: str
+    model_sha256: str
+    dataset_sha256: str
+    date: str
+
+    @property
+    def identity(self) -> tuple[str, str, str, int, str]:
+        return (self.model_sha256, self.dataset_sha256, self.metric, self.seed,
+                self.feature_space)
+
+    @property
+    def sort_key(self) -> tuple[Any, ...]:
+        return (self.dataset, self.model, self.date, self.model_sha256, self.seed,
+                self.metric, self.feature_space)
+
+    @property
+    def halfwidth(self) -> float | None:
+        """Half the width of the 95% interval (``None`` when it is unknown)."""
+        if self.ci_low is None or self.ci_high is None:
+            return None
+        return (self.ci_high - self.ci_low) / 2
+
+    @property
+    def sigma(self) -> float:
+        """The standard error used by ``gmbench check``: the larger of ``stderr`` and the 95%
+        interval's ``half-width / 1.96`` (equal for normal intervals; the interval is wider
+        where a stderr degenerates, e.g. an exact binomial interval at a rate of 0); 0 when
+        neither is known."""
+        hw = self.halfwidth
+        return max(self.stderr or 0.0, hw / 1.959963984540054 if hw is not None else 0.0)
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(BoardRow))
+IDENTITY = ("model_sha256", "dataset_sha256", "metric", "seed", "feature_space")
+_FLOATS = {"value", "stderr", "ci_low", "ci_high"}
+_OPTIONAL_INTS = {"n", "n_samples"}
+_TEXT = set(COLUMNS) - _FLOATS - _OPTIONAL_INTS - {"seed", "higher_is_better"}
+
+
+# ------------------------------------------------------------------ results -> rows
+def _float(x: Any) -> float | None:
+    if x is None:
+        return None
+    f = float(x)
+    return f if math.isfinite(f) else None
+
+
+def rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
+    """The board rows of one ``results.json`` dictionary (as :func:`read_results` returns).
+
+    Raises:
+        BoardError: a field is missing or has the wrong type (a damaged or hand-edited file).
+    """
+    try:
+        return _rows_from_results(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BoardError(f"the results file is damaged: {type(exc).__name__}: {exc}. Re-run "
+                         "`gmbench evaluate` to regenerate it.") from None
+
+
+def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
+    model, dataset, prov = data["model"], data["dataset"], data["provenance"]
+    config = {k: v for k, v in (data.get("config") or {}).items() if k not in NOT_CONFIG}
+    eval_config = json.dumps(config, sort_keys=True, separators=(",", ":")) if config else ""
+    rows = []
+    for key, rec in data["metrics"].items():
+        rows.append(BoardRow(
+            dataset=neutralise(str(dataset["name"])),
+            model=neutralise(str(model["name"])),
+            metric=neutralise(str(key)),
+            value=_float(rec.get("value")),
+            stderr=_float(rec.get("stderr")),
+            ci_low=_float(rec.get("ci_low")),
+            ci_high=_float(rec.get("ci_high")),
+            ci_method=neutralise(str(rec.get("ci_method") or "")),
+            n=None if rec.get("n") is None else int(rec["n"]),
+            unit=neutralise(str(rec.get("unit") or "")),
+            higher_is_better=bool(rec["higher_is_better"]),
+            kind=neutralise(str(rec.get("kind") or "")),
+            feature_space=neutralise(str(rec.get("feature_space") or "")),
+            seed=int(data.get("seed") or 0),
+            n_samples=None if data.get("n_samples") is None else int(data["n_samples"]),
+            eval_config=eval_config,
+            gmbench_version=neutralise(str(prov.get("gmbench_version") or "")),
+            model_sha256=neutralise(str(model.get("sha256") or "")),
+            dataset_sha256=neutralise(str(dataset.get("sha256") or "")),
+            date=neutralise(str(prov.get("started") or "")),
+        ))
+    return rows
+
+
+# ------------------------------------------------------------------ CSV <-> rows
+def _cell(row: BoardRow, column: str) -> str:
+    x = getattr(row, column)
+    if x is None:
+        return ""
+    if column == "higher_is_better":
+        return "true" if x else "false"
+    if isinstance(x, float):
+        return repr(x)  # shortest round-trip form: reading back gives the same float
+    return neutralise(str(x)) if column in _TEXT else str(x)
+
+
+def _parse_row(cells: list[str], where: str) -> BoardRow:
+    values: dict[str, Any] = {}
+    for column, text in zip(COLUMNS, cells, strict=True):
+        try:
+            if column in _FLOATS:
+                values[column] = float(text) if text else None
+                if values[column] is not None and not math.isfinite(values[column]):
+                    raise ValueError(text)
+            elif column in _OPTIONAL_INTS:
+                values[column] = int(text) if text else None
+            elif column == "seed":
+                values[column] = int(text)
+            elif column == "higher_is_better":
+                if text not in ("true", "false"):
+                    raise ValueError(text)
+                values[column] = text == "true"
+            else:
+                values[column] = text
+        except ValueError:
+            raise BoardError(f"{where}: column '{column}' holds {text!r}, which is not a valid "
+                             "value; the board is corrupt. Restore it from version control, "
+                             "or delete the row and re-add its results.json.") from None
+    return BoardRow(**values)
+
+
+def parse_board(text: str, *, where: str = "board") -> list[BoardRow]:
+    """Parse a board's CSV text; :class:`BoardError` if it is corrupt or truncated."""
+    if not text:
+        raise BoardError(f"{where} is empty. A board has at least its header line; delete the "
+                         "file and re-create it with `gmbench leaderboard add RESULTS.json "
+                         f"--board {where}`.")
+    if not text.endswith("\n"):
+        raise BoardError(f"{where} does not end with a newline: it was truncated (gmbench "
+                         "writes boards whole). Restore it from version control, or delete "
+                         "it and re-add the results files.")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+        if tuple(header) != COLUMNS:
+            raise BoardError(f"{where} is not a gmbench leaderboard: its header is "
+                             f"{','.join(header)[:120]!r}, expected {','.join(COLUMNS)!r}. Pass "
+                             "a board written by `gmbench leaderboard add`.")
+        rows = []
+        for cells in reader:
+            line = f"{where} line {reader.line_num}"
+            if len(cells) != len(COLUMNS):
+                raise BoardError(f"{line} has {len(cells)} fields, expected {len(COLUMNS)}: "
+                                 "the board is corrupt or truncated. Restore it from version "
+                                 "control, or delete it and re-add the results files.")
+            rows.append(_parse_row(cells, line))
+    except csv.Error as exc:
+        raise BoardError(f"{where} is not valid CSV ({exc}); restore it from version "
+                         "control.") from None
+    return rows
+
+
+def format_board(rows: Sequence[BoardRow]) -> str:
+    """The canonical CSV text of ``rows`` (sorted; one line per row; ``\\n`` line ends)."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in sorted(rows, key=lambda r: r.sort_key):
+        writer.writerow([_cell(row, c) for c in COLUMNS])
+    return buffer.getvalue()
+
+
+def read_board(path: str | os.PathLike[str]) -> list[BoardRow]:
+    """Read and validate a board file."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise BoardError(f"Board {path} does not exist. Create it with `gmbench leaderboard "
+                         f"add RESULTS.json --board {path}`.") from None
+    except IsADirectoryError:
+        raise BoardError(f"Board {path} is a directory; pass a .csv file.") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BoardError(f"Board {path} is not UTF-8 text; it is not a gmbench board.") from None
+    return parse_board(text.removeprefix("\ufeff"), where=str(path))  # a BOM from a spreadsheet
+
+
+def write_board(path: str | os.PathLike[str], rows: Sequence[BoardRow]) -> None:
+    """Write ``rows`` atomically (callers that read-modify-write hold :func:`board_lock`)."""
+    with atomic_write(path) as handle:
+        handle.write(format_board(rows))
+
+
+@contextmanager
+def board_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on the sidecar file ``<board>.lock`` (POSIX ``flock``).
+
+    The sidecar is left in place: deleting a lock file races with the next writer.
+    """
+    lock = Path(f"{os.fspath(path)}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+# ------------------------------------------------------------------ adding
+@dataclass(frozen=True)
+class AddSummary:
+    """What :func:`add_rows` did: rows added, rows already present, rows that differ.
+
+    ``conflicts`` are identities already on the board with a different value; they were
+    replaced when ``replace=True`` and kept as they were otherwise.
+    """
+
+    added: int
+    unchanged: int
+    conflicts: tuple[tuple[str, ...], ...]
+    replaced: bool
+
+    def describe(self, board: str | os.PathLike[str]) -> str:
+        text = f"{board}: added {self.added} row(s), {self.unchanged} already present"
+        if self.conflicts:
+            verb = "replaced" if self.replaced else "kept (use --replace to overwrite)"
+            shown = "; ".join(f"{c[2]} seed {c[3]} model {c[0][:12]}" for c in self.conflicts[:5])
+            text += f", {len(self.conflicts)} differing from the board {verb}: {shown}"
+        return text
+
+
+def _same(a: BoardRow, b: BoardRow) -> bool:
+    return format_board([a]) == format_board([b])
+
+
+def merge_rows(board: Sequence[BoardRow], new: Sequence[BoardRow], *, replace: bool = False
+               ) -> tuple[list[BoardRow], AddSummary]:
+    """Pure: the board after adding ``new`` (deduplicated on :data:`IDENTITY`)."""
+    merged = {row.identity: row for row in board}
+    added = unchanged = 0
+    conflicts = []
+    for row in new:
+        old = merged.get(row.identity)
+        if old is None:
+            merged[row.identity] = row
+            added += 1
+        elif _same(old, row):
+            unchanged += 1
+        else:
+            conflicts.append(tuple(str(x) for x in row.identity))
+            if replace:
+                merged[row.identity] = row
+    return list(merged.values()), AddSummary(added, unchanged, tuple(conflicts), replace)
+
+
+def add_rows(board_path: str | os.PathLike[str], rows: Sequence[BoardRow], *,
+             replace: bool = False) -> AddSummary:
+    """Add ``rows`` to the board under its lock; creates the board if it does not exist.
+
+    The board is not rewritten when nothing changes.
+    """
+    path = Path(board_path)
+    with board_lock(path):
+        existing = read_board(path) if path.exists() else []
+        merged, summary = merge_rows(existing, rows, replace=replace)
+        if summary.added or (replace and summary.conflicts) or not path.exists():
+            write_board(path, merged)
+    return summary
+
+
+def add_results(board_path: str | os.PathLike[str],
+                results_paths: Sequence[str | os.PathLike[str]], *,
+                replace: bool = False) -> AddSummary:
+    """Add every metric of each ``results.json`` to the board at ``board_path``.
+
+    Args:
+        board_path: the CSV board, created if absent (e.g. ``leaderboards/digits.csv``).
+        results_paths: ``results.json`` files written by ``gmbench evaluate``.
+        replace: overwrite rows with the same identity whose values differ (default: keep).
+
+    Raises:
+        BoardError: a results file or the board is unreadable or corrupt.
+    """
+    if isinstance(results_paths, (str, os.PathLike)):
+        results_paths = [results_paths]
+    rows = []
+    for p in results_paths:
+        try:
+            rows += rows_from_results(read_results(Path(p)))
+        except BoardError as exc:
+            raise BoardError(str(exc) if str(p) in str(exc) else f"{p}: {exc}") from None
+    return add_rows(board_path, rows, replace=replace)
+
+
+# ------------------------------------------------------------------ reading boards
+def latest_rows(rows: Sequence[BoardRow]) -> dict[tuple[str, str, str], BoardRow]:
+    """The row shown for each ``(dataset, model, metric)``: the most recent evaluation.
+
+    Ties on ``date`` (several seeds of one run) go to the row with the lowest seed.
+    """
+    chosen: dict[tuple[str, str, str], BoardRow] = {}
+    for row in sorted(rows, key=lambda r: (r.date, -r.seed)):
+        chosen[(row.dataset, row.model, row.metric)] = row
+    return chosen
+
+
+def dominates(a: Sequence[float], b: Sequence[float], higher: Sequence[bool]) -> bool:
+    """``a`` is at least as good as ``b`` in every coordinate and better in one."""
+    better = [x > y if h else x < y for x, y, h in zip(a, b, higher, strict=True)]
+    worse = [x < y if h else x > y for x, y, h in zip(a, b, higher, strict=True)]
+    return any(better) and not any(worse)
+
+
+def pareto_front(points: Mapping[str, Sequence[float]], higher: Sequence[bool]) -> set[str]:
+    """Names of the points no other point dominates (``higher[i]``: direction of axis ``i``)."""
+    return {name for name, p in points.items()
+            if not any(dominates(q, p, higher) for other, q in points.items() if other != name)}
+
+
+def _fmt(x: float | None) -> str:
+    from gmbench.table import format_number
+    return format_number(x)
+
+
+def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
+                 pareto: tuple[str, str] | None = None) -> str:
+    """The wide table: one line per model, one column per metric (``value ±95% half-width``).
+
+    Args:
+        rows: board rows (several datasets give one table each).
+        sort: a metric; models are ordered best first in its direction (missing last).
+        pareto: two metrics; models on their Pareto front are marked ``*``.
+    """
+    if not rows:
+        return "(empty board)"
+    chosen = latest_rows(rows)
+    out = []
+    known = sorted({r.metric for r in rows})
+    for wanted in [m for m in (sort, *(pareto or ())) if m]:
+        if wanted not in known:
+            raise BoardError(f"Metric '{wanted}' is not on this board.{did_you_mean(wanted, known)}"
+                             f" Metrics on the board: {', '.join(known)}.")
+    for dataset in sorted({r.dataset for r in rows}):
+        here = {k: r for k, r in chosen.items() if k[0] == dataset}
+        models = sorted({k[1] for k in here})
+        metrics = [m for m in known if any(k[2] == m for k in here)]
+        cell = {(k[1], k[2]): r for k, r in here.items()}
+        if sort:
+            def key(model: str, cell: dict = cell) -> tuple[int, float, str]:
+                r = cell.get((model, sort))
+                if r is None or r.value is None:
+                    return (1, 0.0, model)
+                return (0, -r.value if r.higher_is_better else r.value, model)
+            models.sort(key=key)
+        front: set[str] = set()
+        if pareto:
+            m1, m2 = pareto
+            pts: dict[str, tuple[float, float]] = {}
+            for m in models:
+                a, b = cell.get((m, m1)), cell.get((m, m2))
+                if a is not None and b is not None and a.value is not None \
+                        and b.value is not None:
+                    pts[m] = (a.value, b.value)
+            dirs = [next(r.higher_is_better for r in here.values() if r.metric == m)
+                    for m in (m1, m2)]
+            front = pareto_front(pts, dirs)
+        arrows = {m: ("↑" if next(r.higher_is_better for r in here.values() if r.metric == m)
+                      else "↓") for m in metrics}
+        header = ["", "model", *[f"{arrows[m]}{m}" for m in metrics]]
+        table = [header]
+        for model in models:
+            cells = ["*" if model in front else "", model]
+            for m in metrics:
+                r = cell.get((model, m))
+                if r is None:
+                    cells.append("")
+                elif r.halfwidth is None:
+                    cells.append(_fmt(r.value))
+                else:
+                    cells.append(f"{_fmt(r.value)} ±{r.halfwidth:.2g}")
+            table.append(cells)
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        out.append(f"{dataset}: {len(models)} model(s)"
+                   + (f", sorted by {sort}" if sort else ""))
+        for i, row in enumerate(table):
+            out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            if i == 0:
+                out.append("  ".join("-" * w for w in widths))
+        notes = ["values ± 95% half-width; ↑ higher is better, ↓ lower is better; each cell is "
+                 "the model's most recent evaluation"]
+        if pareto:
+            notes.append(f"* on the Pareto front of {pareto[0]} and {pareto[1]}")
+        out.append("; ".join(notes) + ".")
+        out.append("")
+    return "\n".join(out).rstrip("\n")
+
+
+# ------------------------------------------------------------------ where boards live
+def boards_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The directory holding ``<dataset>.csv`` boards of the bundled baselines.
+
+    Looked up in this order: ``explicit`` (``--boards DIR``), ``$GMBENCH_BOARDS``, then
+    ``leaderboards/`` beside the installed ``gmbench`` package (the repository root of a
+    source checkout or an editable install). ``None`` when none exists.
+    """
+    if explicit is not None:
+        return Path(explicit)
+    env = os.environ.get("GMBENCH_BOARDS")
+    if env:
+        return Path(env)
+    repo = Path(__file__).resolve().parent.parent / "leaderboards"
+    return repo if repo.is_dir() else None
+
+
+def baseline_rows(dataset: str, *, boards: str | os.PathLike[str] | None = None
+                  ) -> tuple[list[BoardRow], Path | None]:
+    """Rows of ``<boards>/<dataset>.csv`` and the path read (``[]`` when there is none)."""
+    where = boards_dir(boards)
+    if where is None:
+        return [], None
+    path = where / f"{dataset}.csv"
+    if not path.is_file():
+        return [], path
+    return [r for r in read_board(path) if r.dataset == neutralise(dataset)], path
+
+
+def select_model(rows: Sequence[BoardRow], model: str, dataset: str | None = None
+                 ) -> list[BoardRow]:
+    """Rows of ``model`` (matched in its stored, neutralised form); error if there are none."""
+    name = neutralise(model)
+    pool = [r for r in rows if dataset is None or r.dataset == neutralise(dataset)]
+    mine = [r for r in pool if r.model == name]
+    if not mine:
+        names = sorted({r.model for r in pool})
+        where = f" for dataset {dataset}" if dataset else ""
+        raise BoardError(f"Model '{model}' is not on the board{where}."
+                         f"{did_you_mean(name, names)} Models there: "
+                         f"{', '.join(names) or '(none)'}. Pass --model with one of them.")
+    return mine
+
+
+
+# ------------------------------------------------------------------ a run beside the baselines
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of a run beside the baselines' most recent values.
+
+    Attributes:
+        metric: the metric key.
+        record: the run's record of the metric (a ``results.json`` metric dict).
+        baselines: baseline model name -> its row for this metric.
+        rank: the run's rank among itself and the comparable baselines (1 = best), or ``None``
+            when the run's value is not finite.
+        ranked: how many values were ranked.
+        mismatched: baselines measured in another feature space (not ranked against).
+    """
+
+    metric: str
+    record: Mapping[str, Any]
+    baselines: Mapping[str, BoardRow]
+    rank: int | None
+    ranked: int
+    mismatched: frozenset[str]
+
+
+def rank_of(value: float, others: Sequence[float], *, higher_is_better: bool) -> int:
+    """1 + the number of ``others`` strictly better than ``value``; values equal to within
+    floating-point rounding (relative 1e-9) tie and share a rank."""
+    better = [o for o in others if (o > value if higher_is_better else o < value)
+              and not math.isclose(o, value, rel_tol=1e-9, abs_tol=1e-12)]
+    return 1 + len(better)
+
+
+def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardRow]
+                           ) -> tuple[list[str], list[Comparison]]:
+    """Pure: the baseline names and, per metric of ``result``, its :class:`Comparison`.
+
+    Rows of the run's own model file (same sha256) are left out, so re-evaluating a baseline
+    compares it with the others rather than with itself.
+    """
+    own = neutralise(str(result["model"].get("sha256") or ""))
+    dataset = neutralise(str(result["dataset"]["name"]))
+    chosen = {k: r for k, r in latest_rows(baselines).items()
+              if k[0] == dataset and r.model_sha256 != own}
+    names = sorted({k[1] for k in chosen})
+    out = []
+    for key, rec in result["metrics"].items():
+        metric = neutralise(str(key))
+        rows = {name: chosen[(dataset, name, metric)] for name in names
+                if (dataset, name, metric) in chosen}
+        space = neutralise(str(rec.get("feature_space") or ""))
+        mismatched = frozenset(n for n, r in rows.items() if r.feature_space != space)
+        others = [r.value for n, r in rows.items() if n not in mismatched and r.value is not None]
+        value = rec.get("value")
+        rank = (None if value is None else
+                rank_of(float(value), others, higher_is_better=bool(rec["higher_is_better"])))
+        out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched))
+    return names, out

@@ -1,0 +1,160 @@
+"""Memorization metrics: ``nn_distance_ratio``, ``copy_rate``, ``data_copying_ct`` (SPEC 4).
+
+Wiring only; the statistics live in :mod:`gmbench.memorization`. Samples are compared with
+the train split, with the test split as the held-out yardstick. Nearest-neighbour distances
+are computed once per evaluation (exact, chunked: :func:`gmbench.neighbors.knn`) and shared.
+The headline feature space is the evaluation's (``ev.features``: the bundled classifier
+where one exists, else pixels); ``nn_distance_ratio`` and ``copy_rate`` also report the
+pixel-space value in ``details``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from gmbench import memorization as mem
+from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.neighbors import knn
+from gmbench.rng import child_seed
+
+if TYPE_CHECKING:
+    from gmbench.evaluation import Evaluation
+
+__all__ = ["PAIRS_KEY", "SHARED_K", "nearest_train", "suspicious_pairs"]
+
+SHARED_K = 10  # neighbours kept for samples in feature space (pseudo-labels reuse them)
+PAIRS_KEY = "memorization/pairs"
+N_PAIRS = 16
+
+
+def _data(ev: Evaluation, split: str, space: str) -> np.ndarray:
+    return ev.features(split) if space == "features" else ev.pixels(split)
+
+
+def nearest_train(ev: Evaluation, split: str, space: str = "features"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(distances, indices)`` of the nearest train examples of ``split`` (``"samples"`` or
+    ``"test"``) in ``space`` (``"features"`` or ``"pixels"``), each ``(n, k)``, computed once
+    per evaluation. ``k`` is :data:`SHARED_K` for samples in feature space, else 1."""
+    k = SHARED_K if (split, space) == ("samples", "features") else 1
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        return knn(_data(ev, split, space), _data(ev, "train", space), k=k,
+                   device=ev.config.device)
+
+    return ev.memo(f"nn-train/{split}/{space}", compute)
+
+
+def _distances(ev: Evaluation, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-training distances of samples ``(m,)`` and of test points ``(n,)``."""
+    sample_dist, sample_idx = nearest_train(ev, "samples", space)
+    if space == "features":
+        order = mem.most_suspicious(sample_dist[:, 0], count=N_PAIRS)
+        ev.memo(PAIRS_KEY, lambda: (order, sample_idx[order, 0]))
+    return sample_dist[:, 0], nearest_train(ev, "test", space)[0][:, 0]
+
+
+def _pixels_differ(ev: Evaluation) -> bool:
+    return ev.feature_space != "pixels"
+
+
+def suspicious_pairs(ev: Evaluation) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(sample indices, train indices)`` of the samples nearest to a training example and
+    their neighbours, if a memorization metric ran in this evaluation; else ``None``."""
+    return ev._memo.get(PAIRS_KEY)
+
+
+def _space_note(ev: Evaluation) -> str:
+    return ("headline in the evaluation's feature space; pixel-space value in "
+            "details.pixels" if _pixels_differ(ev) else "feature space is pixels")
+
+
+def _nn_distance_ratio(ev: Evaluation) -> Measurement:
+    s, t = _distances(ev, "features")
+    est = mem.nn_distance_ratio(s, t, rng=ev.rng("nn_distance_ratio"))
+    details = {"headline_space": "features", "note": _space_note(ev),
+               "median_sample_distance": float(np.median(s)),
+               "median_test_distance": float(np.median(t)), "n_test": len(t),
+               "n_train": len(ev.dataset.train)}
+    if _pixels_differ(ev):
+        ps, pt = _distances(ev, "pixels")
+        px = mem.nn_distance_ratio(ps, pt, rng=ev.rng("nn_distance_ratio", "pixels"))
+        details["pixels"] = {"value": px.value, "ci_low": px.ci_low, "ci_high": px.ci_high,
+                             "ci_method": px.ci_method}
+    return Measurement(est, feature_space=ev.feature_space, details=details)
+
+
+def _copy_rate(ev: Evaluation) -> Measurement:
+    s, t = _distances(ev, "features")
+    threshold = mem.copy_threshold(t)
+    details = {
+        "calibration": (f"threshold = {mem.COPY_QUANTILE:.0%} quantile of test-to-train "
+                        "nearest distances, so real held-out data scores about "
+                        f"{mem.COPY_QUANTILE:.0%}"),
+        "threshold": threshold,
+        "quantile": mem.COPY_QUANTILE,
+        "test_copy_rate": float((t < threshold).mean()),
+        # SPEC's literal reading: nearer than the nearest test point is to the training set
+        "below_min_test_distance": float((s < t.min()).mean()),
+        "n_test": len(t),
+    }
+    if _pixels_differ(ev):
+        ps, pt = _distances(ev, "pixels")
+        pth = mem.copy_threshold(pt)
+        details["pixels"] = {"value": float((ps < pth).mean()), "threshold": pth}
+    return Measurement(mem.copy_rate(s, threshold), feature_space=ev.feature_space,
+                       details=details)
+
+
+def _data_copying_ct(ev: Evaluation) -> Measurement:
+    train = ev.features("train")
+    samples, test = ev.features("samples"), ev.features("test")
+    n_cells = mem.n_cells_for(len(test), len(samples))
+    seed = child_seed(ev.seed, "data_copying_ct")
+    device = ev.config.device
+    centres = ev.memo(f"ct/centres/{n_cells}",
+                      lambda: mem.fit_cells(train, n_cells=n_cells, seed=seed,
+                                                         device=device))
+    train_cells = ev.memo(f"ct/train-cells/{n_cells}",
+                          lambda: mem.assign_cells(train, centres, device=device))
+    cells = {}
+    dist = {}
+    for split, x in (("samples", samples), ("test", test)):
+        cells[split] = mem.assign_cells(x, centres, device=device)
+        dist[split] = mem.within_cell_distances(x, cells[split], train, train_cells,
+                                                device=device)
+    est, res = mem.data_copying_ct_estimate(dist["samples"], cells["samples"], dist["test"],
+                                            cells["test"], n_cells=n_cells,
+                                            rng=ev.rng("data_copying_ct"))
+    return Measurement(est, feature_space=ev.feature_space, details={
+        "cells": n_cells,
+        "cells_kept": int(res.kept.sum()),
+        "cells_dropped": res.dropped,
+        "min_cell_samples": mem.MIN_CELL_SAMPLES,
+        "test_mass_kept": float(res.test_mass[res.kept].sum()),
+        "partition": (f"k-means++ then Lloyd (k={n_cells}, seeded, fitted on <= 10000 "
+                      "training features); "
+                      "distances to the nearest training point in the same cell"),
+        "interpretation": ("about 0: samples as far from the training set as held-out data; "
+                           "below -3: data copying; strongly positive: samples farther from "
+                           "the training set than real data (underfitting), not better"),
+        "n_test": len(test),
+    })
+
+
+for _metric in (
+    Metric("nn_distance_ratio", "memorization",
+           "median sample-to-train NN distance / median test-to-train NN distance "
+           "(about 1 ideal, near 0 = copying)", ("sample",), True, "ratio",
+           _nn_distance_ratio),
+    Metric("copy_rate", "memorization",
+           "fraction of samples nearer to a training example than the 1% quantile of "
+           "test-to-train NN distances (real data: ~0.01)", ("sample",), False, "fraction",
+           _copy_rate),
+    Metric("data_copying_ct", "memorization",
+           "Meehan et al. 2020 C_T z-statistic (about 0 ideal, < -3 = copying, > 0 = "
+           "underfitting)", ("sample",), True, "z-score", _data_copying_ct),
+):
+    register(_metric)

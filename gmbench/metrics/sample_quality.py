@@ -1,0 +1,345 @@
+"""Sample-quality metrics on images: ``inception_score``, ``fid``, ``kid``, ``precision``,
+``recall`` (computed by torch-fidelity's own functions) and ``density``, ``coverage``
+(Naeem et al. 2020), all on the features of one shared extractor pass (SPEC sections 4-5).
+
+Samples are compared with the test split. Features come from ``ev.features`` (the bundled
+classifier's 128-d penultimate layer by default; test features cached on disk) and logits from
+the same pass (``ev.logits``), so each input goes through the extractor once for every metric
+here and for the divergence and memorization metrics that share it.
+
+Definitions (each record's ``details`` repeats them):
+
+- ``inception_score``: ``exp(E_x KL(p(y|x) || p(y)))`` per split, mean over 10 disjoint splits of
+  the shuffled samples (torch-fidelity ``isc_features_to_metric``); stderr = split std /
+  sqrt(9) (normal interval).
+- ``fid``: Fréchet distance between Gaussians fitted to sample and test features (torch-fidelity
+  ``fid_features_to_statistics`` + ``fid_statistics_to_metric``); stderr from a bootstrap that
+  resamples both sets (normal interval around the value).
+- ``kid``: unbiased MMD² with the cubic polynomial kernel ``(x.y/F + 1)^3``, mean over 100 random
+  subsets of ``min(1000, n)`` per set (torch-fidelity ``kid_features_to_metric``); stderr from
+  the U-statistic's first-order variance plus torch-fidelity's subset spread / sqrt(100).
+- ``precision`` / ``recall``: Kynkäänniemi et al. 2019 with k = 3 and ``<=`` (torch-fidelity
+  ``calculate_precision_recall_part``, chunked); exact binomial interval over samples (test
+  points for recall), the other set's k-NN balls held fixed.
+- ``density`` / ``coverage``: Naeem et al. 2020, k = 5, with ``<=`` (see :mod:`gmbench.prdc`).
+
+References:
+    Salimans et al. 2016 (IS); Heusel et al. 2017 (FID); Bińkowski et al. 2018 (KID);
+    Kynkäänniemi et al. 2019 (precision/recall); Naeem et al. 2020 (density/coverage);
+    Obukhov et al., torch-fidelity (https://github.com/toshas/torch-fidelity).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from gmbench.errors import MetricError
+from gmbench.extractors import BUNDLED_DATASETS, classifier_available
+from gmbench.feature_cache import cached_arrays
+from gmbench.frechet import frechet_distance, gaussian_statistics
+from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.prdc import density_coverage, kth_neighbor_radius
+from gmbench.rng import child_seed
+from gmbench.stats import Z95, Estimate, clopper_pearson, mean_estimate
+
+if TYPE_CHECKING:
+    from gmbench.datasets import Dataset
+    from gmbench.evaluation import Evaluation
+
+__all__ = [
+    "ISC_SPLITS",
+    "KID_SUBSETS",
+    "KID_SUBSET_SIZE",
+    "PRC_K",
+    "PRDC_K",
+    "SampleQuality",
+    "density_coverage_estimates",
+    "fid_estimate",
+    "inception_score_estimate",
+    "kid_estimate",
+    "kid_first_order_variance",
+    "precision_recall_estimates",
+    "sample_quality",
+]
+
+ISC_SPLITS = 10
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+PRC_K = 3
+PRDC_K = 5
+# rows per block of distances: blocks of about 25M entries (100 MB), at least 1000 rows, so
+# memory stays O(max(25M, 1000 n)), never n^2; torch.cdist is slow on small blocks
+PRC_BLOCK_ENTRIES, PRC_MIN_ROWS = 25_000_000, 1000
+FID_BOOT_SMALL, FID_BOOT_LARGE = 20, 5  # bootstrap resamples for F <= 512 / F > 512
+# torch-fidelity (and the torchvision it imports) loads on first use, not with gmbench.metrics
+
+
+def _t(x: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x)).to(dtype)
+
+
+def _normal(value: float, se: float, n: int, method: str) -> Estimate:
+    return Estimate(value, se, value - Z95 * se, value + Z95 * se, n, method)
+
+
+def _binomial(p: float, n: int, method: str) -> Estimate:
+    k = int(round(p * n))
+    low, high = clopper_pearson(k, n)
+    return Estimate(p, math.sqrt(max(p * (1 - p), 0.0) / n), low, high, n, method)
+
+
+# ---------------------------------------------------------------- pure functions of features
+def inception_score_estimate(logits: np.ndarray, *, seed: int, splits: int = ISC_SPLITS
+                             ) -> Estimate:
+    """Inception Score of ``(n, classes)`` logits via torch-fidelity (``splits`` disjoint
+    splits of a seeded shuffle); stderr = split std (ddof 0) / sqrt(splits - 1)."""
+    if len(logits) < splits:
+        raise MetricError(f"The Inception Score needs at least {splits} samples (one per "
+                          f"split), got {len(logits)}. Raise --n-samples.")
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    out = isc_features_to_metric(_t(logits), splits=splits, shuffle=True, rng_seed=seed)
+    value, std = out["inception_score_mean"], out["inception_score_std"]
+    return _normal(value, std / math.sqrt(splits - 1), len(logits),
+                   f"normal over {splits} disjoint splits (torch-fidelity split std)")
+
+
+def fid_estimate(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
+                 n_boot: int | None = None) -> Estimate:
+    """FID of ``fake`` ``(M, F)`` against ``real`` ``(N, F)``: torch-fidelity's value; stderr
+    from ``n_boot`` bootstrap resamples of both sets (our closed form, :mod:`gmbench.frechet`)."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    small = fake.shape[1] <= 512
+    n_boot = n_boot or (FID_BOOT_SMALL if small else FID_BOOT_LARGE)
+    # one BLAS thread: small eigenproblems only lose time to threading, badly on a busy CPU
+    with threadpool_limits(limits=1 if small else None):
+        stat_fake = fid_features_to_statistics(_t(fake, torch.float64))
+        stat_real = fid_features_to_statistics(_t(real, torch.float64))
+        value = fid_statistics_to_metric(stat_fake, stat_real, verbose=False)[
+            "frechet_inception_distance"]
+        boots = []
+        for _ in range(n_boot):
+            wf = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
+            wr = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real))
+            boots.append(frechet_distance(*gaussian_statistics(fake, wf),
+                                          *gaussian_statistics(real, wr)))
+    se = float(np.std(boots, ddof=1))
+    return _normal(float(value), se, len(fake),
+                   f"normal, bootstrap stderr ({n_boot} resamples of samples and test set)")
+
+
+def kid_first_order_variance(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
+                             subset_size: int = KID_SUBSET_SIZE) -> float:
+    """Variance of the full-data unbiased MMD^2 from its first-order (Hoeffding) term,
+    ``4 Var_x(a(x)) / M + 4 Var_y(b(y)) / N`` with ``a(x) = E k(x, X') - E k(x, Y)`` and
+    ``b(y) = E k(y, Y') - E k(X, y)``, estimated from row means on one random subset of each
+    set, with KID's kernel ``(x.y / F + 1)^3``.
+
+    Exact to first order when the distributions differ; conservative when they are equal
+    (the first-order term vanishes and what remains is estimation noise).
+    """
+    s = min(subset_size, len(fake), len(real))
+    x = np.asarray(fake, np.float64)[rng.choice(len(fake), s, replace=False)]
+    y = np.asarray(real, np.float64)[rng.choice(len(real), s, replace=False)]
+    gamma = 1.0 / x.shape[1]
+
+    def kern(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return (u @ v.T * gamma + 1.0) ** 3
+
+    k_xx, k_yy, k_xy = kern(x, x), kern(y, y), kern(x, y)  # (s, s) each
+    np.fill_diagonal(k_xx, 0.0)
+    np.fill_diagonal(k_yy, 0.0)
+    a = k_xx.sum(1) / (s - 1) - k_xy.mean(1)  # (s,)
+    b = k_yy.sum(1) / (s - 1) - k_xy.mean(0)  # (s,)
+    return float(4 * a.var(ddof=1) / len(fake) + 4 * b.var(ddof=1) / len(real))
+
+
+def kid_estimate(fake: np.ndarray, real: np.ndarray, *, seed: int, subsets: int = KID_SUBSETS,
+                 subset_size: int = KID_SUBSET_SIZE) -> Estimate:
+    """KID via torch-fidelity: mean over ``subsets`` random subsets of
+    ``min(subset_size, M, N)`` per set.
+
+    The stderr combines the sampling variance of the data (:func:`kid_first_order_variance`)
+    with the spread torch-fidelity reports over its random subsets (``std / sqrt(subsets)``);
+    torch-fidelity's std alone measures only the subset draw, which is ~0 when the subsets
+    cover the data.
+    """
+    size = min(subset_size, len(fake), len(real))
+    if size < 3:
+        raise MetricError("KID needs at least 3 samples and 3 test points.")
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    out = kid_features_to_metric(_t(fake), _t(real), kid_subsets=subsets,
+                                 kid_subset_size=size, rng_seed=seed, verbose=False)
+    value, spread = out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
+    var = kid_first_order_variance(fake, real, rng=np.random.default_rng(seed),
+                                   subset_size=size)
+    se = math.sqrt(var + spread**2 / subsets)
+    return _normal(value, se, len(fake),
+                   f"normal; U-statistic first-order variance + subset spread ({subsets} "
+                   f"subsets of {size}, torch-fidelity)")
+
+
+def precision_recall_estimates(fake: np.ndarray, real: np.ndarray, *, k: int = PRC_K,
+                               batch_size: int | None = None) -> tuple[Estimate, Estimate]:
+    """Improved precision and recall via torch-fidelity (chunked), with exact binomial
+    intervals conditional on the other set's k-NN balls."""
+    if min(len(fake), len(real)) <= k:
+        raise MetricError(f"precision/recall need more than k = {k} samples and test points.")
+    from torch_fidelity.metric_prc import calculate_precision_recall_part
+
+    if batch_size is None:
+        batch_size = max(PRC_MIN_ROWS, PRC_BLOCK_ENTRIES // max(len(fake), len(real)))
+    precision, recall = calculate_precision_recall_part(_t(fake), _t(real), neighborhood=k,
+                                                        batch_size=batch_size)
+    return (_binomial(float(precision), len(fake),
+                      "clopper-pearson over samples (test k-NN balls held fixed)"),
+            _binomial(float(recall), len(real),
+                      "clopper-pearson over test points (sample k-NN balls held fixed)"))
+
+
+def density_coverage_estimates(fake: np.ndarray, real: np.ndarray, *, k: int = PRDC_K,
+                               radii: np.ndarray | None = None) -> tuple[Estimate, Estimate]:
+    """Density (normal over samples) and coverage (exact binomial over test points), both
+    conditional on the test set's k-NN balls."""
+    if len(real) <= k:
+        raise MetricError(f"density/coverage need more than k = {k} test points.")
+    dc = density_coverage(real, fake, k=k, radii=radii)
+    density = mean_estimate(dc.density_terms)
+    density = Estimate(density.value, density.stderr, density.ci_low, density.ci_high,
+                       density.n, "normal over samples (test k-NN balls held fixed)")
+    return density, _binomial(dc.coverage, len(real),
+                              "clopper-pearson over test points (samples held fixed)")
+
+
+@dataclass(frozen=True)
+class SampleQuality:
+    """All seven estimates, computed together from one feature pass."""
+
+    estimates: dict[str, Estimate]
+    details: dict[str, dict[str, Any]]
+
+
+def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarray | None,
+                   seed: int, real_radii: np.ndarray | None = None) -> SampleQuality:
+    """Every sample-quality metric of ``fake`` ``(M, F)`` against ``real`` ``(N, F)``.
+
+    Args:
+        fake, real: features (float32).
+        fake_logits: ``(M, classes)`` logits for the Inception Score, or ``None`` to skip it.
+        seed: run seed (IS shuffle, KID subsets and FID bootstrap derive from it).
+        real_radii: precomputed 5-NN radii of ``real`` (see :func:`gmbench.prdc.kth_neighbor_radius`).
+    """
+    import torch_fidelity
+
+    from gmbench.extractors.fidelity import register_with_torch_fidelity
+
+    register_with_torch_fidelity()
+    est: dict[str, Estimate] = {}
+    if fake_logits is not None:
+        est["inception_score"] = inception_score_estimate(fake_logits,
+                                                          seed=child_seed(seed, "isc"))
+    est["fid"] = fid_estimate(fake, real, rng=np.random.default_rng(child_seed(seed, "fid")))
+    est["kid"] = kid_estimate(fake, real, seed=child_seed(seed, "kid"))
+    est["precision"], est["recall"] = precision_recall_estimates(fake, real)
+    est["density"], est["coverage"] = density_coverage_estimates(fake, real, radii=real_radii)
+    tf = f"torch-fidelity {torch_fidelity.__version__}"
+    details: dict[str, dict[str, Any]] = {
+        "inception_score": {"splits": ISC_SPLITS, "implementation": f"{tf} isc_features_to_metric"},
+        "fid": {"implementation": f"{tf} fid_features_to_statistics + fid_statistics_to_metric"},
+        "kid": {"kernel": "polynomial (x.y/F + 1)^3", "subsets": KID_SUBSETS,
+                "subset_size": min(KID_SUBSET_SIZE, len(fake), len(real)),
+                "estimator": "unbiased MMD^2",
+                "implementation": f"{tf} kid_features_to_metric"},
+        "precision": {"k": PRC_K, "ball": "closed (<=)",
+                      "implementation": f"{tf} calculate_precision_recall_part"},
+        "recall": {"k": PRC_K, "ball": "closed (<=)",
+                   "implementation": f"{tf} calculate_precision_recall_part"},
+        "density": {"k": PRDC_K, "ball": "closed (<=; the reference code's < drops exact "
+                    "duplicates)", "implementation": "gmbench.prdc (chunked, float64)"},
+        "coverage": {"k": PRDC_K, "ball": "closed (<=; the reference code's < drops exact "
+                     "duplicates)", "implementation": "gmbench.prdc (chunked, float64)"},
+    }
+    return SampleQuality(est, details)
+
+
+# ---------------------------------------------------------------- wiring into Evaluation
+def images_with_extractor(dataset: Dataset) -> str | None:
+    if dataset.info.kind != "image":
+        return "defined for image datasets only"
+    name = dataset.info.name
+    if name in BUNDLED_DATASETS and not classifier_available(name):
+        return (f"needs the bundled {name} classifier, which is not trained yet (run `python -m "
+                f"gmbench.extractors.train --dataset {name}`)")
+    return None
+
+
+def _test_radii(ev: Evaluation) -> np.ndarray:
+    """k-NN radii of the test features, cached on disk beside them (same keys)."""
+    real, extractor = ev.features("test"), ev.extractor
+
+    def compute() -> dict[str, np.ndarray]:
+        return {"radius": kth_neighbor_radius(real, k=PRDC_K)}
+
+    if not extractor.sha256:
+        return compute()["radius"]
+    return cached_arrays(dataset=ev.info.name, split=f"test-knn{PRDC_K}-radius",
+                         dataset_sha256=ev.dataset.sha256, extractor=extractor.name,
+                         extractor_sha256=extractor.sha256, n=len(real),
+                         compute=compute)["radius"]
+
+
+def _results(ev: Evaluation) -> SampleQuality:
+    def compute() -> SampleQuality:
+        fake, real = ev.features("samples"), ev.features("test")
+        outputs = ev.feature_pass("samples")
+        radii = ev.memo(f"prdc_radii/test/k{PRDC_K}", lambda: _test_radii(ev))
+        return sample_quality(fake, real, fake_logits=outputs.get("logits"), seed=ev.seed,
+                              real_radii=radii)
+    return ev.memo("sample_quality", compute)
+
+
+def _measure(key: str):  # noqa: ANN202 - returns a compute function
+    def compute(ev: Evaluation) -> Measurement:
+        if key == "inception_score":
+            ev.logits("samples")  # a clear error when the extractor has no classifier head
+        res = _results(ev)
+        extractor = ev.extractor
+        details = {
+            **res.details[key],
+            "n_samples": len(ev.features("samples")),
+            "n_reference": len(ev.features("test")),
+            "reference": "test split",
+            "extractor": extractor.name,
+            "weights_sha256": extractor.sha256 or None,
+            "feature_dim": int(ev.features("test").shape[1]),
+            "feature_layer": getattr(extractor, "logits_layer", "logits")
+            if key == "inception_score" else "features",
+            "comparable_only_with": "the same feature_space and the same n_samples/n_reference",
+        }
+        return Measurement(res.estimates[key], feature_space=ev.feature_space, details=details)
+    return compute
+
+
+for _key, _desc, _hib, _unit in (
+    ("inception_score", "exp E KL(p(y|x) || p(y)), 10 splits, torch-fidelity", True, "score"),
+    ("fid", "Fréchet distance of Gaussian fits to sample and test features, torch-fidelity",
+     False, "squared feature units"),
+    ("kid", "unbiased MMD^2, cubic polynomial kernel, 100 subsets, torch-fidelity", False,
+     "squared kernel units"),
+    ("precision", "fraction of samples inside test k-NN balls (k=3), torch-fidelity", True,
+     "fraction"),
+    ("recall", "fraction of test points inside sample k-NN balls (k=3), torch-fidelity", True,
+     "fraction"),
+    ("density", "mean count of test k-NN balls (k=5) holding a sample, over k", True, "ratio"),
+    ("coverage", "fraction of test k-NN balls (k=5) holding a sample", True, "fraction"),
+):
+    register(Metric(_key, "sample quality", _desc, ("sample",), _hib, _unit, _measure(_key),
+                    applies=images_with_extractor))

@@ -1,0 +1,251 @@
+"""The bundled baselines: model files in the user's format, their maths, their training, and
+their recorded leaderboard rows (golden files).
+
+* every digits baseline evaluates through ``gmbench evaluate`` and reproduces its row of
+  ``leaderboards/digits.csv`` within the recorded 95% interval;
+* the family ordering the baselines promise, read from ``leaderboards/fashion-mnist.csv``;
+* the pieces checked against closed forms and scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from baselines import BASELINES, families_for
+from baselines.densities import discretized_logistic_log_mass, logit_inverse, logit_transform
+from baselines.weights import WEIGHTS_DIR, load_weights
+from gmbench.datasets import get_dataset
+from gmbench.errors import ModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+BOARDS = ROOT / "leaderboards"
+LIKELIHOOD = ("nll", "nll_train", "bits_per_dim")
+# cheap metrics that still exercise every capability: likelihood, samples, encode/decode,
+# sample_conditional (cas runs on the model's labelled samples)
+GOLDEN_METRICS = {"ae": ("mmd", "copy_rate", "reconstruction_error"),
+                  "ae_conditional": ("mmd", "cas"), "gan": ("mmd", "copy_rate")}
+
+
+def _board(dataset: str) -> dict[tuple[str, str], object]:
+    from gmbench.leaderboard import latest_rows, read_board
+
+    path = BOARDS / f"{dataset}.csv"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: run `python -m baselines.record --dataset {dataset}`")
+    return {(model, metric): row for (_, model, metric), row in
+            latest_rows(read_board(path)).items()}
+
+
+# ------------------------------------------------------------------ golden leaderboard rows
+@pytest.mark.slow
+@pytest.mark.parametrize("family", families_for("digits"))
+def test_digits_baseline_evaluates_and_reproduces_its_board_row(family, gmbench_cli):
+    board = _board("digits")
+    metrics = GOLDEN_METRICS.get(family, LIKELIHOOD)
+    run = gmbench_cli("evaluate", ROOT / "baselines" / f"{family}.py", "--dataset", "digits",
+                      "--metrics", ",".join(metrics), "--seed", "0")
+    assert run.code == 0, run.err
+    for key in metrics:
+        new = run.metric(key)
+        assert math.isfinite(new["value"]), (family, key)
+        recorded = board[(family, key)]
+        if recorded.feature_space != new["feature_space"]:
+            pytest.fail(f"{family} {key}: the board was recorded in {recorded.feature_space}, "
+                        f"this run measures in {new['feature_space']} (the feature extractor "
+                        "changed): re-run `python -m baselines.record --dataset digits`")
+        half = max(recorded.halfwidth or 0.0, 1e-9 * max(1.0, abs(recorded.value)))
+        assert abs(new["value"] - recorded.value) <= half, (
+            f"{family} {key}: {new['value']} vs recorded {recorded.value} ± {half}")
+
+
+def test_every_bundled_dataset_has_weights_for_every_trained_family():
+    from baselines import trained_families
+
+    for dataset in ("digits", "fashion-mnist", "toy2d-gmm8", "gauss-2"):
+        for family in trained_families(dataset):
+            assert (WEIGHTS_DIR / f"{family}-{dataset}.safetensors").is_file(), (family, dataset)
+            assert (WEIGHTS_DIR / f"{family}-{dataset}.json").is_file(), (family, dataset)
+
+
+def test_weights_are_small_and_safetensors():
+    files = list(WEIGHTS_DIR.glob("*.safetensors"))
+    assert files
+    assert sum(f.stat().st_size for f in files) < 40 * 2**20
+    for f in files:  # the safetensors header: 8-byte little-endian length, then JSON
+        head = f.read_bytes()[:9]
+        assert head[8:9] == b"{", f
+
+
+# ------------------------------------------------------------------ the promised ordering
+def test_fashion_mnist_family_ordering():
+    board = _board("fashion-mnist")
+    bpd = {m: r for (m, k), r in board.items() if k == "bits_per_dim"}
+    floor = bpd["categorical"]
+    assert 4.4 < floor.value < 4.8  # the independent categorical: about 4.6 bits/dim
+    for model, row in bpd.items():
+        if model != "categorical":  # every likelihood baseline beats the floor, CIs apart
+            assert row.ci_high < floor.ci_low, (model, row.value, floor.value)
+    for model in ("flow", "vae"):
+        assert bpd[model].ci_high < bpd["ppca"].ci_low, model
+    nll_train = {m: r.value for (m, k), r in board.items() if k == "nll_train"}
+    assert min(nll_train, key=nll_train.get) == "memorizer"
+    copy = {m: r.value for (m, k), r in board.items() if k == "copy_rate"}
+    assert max(copy, key=copy.get) == "memorizer" and copy["memorizer"] > 0.5
+    fid = {m: r for (m, k), r in board.items() if k == "fid"}
+    if fid:
+        assert fid["gan"].ci_high < fid["categorical"].ci_low
+
+
+# ------------------------------------------------------------------ maths of the pieces
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_discretized_logistic_is_a_normalized_mass(levels):
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(5, 1, generator=gen).clamp(-1.2, 1.2).expand(5, levels)
+    log_scale = (torch.randn(5, 1, generator=gen) - 2).expand(5, levels)
+    x = torch.arange(levels).expand(5, levels)
+    total = discretized_logistic_log_mass(x, mean, log_scale, levels=levels).exp().sum(-1)
+    assert torch.allclose(total, torch.ones(5), atol=2e-3)
+
+
+def test_logit_transform_log_det_matches_autograd():
+    y = torch.tensor([[0.01, 0.5, 0.99]], dtype=torch.float64)
+    z, log_det = logit_transform(y, alpha=1e-3)
+    jac = torch.autograd.functional.jacobian(lambda t: logit_transform(t, alpha=1e-3)[0], y)
+    assert torch.allclose(log_det, torch.log(torch.diagonal(jac[0, :, 0, :])).sum())
+    assert torch.allclose(logit_inverse(z, alpha=1e-3), y)
+
+
+def test_ppca_fit_matches_scikit_learn():
+    from sklearn.decomposition import PCA
+
+    from baselines.ppca import PPCA, fit_ppca
+
+    x = np.random.default_rng(0).standard_normal((500, 6)) @ np.diag([3, 2, 1, 0.5, 0.4, 0.3])
+    from scipy.stats import multivariate_normal
+
+    mean, w, sigma2 = fit_ppca(x, 2)
+    pca = PCA(n_components=2).fit(x)
+    unbias = len(x) / (len(x) - 1)  # scikit-learn divides by n - 1, the ML estimate by n
+    assert sigma2 * unbias == pytest.approx(pca.noise_variance_, rel=1e-9)
+    cov = w @ w.T + sigma2 * np.eye(6)
+    np.testing.assert_allclose(cov * unbias, pca.get_covariance(), rtol=1e-9, atol=1e-12)
+    model = PPCA(torch.from_numpy(mean), torch.from_numpy(w), sigma2, shape=(6,), alpha=None)
+    ours = model.log_prob(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, multivariate_normal(mean, cov).logpdf(x), rtol=1e-9)
+
+
+def test_coupling_flow_inverts_and_its_density_integrates_to_one():
+    from baselines.flow import CouplingFlow
+
+    torch.manual_seed(0)
+    flow = CouplingFlow(shape=(2,), hidden=16, layers=4, alpha=None).double()
+    for p in flow.parameters():  # leave the identity start: random, non-trivial couplings
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(7, 2, dtype=torch.float64)
+    with torch.no_grad():
+        h, _ = flow._pre(x)
+        for perm, coupling in zip(flow.perms, flow.couplings, strict=True):
+            h, _ = coupling(h[:, perm])
+        back = h
+        for perm, coupling in zip(reversed(flow.perms), reversed(flow.couplings), strict=True):
+            back = coupling.inverse(back)[:, torch.argsort(perm)]
+        assert torch.allclose(back, x, atol=1e-9)
+        grid = torch.linspace(-12, 12, 601, dtype=torch.float64)
+        pts = torch.cartesian_prod(grid, grid)
+        mass = flow.log_prob(pts).exp().sum() * (grid[1] - grid[0]) ** 2
+    assert float(mass) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_categorical_and_vae_masses_are_normalized_on_a_tiny_space():
+    from baselines.categorical import IndependentCategorical
+    from baselines.vae import VAE
+
+    levels = 3
+    every = torch.cartesian_prod(*[torch.arange(levels)] * 4).reshape(-1, 1, 2, 2)
+    gen = torch.Generator().manual_seed(0)
+    cat = IndependentCategorical(torch.log_softmax(torch.randn(4, levels, generator=gen), -1),
+                                 (1, 2, 2))
+    assert float(cat.log_prob(every).exp().sum()) == pytest.approx(1.0, abs=1e-6)
+    torch.manual_seed(0)
+    vae = VAE(shape=(1, 2, 2), levels=levels, hidden=8, latent=2)
+    z = torch.randn(4000, 2)
+    with torch.no_grad():  # sum_x p(x|z) = 1 for every z
+        total = torch.stack([vae.log_likelihood(every.reshape(len(every), -1)[i].expand(4000, 4),
+                                                z).exp() for i in range(len(every))]).sum(0)
+    assert torch.allclose(total, torch.ones(4000), atol=1e-4)
+
+
+def test_iwae_estimate_is_at_least_the_elbo_on_average():
+    from baselines.vae import build
+
+    model = build(get_dataset("digits").info, "cpu")
+    x = torch.from_numpy(get_dataset("digits").test.x[:64].astype(np.int64))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        iwae = model.log_prob(x).mean()
+        elbo = model.elbo(x).mean()
+    assert iwae > elbo
+
+
+def test_memorizer_replays_and_scores_training_images_by_their_count():
+    from baselines.memorizer import BACKOFF, load
+
+    data = get_dataset("digits")
+    model = load(data.info, "cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        samples = model.sample(200).reshape(200, -1).numpy()
+    train = {row.tobytes() for row in data.train.x.reshape(len(data.train), -1).astype(np.int64)}
+    replayed = np.mean([row.astype(np.int64).tobytes() in train for row in samples])
+    assert replayed > 0.8  # 1 - BACKOFF of them, up to chance
+    y = (torch.from_numpy(data.train.x[:5].astype(np.float64)) + 0.5) / 17
+    lp = model.log_prob(y).numpy() - data.info.dim * math.log(17)
+    assert np.all(lp >= math.log((1 - BACKOFF) / len(data.train)) - 1e-9)
+
+
+# ------------------------------------------------------------------ training and errors
+@pytest.mark.slow
+def test_training_is_seeded():
+    from baselines import vae
+
+    data = get_dataset("digits")
+    a = vae.fit(data, seed=3, epochs=1, device="cpu")
+    b = vae.fit(data, seed=3, epochs=1, device="cpu")
+    assert a.final_train_loss == b.final_train_loss
+    assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)
+
+
+def test_missing_weights_name_the_training_command(gmbench_cli):
+    run = gmbench_cli("evaluate", ROOT / "baselines" / "flow.py", "--dataset", "toy2d-banana",
+                      "--metrics", "cross_entropy")
+    assert run.code == 2
+    assert "python -m baselines.train --family flow --dataset toy2d-banana" in run.err
+    with pytest.raises(ModelError, match="baselines.train"):
+        load_weights("vae", "mnist")
+
+
+def test_truth_scores_the_exact_entropy(gmbench_cli):
+    run = gmbench_cli("evaluate", ROOT / "baselines" / "truth.py", "--dataset", "gauss-2",
+                      "--metrics", "entropy_gap")
+    assert run.code == 0, run.err
+    assert run.metric("entropy_gap")["ci_low"] <= 0 <= run.metric("entropy_gap")["ci_high"]
+
+
+def test_baselines_command_lists_families_and_recorded_results(gmbench_cli):
+    run = gmbench_cli("baselines", "--dataset", "digits")
+    assert run.code == 0, run.err
+    for family in families_for("digits"):
+        assert family in run.out
+    assert "bits_per_dim" in run.out
+    bad = gmbench_cli("baselines", "--dataset", "digitz")
+    assert bad.code == 2 and "Did you mean 'digits'" in bad.err
+
+
+def test_every_family_is_a_model_file():
+    for family in BASELINES:
+        assert (ROOT / "baselines" / f"{family}.py").is_file(), family

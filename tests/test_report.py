@@ -1,0 +1,179 @@
+"""What people look at: the terminal table beside the baselines, and the HTML report, loaded in
+a real headless Chromium that checks every image decodes and the tables are present."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gmbench.cli import main
+from gmbench.leaderboard import BoardRow, compare_with_baselines, rows_from_results
+from gmbench.report import build_report, pareto_plot_svg
+from gmbench.table import render_table
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+INDEPENDENT = """
+    import numpy as np
+    import torch
+    from gmbench.datasets import get_dataset
+
+    DATASET = "digits"
+
+    class IndependentCategorical:
+        def __init__(self):
+            x = get_dataset("digits").train.x.reshape(-1, 64).astype(int)
+            counts = np.stack([np.bincount(x[:, d], minlength=17) for d in range(64)]) + 1.0
+            self.logp = torch.tensor(np.log(counts / counts.sum(1, keepdims=True)))  # (64, 17)
+
+        def log_prob(self, x):
+            x = torch.as_tensor(x).reshape(len(x), 64).long()
+            return self.logp[torch.arange(64), x].sum(1)
+
+        def sample(self, n):
+            return torch.distributions.Categorical(logits=self.logp).sample((n,)).view(n, 1, 8, 8)
+
+    model = IndependentCategorical()
+"""
+
+
+def shifted(rows: list[BoardRow], name: str, factor: float, sha: str) -> list[BoardRow]:
+    """Fake baseline rows: the same metrics scaled by ``factor``, under another model."""
+    out = []
+    for r in rows:
+        scale = lambda v: None if v is None else v * factor  # noqa: E731
+        out.append(BoardRow(**{**r.__dict__, "model": name, "model_sha256": sha,
+                               "value": scale(r.value), "ci_low": scale(r.ci_low),
+                               "ci_high": scale(r.ci_high)}))
+    return out
+
+
+def result(metrics: dict[str, tuple[float, bool]], name: str = "mine", sha: str = "c" * 64
+           ) -> dict:
+    return {
+        "schema_version": 1, "seed": 0, "n_samples": 10, "skipped": {},
+        "model": {"name": name, "sha256": sha, "path": "/m.py"},
+        "dataset": {"name": "digits", "sha256": "d" * 64},
+        "metrics": {k: {"value": v, "stderr": 0.1, "ci_low": v - 0.2, "ci_high": v + 0.2,
+                        "ci_method": "normal", "n": 10, "unit": "u", "higher_is_better": hb,
+                        "kind": None, "feature_space": "pixels"}
+                    for k, (v, hb) in metrics.items()},
+        "provenance": {"gmbench_version": "0.1.0", "started": "2026-01-01T00:00:00+00:00"},
+    }
+
+
+def test_rank_among_baselines_respects_direction_and_skips_itself():
+    run = result({"nll": (100.0, False), "precision": (0.5, True)})
+    base = rows_from_results(run)
+    baselines = (shifted(base, "better", 0.9, "a" * 64) + shifted(base, "worse", 1.2, "b" * 64)
+                 + shifted(base, "itself", 1.0, "c" * 64))  # same sha256 as the run: left out
+    names, comps = compare_with_baselines(run, baselines)
+    assert names == ["better", "worse"]
+    by = {c.metric: c for c in comps}
+    assert (by["nll"].rank, by["nll"].ranked) == (2, 3)          # 90 < 100 < 120
+    assert (by["precision"].rank, by["precision"].ranked) == (2, 3)  # 0.6 > 0.5 > 0.45
+    text = render_table(run, baselines=baselines, board="digits.csv")
+    nll_line = next(ln for ln in text.splitlines() if " nll " in ln)
+    assert "2/3" in nll_line and "90 ±0.18" in nll_line and "120 ±0.24" in nll_line
+    assert "itself" not in text and "baselines from digits.csv" in text
+
+
+def test_other_feature_space_is_marked_not_ranked():
+    run = result({"fid": (10.0, False)})
+    other = shifted(rows_from_results(run), "b", 0.5, "a" * 64)
+    other = [BoardRow(**{**r.__dict__, "feature_space": "inception (sha256 123)"}) for r in other]
+    (comp,) = compare_with_baselines(run, other)[1]
+    assert comp.mismatched == {"b"} and (comp.rank, comp.ranked) == (1, 1)
+    assert "5 ±0.1 †" in render_table(run, baselines=other)
+
+
+def test_table_without_baselines_keeps_the_old_form():
+    run = result({"nll": (100.0, False)})
+    assert render_table(run).splitlines()[1].split() == ["metric", "value", "95%", "CI", "n",
+                                                         "unit", "kind", "/", "space"]
+
+
+def test_report_escapes_names_and_marks_the_pareto_front():
+    run = result({"precision": (0.5, True), "recall": (0.5, True)},
+                 name='<script>alert("x")</script>')
+    base = rows_from_results(run)
+    baselines = shifted(base, "dominated", 0.5, "a" * 64) + shifted(base, "best", 1.5, "b" * 64)
+    page = build_report(run, baselines=baselines)
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+    svg = pareto_plot_svg({"a": (1.0, 1.0), "b": (2.0, 0.5), "c": (0.5, 0.4)},
+                          axes=("precision", "recall"), higher=(True, True), highlight="c")
+    assert ">a *<" in svg and ">b *<" in svg and ">c<" in svg
+
+
+def dump_dom(page: Path) -> str:
+    profile = tempfile.mkdtemp(prefix="gmbench-chromium-")
+    try:
+        proc = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
+             "--dump-dom", page.resolve().as_uri()],
+            capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it with "
+                                             "`apt-get install chromium`)")
+def test_report_loads_in_chromium_with_every_image_decoded(tmp_path):
+    model = tmp_path / "indep.py"
+    model.write_text(textwrap.dedent(INDEPENDENT))
+    boards = tmp_path / "boards"
+    out = tmp_path / "out"
+    metrics = "nll,bits_per_dim,copy_rate"
+    # a baseline board: the same model evaluated once, renamed, with shifted numbers
+    assert main(["evaluate", str(model), "--metrics", metrics, "--out", str(out)]) == 0
+    base = rows_from_results(json.loads((out / "results.json").read_text()))
+    boards.mkdir()
+    from gmbench.leaderboard import write_board
+    write_board(boards / "digits.csv", shifted(base, "pca", 0.9, "a" * 64)
+                + shifted(base, "vae", 1.1, "b" * 64))
+    assert main(["evaluate", str(model), "--metrics", metrics, "--out", str(out), "--report",
+                 "--boards", str(boards)]) == 0
+    assert (out / "samples.png").is_file() and (out / "neighbours.png").is_file()
+    dom = dump_dom(out / "report.html")
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    n_images = 2 + 3 + 1  # sample grid, neighbour pairs, one plot per metric, Pareto plot
+    assert f'data-images="{n_images}"' in body and f'data-decoded="{n_images}"' in body, body
+    assert dom.count('data-decoded="true"') == n_images and 'data-decoded="false"' not in dom
+    assert 'data-tables="2"' in body and '<table id="metrics">' in dom
+    row = re.search(r"<tr[^>]*><td class=\"l\">↓</td><td class=\"l\">nll</td>(.*?)</tr>", dom)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[5] == "2/3"  # 0.9x (pca) beats it, 1.1x (vae) does not
+    assert {"pca", "vae"} <= set(re.findall(r"<th>(\w+)</th>", dom))
+    assert "Pareto plot of bits_per_dim and copy_rate" in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it with "
+                                             "`apt-get install chromium`)")
+def test_chromium_check_catches_a_broken_image(tmp_path):
+    """Negative control: the in-page check really tells a broken picture from a good one."""
+    page = tmp_path / "report.html"
+    page.write_text(build_report(result({"nll": (1.0, False)}), samples_png=b"not a png"))
+    body = re.search(r"<body([^>]*)>", dump_dom(page)).group(1)
+    assert 'data-images="2"' in body and 'data-decoded="1"' in body, body
+
+
+def test_evaluate_survives_a_corrupt_baseline_board(tmp_path, write_model, gmbench_cli):
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "digits.csv").write_text("dataset,model\ndigits,x")  # truncated, wrong header
+    run = gmbench_cli("evaluate", write_model(INDEPENDENT), "--metrics", "nll",
+                      "--boards", boards)
+    assert run.code == 0, run.err
+    assert "baselines not shown" in run.err and "digits.csv" in run.err
+    assert run.metric("nll")["value"] == pytest.approx(108.012, abs=1e-3)
