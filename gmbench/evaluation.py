@@ -233,18 +233,20 @@ def select_metrics(requested: Sequence[str] | None, model: Model, dataset: Datas
 
 
 def provenance(device: str, started: float) -> dict[str, Any]:
-    import scipy
-    try:
-        import torch_fidelity
-        fidelity = torch_fidelity.__version__
-    except ImportError:  # pragma: no cover - a declared dependency
-        fidelity = None
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str | None:  # without importing it (torchvision is slow)
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
+
     return {
         "gmbench_version": gmbench.__version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
-        "scipy_version": scipy.__version__,
-        "torch_fidelity_version": fidelity,
+        "scipy_version": installed("scipy"),
+        "torch_fidelity_version": installed("torch-fidelity"),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name()})",

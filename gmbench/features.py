@@ -73,11 +73,17 @@ class FeatureExtractor(Protocol):
 
 @dataclass(frozen=True)
 class PixelFeatures:
-    """Flattened data; discrete values ``k`` become ``k / (levels - 1)``."""
+    """Flattened data; discrete values ``k`` become ``k / (levels - 1)``.
+
+    Named ``"pixels"`` on image data and ``"data"`` otherwise (sequences, continuous data).
+    """
 
     info: DatasetInfo
-    name: str = "pixels"
     sha256: str = ""
+
+    @property
+    def name(self) -> str:
+        return "pixels" if self.info.kind == "image" else "data"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         flat = np.asarray(x).reshape(len(x), -1).astype(np.float32)

@@ -35,7 +35,7 @@ from typing import Any
 
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.files import atomic_write
-from gmbench.results import read_results
+from gmbench.results import neutralise, read_results
 
 __all__ = [
     "COLUMNS",
@@ -64,14 +64,8 @@ __all__ = [
     "write_board",
 ]
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # evaluation options that do not change the numbers, left out of ``eval_config``
 NOT_CONFIG = ("device", "batch_size", "seed", "n_samples", "inception_weights")
-
-
-def neutralise(text: str) -> str:
-    """Prefix ``'`` to a cell a spreadsheet would evaluate as a formula (idempotent)."""
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 @dataclass(frozen=True)

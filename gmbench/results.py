@@ -13,11 +13,17 @@ from gmbench.errors import BoardError
 from gmbench.files import atomic_write
 from gmbench.stats import Estimate
 
-__all__ = ["SCHEMA_VERSION", "MetricResult", "RunResult", "read_results"]
+__all__ = ["SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise", "read_results"]
 
 SCHEMA_VERSION = 1
 CORE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "ci_method", "n", "unit",
                "higher_is_better", "kind", "feature_space")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # spreadsheet formula starts
+
+
+def neutralise(text: str) -> str:
+    """Prefix ``'`` to a cell a spreadsheet would evaluate as a formula (idempotent)."""
+    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
 def _clean(x: Any) -> Any:
@@ -103,7 +109,7 @@ class RunResult:
             writer = csv.writer(handle)
             writer.writerow(columns)
             for key, rec in data["metrics"].items():
-                writer.writerow([data["model"]["name"], data["dataset"]["name"], key,
+                writer.writerow([neutralise(data["model"]["name"]), data["dataset"]["name"], key,
                                  *[rec.get(c) for c in CORE_FIELDS], data["seed"],
                                  data["n_samples"], data["model"]["sha256"],
                                  data["dataset"]["sha256"]])

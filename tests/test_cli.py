@@ -50,3 +50,17 @@ def test_results_files_agree(write_model, gmbench_cli):
                             rel_tol=1e-12)
     assert "perplexity" in run.out and "↓" in run.out
     assert not list(run.dir.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_results_csv_neutralises_formula_names(write_model, gmbench_cli):
+    path = write_model("""
+        import torch
+        NAME = '=HYPERLINK("http://x","y")'
+        DATASET = "gauss-1"
+        model = torch.distributions.MultivariateNormal(torch.zeros(1), torch.eye(1))
+    """)
+    run = gmbench_cli("evaluate", path, "--metrics", "nll")
+    row = next(csv.DictReader((run.dir / "results.csv").open()))
+    assert row["model"] == "'" + '=HYPERLINK("http://x","y")'
+    assert run.results["model"]["name"] == '=HYPERLINK("http://x","y")'  # JSON keeps the truth
+    assert run.results["metrics"]["nll"]["feature_space"] == "data"

@@ -1,9 +1,16 @@
-"""Metrics: the registry and every metric module (importing a module registers its metrics)."""
+"""Metrics: the registry and every metric module (importing a module registers its metrics).
 
-from gmbench.metrics import likelihood  # noqa: F401  (registers)
-from gmbench.metrics import divergence  # noqa: F401,I001  (registers)
-from gmbench.metrics import memorization, cas, autoencoder  # noqa: F401,I001  (registers)
-from gmbench.metrics import sample_quality  # noqa: F401,I001  (registers)
+The import order below is the order of the report: likelihood, divergences, sample quality,
+memorization, train-on-synthetic accuracy, autoencoding.
+"""
+# ruff: noqa: I001, F401  (imports for their registration side effect, in report order)
+
+from gmbench.metrics import likelihood
+from gmbench.metrics import divergence
+from gmbench.metrics import sample_quality
+from gmbench.metrics import memorization
+from gmbench.metrics import cas
+from gmbench.metrics import autoencoder
 from gmbench.metrics.registry import METRICS, Measurement, Metric, get_metric, register
 
 __all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register"]
