@@ -305,9 +305,14 @@ class Model:
                 if dequantized:
                     g = torch.Generator().manual_seed(child_seed(seed, "dequant", split, i))
                     draws = []
+                    # (x + u) / L computed in float64, then kept strictly below the cell's
+                    # upper edge (x + 1) / L: in float32 it can round up onto the next cell.
+                    top = torch.nextafter(((xb + 1).double() / levels).float(),
+                                          torch.zeros((), device=self.device))
                     for _ in range(dequant_samples):
-                        u = torch.rand(xb.shape, generator=g).to(self.device)
-                        y = (xb.float() + u) / levels
+                        u = torch.rand(xb.shape, generator=g, dtype=torch.float64)
+                        y = torch.minimum(((xb.double() + u.to(self.device)) / levels).float(),
+                                          top)
                         draws.append(self._check_log_prob(self._call("log_prob", fn, y),
                                                           stop - start, start, split) - offset)
                     lp = draws[0] if dequant_samples == 1 else logmeanexp(np.stack(draws))

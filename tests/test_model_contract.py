@@ -315,3 +315,43 @@ def test_cuda_gives_the_same_likelihood(write_model, gmbench_cli):
     cpu = gmbench_cli("evaluate", path, "--metrics", "nll").metric("nll")["value"]
     gpu = gmbench_cli("evaluate", path, "--metrics", "nll", "--device", "cuda")
     assert gpu.metric("nll")["value"] == pytest.approx(cpu, rel=1e-5)
+
+
+def test_dequantized_inputs_stay_inside_their_cell(write_model):
+    """y = (x + u) / L never reaches the next cell, even where float32 would round up."""
+    path = write_model("""
+        import torch
+        DATASET = "fashion-mnist"
+        SEEN = []
+        class CellCheck:
+            log_prob_space = "dequantized"
+            def log_prob(self, y):
+                SEEN.append(y)
+                return torch.zeros(len(y), dtype=torch.float64)
+        model = CellCheck()
+    """)
+    from gmbench.datasets import DatasetInfo
+
+    module, source = import_model_file(path)
+    info = DatasetInfo("fashion-mnist", "image", (1, 28, 28), 256, 10)
+    model = build_model(module, source, info, "cpu")
+    x = np.full((4000, 1, 28, 28), 255, dtype=np.uint8)
+    x[::2] = 254
+    model.log_prob(x, seed=0, split="test", batch_size=1000)
+    y = torch.cat(module.SEEN)
+    cell = torch.from_numpy(x).long()
+    assert y.dtype == torch.float32
+    assert bool((y >= cell / 256).all()) and bool((y < (cell + 1) / 256.0).all())
+    assert float(y.max()) < 1.0
+
+
+def test_written_files_get_ordinary_permissions(write_model, gmbench_cli):
+    import os
+    import stat
+
+    path = write_model(SAMPLER.format(expr="torch.zeros(n, 1, 8, 8, dtype=torch.long)"))
+    run = gmbench_cli("evaluate", path, "--metrics", "copy_rate")
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((run.dir / "results.json").stat().st_mode)
+    assert mode == 0o666 & ~umask
