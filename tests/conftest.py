@@ -70,3 +70,14 @@ def fashion_mnist():
     except DatasetError as exc:
         pytest.skip(f"Fashion-MNIST not available ({exc}); `apt-get install "
                     "dataset-fashion-mnist` provides it (CI installs it)")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small torch models train far faster on one thread on a busy 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

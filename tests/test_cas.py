@@ -18,13 +18,7 @@ from gmbench.metrics.cas import majority_vote
 from gmbench.model import Model, ModelSource
 from gmbench.stats import clopper_pearson
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_majority_vote_breaks_ties_toward_the_nearer_neighbour():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -16,30 +15,10 @@ from gmbench.cli import main
 from gmbench.errors import BoardError
 from gmbench.leaderboard import add_results
 
-# An independent per-pixel categorical fitted to the digits train split (Laplace smoothing):
+# The independent per-pixel categorical of examples/ (digits, Laplace smoothing):
 # exact likelihoods with real normal CIs over the 360 test images.
-INDEPENDENT = """
-    import numpy as np
-    import torch
-    from gmbench.datasets import get_dataset
-
-    DATASET = "digits"
-
-    class IndependentCategorical:
-        def __init__(self):
-            x = get_dataset("digits").train.x.reshape(-1, 64).astype(int)
-            counts = np.stack([np.bincount(x[:, d], minlength=17) for d in range(64)]) + 1.0
-            self.logp = torch.tensor(np.log(counts / counts.sum(1, keepdims=True)))  # (64, 17)
-
-        def log_prob(self, x):
-            x = torch.as_tensor(x).reshape(len(x), 64).long()
-            return self.logp[torch.arange(64), x].sum(1)
-
-        def sample(self, n):
-            return torch.distributions.Categorical(logits=self.logp).sample((n,)).view(n, 1, 8, 8)
-
-    model = IndependentCategorical()
-"""
+INDEPENDENT = (Path(__file__).resolve().parents[1] / "examples"
+               / "minimal_model.py").read_text()
 METRICS = "nll,nll_train,generalization_gap,bits_per_dim,perplexity"
 
 
@@ -49,7 +28,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     ``nll_train`` and ``generalization_gap`` differ between the seeds), and a board of seed 0."""
     root = tmp_path_factory.mktemp("check")
     model = root / "indep.py"
-    model.write_text(textwrap.dedent(INDEPENDENT))
+    model.write_text(INDEPENDENT)
     paths = {}
     for seed in (0, 1):
         out = root / f"seed{seed}"

@@ -22,12 +22,7 @@ from gmbench.stats import clopper_pearson
 KEYS = ("nn_distance_ratio", "copy_rate", "data_copying_ct")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------- statistics
