@@ -224,7 +224,7 @@ def test_c2st_on_true_distribution_contains_half():
     assert acc["ci_low"] <= 0.5 <= acc["ci_high"]
     assert "clopper-pearson" in acc["ci_method"] and acc["n"] == 4000
     assert tvb["value"] == 0 and tvb["ci_high"] == 1 and "one-sided" in tvb["ci_method"]
-    assert acc["feature_space"] == "pixels" and "MLP" in acc["classifier"]
+    assert acc["feature_space"] == "data" and "MLP" in acc["classifier"]
 
 
 def test_c2st_is_seeded():
@@ -355,5 +355,5 @@ def test_mmd_record():
     rec = get_metric("mmd").run(ev).to_dict()
     assert rec["value"] > 0 and rec["ci_low"] > 0
     assert "median heuristic" in rec["bandwidth_rule"] and rec["bandwidth"] > 0
-    assert "bootstrap" in rec["ci_method"] and rec["feature_space"] == "pixels"
+    assert "bootstrap" in rec["ci_method"] and rec["feature_space"] == "data"
     assert rec["n"] == 2000 and "bias" in rec
