@@ -62,7 +62,7 @@ def test_bare_loop(benchmark, setup):
         with torch.no_grad():
             return torch.cat([net.log_prob(b) for b in batches]).numpy()
 
-    out = benchmark.pedantic(bare, rounds=5, warmup_rounds=1)
+    out = benchmark.pedantic(bare, rounds=10, warmup_rounds=2)
     assert out.shape == (10_000,)
 
 
@@ -70,7 +70,7 @@ def test_bare_loop(benchmark, setup):
 def test_gmbench_harness(benchmark, setup):
     ds, net, model, batches = setup
     out = benchmark.pedantic(lambda: model.log_prob(ds.test.x, seed=0, split="test",
-                                                    batch_size=BATCH), rounds=5, warmup_rounds=1)
+                                                    batch_size=BATCH), rounds=10, warmup_rounds=2)
     with torch.no_grad():
         ref = torch.cat([net.log_prob(b) for b in batches]).numpy()
     np.testing.assert_allclose(out, ref, rtol=1e-12)
