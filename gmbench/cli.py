@@ -41,14 +41,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run.write_json(out / "results.json")
     run.write_csv(out / "results.csv")
     written = ["results.json", "results.csv"]
-    if "sample" in model.capabilities and (args.metrics is None or "samples" in ev._memo):
-        grid = ev.samples[:64] if "samples" in ev._memo else model.sample(
+    if "sample" in model.capabilities and (args.metrics is None or ev.computed("samples")):
+        grid = ev.samples[:64] if ev.computed("samples") else model.sample(
             64, seed=args.seed, batch_size=64)
         if dataset.info.kind == "image":
             save_png(image_grid(grid, dataset.info), out / "samples.png")
             written.append("samples.png")
         elif dataset.info.shape == (2,):
-            pts = ev.samples if "samples" in ev._memo else grid
+            pts = ev.samples if ev.computed("samples") else grid
             save_png(scatter_image(pts), out / "samples.png")
             written.append("samples.png")
     from gmbench.metrics.memorization import suspicious_pairs

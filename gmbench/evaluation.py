@@ -101,6 +101,10 @@ class Evaluation:
             self._memo[key] = compute()
         return self._memo[key]
 
+    def computed(self, key: str) -> bool:
+        """Whether ``key`` (e.g. ``"samples"``) was computed during this evaluation."""
+        return key in self._memo
+
     # ---------------------------------------------------------------- likelihood arrays
     def _log_prob(self, x: np.ndarray, split: str) -> np.ndarray:
         return self.model.log_prob(x, seed=self.seed, split=split,
@@ -135,7 +139,6 @@ class Evaluation:
         return self.memo("samples", lambda: self.model.sample(
             self.n_samples, seed=child_seed(self.seed, "samples"),
             batch_size=max(self.config.batch_size, 1000)))
-
 
     # ---------------------------------------------------------------- features
     SPLITS = ("samples", "test", "train")
@@ -269,7 +272,7 @@ def evaluate(model: Model, dataset: Dataset, config: EvalConfig,
         results[metric.key] = metric.run(ev)
         # shared arrays are charged to the first metric that needs them
         seconds[metric.key] = round(time.perf_counter() - tic, 3)
-    uses_samples = "samples" in ev._memo
+    uses_samples = ev.computed("samples")
     run = RunResult(
         model=model.source.to_dict(),
         dataset=dataset.to_dict(),

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from gmbench import memorization as mem
+from gmbench.features import PixelFeatures
 from gmbench.metrics.registry import Measurement, Metric, register
 from gmbench.neighbors import knn
 from gmbench.rng import child_seed
@@ -57,13 +58,14 @@ def _distances(ev: Evaluation, space: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pixels_differ(ev: Evaluation) -> bool:
-    return ev.feature_space != "pixels"
+    """Whether the headline feature space is a learned one (else pixels *are* the features)."""
+    return not isinstance(ev.extractor, PixelFeatures)
 
 
 def suspicious_pairs(ev: Evaluation) -> tuple[np.ndarray, np.ndarray] | None:
     """``(sample indices, train indices)`` of the samples nearest to a training example and
     their neighbours, if a memorization metric ran in this evaluation; else ``None``."""
-    return ev._memo.get(PAIRS_KEY)
+    return ev.memo(PAIRS_KEY, lambda: None) if ev.computed(PAIRS_KEY) else None
 
 
 def _space_note(ev: Evaluation) -> str:
