@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines.fitting import Fitted, TrainLog, flat_unit, minibatches
+from baselines.fitting import Fitted, TrainLog, flat_unit, minimize
 from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.errors import ModelError
@@ -86,25 +86,12 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str) -> Fitt
     model = Autoencoder(shape=info.shape, levels=int(info.levels),  # type: ignore[arg-type]
                         classes=int(info.num_classes or 1), **arch).to(device)
     x = flat_unit(dataset).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
-    log = TrainLog(f"ae {info.name}")
-    loss_value = math.nan
-    for epoch in range(epochs):
-        total = 0.0
-        for idx in minibatches(len(x), BATCH_SIZE, gen):
-            batch = x[idx]
-            recon = torch.sigmoid(model.decoder(model.encoder(batch)))
-            loss = ((recon - batch) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        sched.step()
-        loss_value = total / len(x)
-        if epoch % max(1, epochs // 15) == 0 or epoch == epochs - 1:
-            log(f"epoch {epoch + 1}/{epochs} mse {loss_value:.5f}")
+    def reconstruction_loss(batch: torch.Tensor) -> torch.Tensor:
+        return ((torch.sigmoid(model.decoder(model.encoder(batch))) - batch) ** 2).mean()
+
+    loss_value = minimize(model, reconstruction_loss, x, epochs=epochs, batch_size=BATCH_SIZE,
+                          lr=LEARNING_RATE, seed=seed, log=TrainLog(f"ae {info.name}"),
+                          describe=lambda v: f"mse {v:.5f}")
     with torch.no_grad():
         codes = model.encoder(x).cpu().double().numpy()
     gmm = GaussianMixture(MIXTURE_COMPONENTS, covariance_type="full", random_state=seed,

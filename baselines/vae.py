@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from baselines.densities import discretized_logistic_log_mass, std_normal_log_density
-from baselines.fitting import Fitted, TrainLog, flat_levels, minibatches
+from baselines.fitting import Fitted, TrainLog, flat_levels, minimize
 from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.errors import ModelError
@@ -123,25 +123,11 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str) -> Fitt
     arch = ARCH.get(info.name, ARCH["fashion-mnist"])
     torch.manual_seed(seed)
     model = VAE(shape=info.shape, levels=int(info.levels), **arch).to(device)  # type: ignore[arg-type]
-    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     x = flat_levels(dataset).to(device)
-    gen = torch.Generator().manual_seed(seed)
-    log = TrainLog(f"vae {info.name}")
-    loss_value = math.nan
-    for epoch in range(epochs):
-        total = 0.0
-        for idx in minibatches(len(x), BATCH_SIZE, gen):
-            loss = -model.elbo(x[idx]).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        sched.step()
-        loss_value = total / len(x)
-        if epoch % max(1, epochs // 15) == 0 or epoch == epochs - 1:
-            log(f"epoch {epoch + 1}/{epochs} -elbo {loss_value:.2f} nats "
-                f"({loss_value / (model.dim * math.log(2)):.3f} bits/dim)")
+    loss_value = minimize(
+        model, lambda batch: -model.elbo(batch).mean(), x, epochs=epochs,
+        batch_size=BATCH_SIZE, lr=LEARNING_RATE, seed=seed, log=TrainLog(f"vae {info.name}"),
+        describe=lambda v: f"-elbo {v:.2f} nats ({v / (model.dim * math.log(2)):.3f} bits/dim)")
     tensors = {k: v for k, v in model.state_dict().items()}
     return Fitted(tensors, {"hidden": arch["hidden"], "latent": arch["latent"]},
                   final_train_loss=loss_value, epochs=epochs,
