@@ -1,20 +1,28 @@
 """The CI regression gate: compare a new ``results.json`` with a model's row on a board.
 
-The rule, per metric: with ``worse`` the amount by which the new value is worse than the
-reference in the metric's direction (``ref - new`` when higher is better, ``new - ref`` when
-lower is better), the metric **regresses** only when
+The rule. For every metric with a finite reference, let ``worse`` be how much worse the new
+value is in the metric's direction (``ref - new`` when higher is better, ``new - ref`` when
+lower is better, the growth of ``|value - ideal|`` for target-valued metrics) and
+``se = sqrt(se_new^2 + se_ref^2)`` the standard error of the difference of two independent
+estimates (each ``se`` the larger of the recorded standard error and the 95% interval's
+``half-width / 1.96``). Its one-sided p-value is ``1 - Phi(worse / se)``. The metrics'
+p-values go through the Holm-Bonferroni step-down procedure at level ``alpha`` (default 5%):
+sorted ascending, ``p_(j)`` is rejected while ``p_(j) <= alpha / (m - j + 1)``. A metric
+**regresses** when Holm rejects it **and** ``worse`` exceeds its tolerance. A value that is
+no longer finite is a regression.
 
-    worse > tolerance   and   worse > 1.96 * sqrt(se_new**2 + se_ref**2)
+Holm controls the family-wise error rate: when no metric got worse, the probability that the
+gate fails at all is at most ``alpha``, whatever the dependence between the metrics (they are
+strongly dependent: precision and density, FID and KID). Each metric's line also states the
+smallest worsening it can detect alone: ``max(tolerance, z_(1 - alpha/m) * se)``.
 
-i.e. the drop is larger than what the user said they accept *and* larger than the 95% noise of
-the difference of two independent estimates. Either condition alone passes. Each ``se`` is
-the larger of the recorded standard error and the 95% interval's ``half-width / 1.96`` (the
-same for normal intervals; larger where a standard error degenerates, e.g. an exact binomial
-interval for a rate of 0), or 0 when neither is known.
+Values of different protocol versions (a metric whose definition changed) are not compared:
+the check stops with exit status 2 and says to re-record the reference.
 
 References:
-    pytest-benchmark's ``--benchmark-compare-fail`` (a threshold without noise), and the
-    two-sample z-test for a difference of independent estimates.
+    Holm, "A simple sequentially rejective multiple test procedure", Scandinavian Journal of
+    Statistics 6(2), 1979. pytest-benchmark's ``--benchmark-compare-fail`` (a threshold
+    without noise) is what this improves on.
 """
 
 from __future__ import annotations
@@ -22,28 +30,35 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from scipy import stats
+
+from gmbench.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.leaderboard import BoardRow, neutralise, rows_from_results, select_model
 from gmbench.stats import Z95
 
 __all__ = [
+    "ALPHA",
     "CheckReport",
     "Tolerance",
     "Verdict",
     "check_results",
+    "holm",
     "judge",
     "parse_tolerances",
     "pick_reference",
     "provenance_warnings",
 ]
 
-RULE = ("a metric regresses only when the new value is worse than the reference, in the "
-        "metric's direction, by more than BOTH its tolerance (absolute in the metric's unit, "
-        "or 'N%' of the reference value; default 0) AND the combined 95% uncertainty "
-        "1.96*sqrt(se_new^2 + se_ref^2)")
+ALPHA = 0.05
+RULE = ("a metric regresses only when it is worse than the reference in its direction by more "
+        "than its tolerance (absolute in the metric's unit, or 'N%' of the reference; default "
+        "0) AND the Holm-Bonferroni procedure over all judged metrics rejects 'not worse' at "
+        "level ALPHA (one-sided z-test of the difference, se = sqrt(se_new^2 + se_ref^2)): the "
+        "probability of a false alarm for an unchanged model is at most ALPHA (default 5%)")
 
 
 @dataclass(frozen=True)
@@ -64,8 +79,16 @@ class Tolerance:
 class Verdict:
     """The outcome for one metric.
 
-    ``status`` is ``"pass"``, ``"improved"`` (better by more than the noise), ``"regression"``,
-    ``"new"`` (no reference on the board) or ``"missing"`` (on the board, not in the results).
+    ``status`` is ``"pass"``, ``"improved"`` (better by more than the 95% noise),
+    ``"regression"``, ``"new"`` (no reference on the board) or ``"missing"`` (on the board, not
+    in the results).
+
+    Attributes:
+        worse_by: how much worse than the reference, in the metric's unit (negative: better).
+        tolerance: the accepted worsening in the metric's unit.
+        se: standard error of the difference.
+        p_value: one-sided p-value of ``worse_by`` under "not worse" (``None`` without one).
+        detectable: the smallest worsening this metric flags on its own (Bonferroni step).
     """
 
     metric: str
@@ -74,20 +97,26 @@ class Verdict:
     reference: float | None
     worse_by: float | None
     tolerance: float
-    noise: float
-    higher_is_better: bool
+    se: float
+    direction: Direction
     unit: str = ""
+    p_value: float | None = None
+    detectable: float | None = None
 
     @property
     def failed(self) -> bool:
         return self.status == "regression"
 
+    @property
+    def noise(self) -> float:
+        """The 95% noise of the difference, ``1.96 se``."""
+        return Z95 * self.se
+
     def line(self) -> str:
         from gmbench.table import format_number as f
 
-        arrow = "↑" if self.higher_is_better else "↓"
         label = {"regression": "REGRESSION"}.get(self.status, self.status)
-        head = f"{label:<10}  {arrow} {self.metric:<22}"
+        head = f"{label:<10}  {self.direction.arrow} {self.metric:<22}"
         if self.status == "new":
             return f"{head} {f(self.new)} (no reference on the board)"
         if self.status == "missing":
@@ -96,44 +125,60 @@ class Verdict:
             return f"{head} new value is not finite (reference {f(self.reference)})"
         assert self.worse_by is not None
         unit = f" {self.unit}" if self.unit else ""
-        change = (f"worse by {f(self.worse_by)}{unit}" if self.worse_by > 0 else
-                  f"better by {f(-self.worse_by)}{unit}" if self.worse_by < 0 else "unchanged")
-        limit = max(self.tolerance, self.noise)
-        cmp = ">" if self.failed else "<="
-        why = (f"{cmp} tolerance {f(self.tolerance)} and noise {f(self.noise)}" if self.failed
-               else f"limit max(tolerance {f(self.tolerance)}, noise {f(self.noise)}) = "
-                    f"{f(limit)}")
-        return f"{head} {f(self.new)} vs {f(self.reference)}: {change}; {why}"
+        toward = f" (from the ideal {self.direction.ideal:g})" if self.direction.targeted else ""
+        change = (f"worse by {f(self.worse_by)}{unit}{toward}" if self.worse_by > 0 else
+                  f"better by {f(-self.worse_by)}{unit}{toward}" if self.worse_by < 0 else
+                  "unchanged")
+        p = "" if self.p_value is None else f"p {self.p_value:.2g}; "
+        detect = ("" if self.detectable is None
+                  else f"detects a worsening of {f(self.detectable)}{unit}")
+        return f"{head} {f(self.new)} vs {f(self.reference)}: {change}; {p}{detect}"
 
 
 def judge(*, metric: str, new: float | None, new_stderr: float, reference: float | None,
-          reference_stderr: float, higher_is_better: bool, tolerance: float = 0.0,
+          reference_stderr: float, direction: Direction, tolerance: float = 0.0,
           unit: str = "") -> Verdict:
-    """Pure: the verdict for one metric under the rule of this module's docstring.
+    """Pure: one metric's difference, its standard error and one-sided p-value; the status
+    is ``"regression"`` here when the metric would fail on its own at the 95% level (the
+    family-wise decision is :func:`holm`'s, applied by :func:`check_results`).
 
     Args:
         new, reference: the two values (``None``: not finite / absent).
         new_stderr, reference_stderr: their standard errors (>= 0).
-        higher_is_better: the metric's direction.
+        direction: the metric's direction.
         tolerance: accepted worsening, in the metric's unit (>= 0).
     """
-    noise = Z95 * math.hypot(new_stderr, reference_stderr)
+    se = math.hypot(new_stderr, reference_stderr)
     worse: float | None
+    p: float | None = None
     if reference is None:
         status, worse = "new", None
     elif new is None:  # a metric that was finite and is no longer
-        status, worse = "regression", math.inf
+        status, worse, p = "regression", math.inf, 0.0
     else:
-        worse = reference - new if higher_is_better else new - reference
-        if worse > tolerance and worse > noise:
+        worse = direction.worse_by(new, reference)
+        p = float(stats.norm.sf(worse / se)) if se > 0 else (0.0 if worse > 0 else 1.0)
+        if worse > tolerance and p <= stats.norm.sf(Z95):
             status = "regression"
-        elif -worse > noise:
+        elif -worse > Z95 * se:
             status = "improved"
         else:
             status = "pass"
     return Verdict(metric=metric, status=status, new=new, reference=reference, worse_by=worse,
-                   tolerance=tolerance, noise=noise, higher_is_better=higher_is_better,
-                   unit=unit)
+                   tolerance=tolerance, se=se, direction=direction, unit=unit, p_value=p)
+
+
+def holm(p_values: Sequence[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm-Bonferroni step-down: which of ``p_values`` are rejected at family-wise level
+    ``alpha``."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    rejected = [False] * m
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (m - rank):
+            break
+        rejected[i] = True
+    return rejected
 
 
 _TOL = re.compile(r"^\s*([^=\s]+)\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*$")
@@ -153,11 +198,14 @@ def parse_tolerances(items: Sequence[str]) -> dict[str, Tolerance]:
     return out
 
 
-def pick_reference(rows: Sequence[BoardRow], metric: str, feature_space: str
-                   ) -> BoardRow | None:
+def pick_reference(rows: Sequence[BoardRow], metric: str, feature_space: str,
+                   protocol: int | None = None) -> BoardRow | None:
     """The model's reference row for ``metric``: its most recent evaluation, preferring rows
-    in the same feature space (ties on date go to the lowest seed)."""
+    of the same protocol, then in the same feature space (ties on date go to the lowest
+    seed)."""
     candidates = [r for r in rows if r.metric == metric]
+    if protocol is not None and any(r.protocol == protocol for r in candidates):
+        candidates = [r for r in candidates if r.protocol == protocol]
     same = [r for r in candidates if r.feature_space == feature_space]
     pool = same or candidates
     if not pool:
@@ -166,7 +214,8 @@ def pick_reference(rows: Sequence[BoardRow], metric: str, feature_space: str
 
 
 def provenance_warnings(new: Sequence[BoardRow], refs: Mapping[str, BoardRow]) -> list[str]:
-    """Differences in what was measured: dataset file, feature space, likelihood kind, version."""
+    """Differences in what was measured: dataset file, weights, feature space, likelihood
+    kind, version."""
     warnings: list[str] = []
     if not new:
         return warnings
@@ -177,6 +226,11 @@ def provenance_warnings(new: Sequence[BoardRow], refs: Mapping[str, BoardRow]) -
         warnings.append(f"dataset sha256 differs: new {first.dataset_sha256[:12]}, reference "
                         f"{', '.join(sorted(d[:12] for d in datasets))}: the data changed, so "
                         "the numbers may not be comparable")
+    weights = {r.weights_sha256 for r in ref_rows if r.weights_sha256} - {first.weights_sha256}
+    if weights and first.weights_sha256:
+        warnings.append(f"the reference was another checkpoint: weights sha256 "
+                        f"{', '.join(sorted(w[:12] for w in weights))} on the board, "
+                        f"{first.weights_sha256[:12]} now")
     versions = {r.gmbench_version for r in ref_rows} - {first.gmbench_version}
     if versions:
         warnings.append(f"gmbench version differs: new {first.gmbench_version}, reference "
@@ -191,7 +245,7 @@ def provenance_warnings(new: Sequence[BoardRow], refs: Mapping[str, BoardRow]) -
         if ref.kind != row.kind:
             warnings.append(f"{row.metric}: likelihood kind differs: new {row.kind!r}, "
                             f"reference {ref.kind!r}")
-        if ref.higher_is_better != row.higher_is_better:
+        if ref.direction != row.direction:
             warnings.append(f"{row.metric}: direction differs from the board; judged by the "
                             "new results' direction")
     return warnings
@@ -199,29 +253,51 @@ def provenance_warnings(new: Sequence[BoardRow], refs: Mapping[str, BoardRow]) -
 
 @dataclass(frozen=True)
 class CheckReport:
-    """All verdicts of one check, the reference rows used, and provenance warnings."""
+    """All verdicts of one check, the reference rows used, provenance warnings and the
+    family-wise level."""
 
     verdicts: tuple[Verdict, ...]
     references: dict[str, BoardRow]
     warnings: tuple[str, ...]
+    alpha: float = ALPHA
 
     @property
     def regressions(self) -> list[Verdict]:
         return [v for v in self.verdicts if v.failed]
 
     @property
+    def judged(self) -> int:
+        """How many metrics took part in the family-wise test."""
+        return sum(1 for v in self.verdicts if v.p_value is not None)
+
+    @property
     def exit_code(self) -> int:
         return 1 if self.regressions else 0
 
 
+def _protocol_error(mismatched: Sequence[tuple[str, int, int]], model: str) -> BoardError:
+    listed = "; ".join(f"{m}: board protocol {old}, now {new}" for m, old, new in mismatched)
+    return BoardError(
+        f"The reference rows of '{model}' were measured under other protocol versions than "
+        f"this gmbench uses ({listed}): the metrics' definitions changed (CHANGELOG.md), so "
+        "the values are not comparable. Re-record the reference with this gmbench: `gmbench "
+        "evaluate MODEL --seed S --out DIR` then `gmbench leaderboard add DIR/results.json "
+        "--board BOARD --replace`.")
+
+
 def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model: str,
-                  tolerances: Mapping[str, Tolerance] | None = None) -> CheckReport:
-    """Judge every metric of ``result`` (a ``results.json`` dict) against ``model`` on ``board``.
+                  tolerances: Mapping[str, Tolerance] | None = None,
+                  alpha: float = ALPHA) -> CheckReport:
+    """Judge every metric of ``result`` (a ``results.json`` dict) against ``model`` on
+    ``board`` under the family-wise rule of this module's docstring.
 
     Raises:
-        BoardError: ``model`` is not on the board for this dataset, or a tolerance names a
-            metric that is neither in the results nor on the board.
+        BoardError: ``model`` is not on the board for this dataset, a tolerance names a metric
+            that is neither in the results nor on the board, or a metric's reference was
+            measured under another protocol version.
     """
+    if not 0 < alpha < 1:
+        raise BoardError(f"--alpha {alpha} must lie strictly between 0 and 1 (e.g. 0.05).")
     tolerances = dict(tolerances or {})
     new_rows = rows_from_results(result)
     mine = select_model(board, model, result["dataset"]["name"])
@@ -231,9 +307,12 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
             raise BoardError(f"--tolerance names metric '{key}', which is neither in the "
                              f"results nor on the board.{did_you_mean(key, sorted(known))}")
     default = tolerances.get("*", Tolerance(0.0))
-    verdicts, refs = [], {}
+    verdicts, refs, mismatched = [], {}, []
     for row in new_rows:
-        ref = pick_reference(mine, row.metric, row.feature_space)
+        ref = pick_reference(mine, row.metric, row.feature_space, row.protocol)
+        if ref is not None and ref.protocol != row.protocol:
+            mismatched.append((row.metric, ref.protocol, row.protocol))
+            continue
         if ref is not None:
             refs[row.metric] = ref
         tol = tolerances.get(row.metric, default)
@@ -241,14 +320,26 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
             metric=row.metric, new=row.value, new_stderr=row.sigma,
             reference=None if ref is None else ref.value,
             reference_stderr=0.0 if ref is None else ref.sigma,
-            higher_is_better=row.higher_is_better,
+            direction=row.direction,
             tolerance=0.0 if ref is None or ref.value is None else tol.of(ref.value),
             unit=row.unit))
+    if mismatched:
+        raise _protocol_error(mismatched, model)
+    judged = [i for i, v in enumerate(verdicts) if v.p_value is not None]
+    m = max(len(judged), 1)
+    z_crit = float(stats.norm.isf(alpha / m))
+    rejected = holm([verdicts[i].p_value for i in judged], alpha)  # type: ignore[misc]
+    for i, reject in zip(judged, rejected, strict=True):
+        v = verdicts[i]
+        assert v.worse_by is not None
+        failed = v.new is None or (reject and v.worse_by > v.tolerance)
+        status = "regression" if failed else ("improved" if v.status == "improved" else "pass")
+        verdicts[i] = replace(v, status=status, detectable=max(v.tolerance, z_crit * v.se))
     seen = {r.metric for r in new_rows}
     for metric in sorted({r.metric for r in mine} - seen):
         ref = pick_reference(mine, metric, "")
         assert ref is not None
         verdicts.append(Verdict(metric=metric, status="missing", new=None, reference=ref.value,
-                                worse_by=None, tolerance=0.0, noise=0.0,
-                                higher_is_better=ref.higher_is_better, unit=ref.unit))
-    return CheckReport(tuple(verdicts), refs, tuple(provenance_warnings(new_rows, refs)))
+                                worse_by=None, tolerance=0.0, se=0.0, direction=ref.direction,
+                                unit=ref.unit))
+    return CheckReport(tuple(verdicts), refs, tuple(provenance_warnings(new_rows, refs)), alpha)

@@ -42,8 +42,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run.write_csv(out / "results.csv")
     written = ["results.json", "results.csv"]
     if "sample" in model.capabilities and (args.metrics is None or ev.computed("samples")):
-        grid = ev.samples[:64] if ev.computed("samples") else model.sample(
-            64, seed=args.seed, batch_size=64)
+        grid = ev.samples[:64] if ev.computed("samples") else model.sample(64, seed=args.seed)
         if dataset.info.kind == "image":
             save_png(image_grid(grid, dataset.info), out / "samples.png")
             written.append("samples.png")
@@ -131,14 +130,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     result = read_results(args.results)
     report = check_results(result, read_board(args.against), model=args.model,
-                           tolerances=parse_tolerances(args.tolerance))
+                           tolerances=parse_tolerances(args.tolerance), alpha=args.alpha)
     for warning in report.warnings:
         print(f"warning: {warning}")
     for verdict in report.verdicts:
         print(verdict.line())
     bad = report.regressions
     print(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of {args.results} "
-          f"against '{args.model}' on {args.against}" + (": FAIL" if bad else ": ok"))
+          f"against '{args.model}' on {args.against} (Holm-Bonferroni over {report.judged} "
+          f"metrics, family-wise false-alarm rate <= {report.alpha:g})"
+          + (": FAIL" if bad else ": ok"))
     return report.exit_code
 
 
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("results", help="results.json of the new evaluation")
     chk.add_argument("--against", required=True, help="the reference board CSV")
     chk.add_argument("--model", required=True, help="the model's name on the board")
+    chk.add_argument("--alpha", type=float, default=0.05,
+                     help="family-wise false-alarm rate of the whole check (Holm-Bonferroni "
+                          "over the metrics; default 0.05)")
     chk.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
                      help="accepted worsening per metric: absolute in the metric's unit "
                           "(fid=2.5), or relative to the reference (precision=5%%); '*=VALUE' "

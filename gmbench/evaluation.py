@@ -137,8 +137,7 @@ class Evaluation:
     def samples(self) -> np.ndarray:
         """``n_samples`` validated model samples, shape ``(n_samples, *shape)``."""
         return self.memo("samples", lambda: self.model.sample(
-            self.n_samples, seed=child_seed(self.seed, "samples"),
-            batch_size=max(self.config.batch_size, 1000)))
+            self.n_samples, seed=child_seed(self.seed, "samples")))
 
     # ---------------------------------------------------------------- features
     SPLITS = ("samples", "test", "train")

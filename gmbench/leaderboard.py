@@ -30,9 +30,11 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from dataclasses import replace as replace_field
 from pathlib import Path
 from typing import Any
 
+from gmbench.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.files import atomic_write
 from gmbench.results import neutralise, read_results
@@ -101,16 +103,23 @@ class BoardRow:
     model_sha256: str
     dataset_sha256: str
     date: str
+    ideal: float | None = None
+    protocol: int = 1
+    weights_sha256: str = ""
 
     @property
-    def identity(self) -> tuple[str, str, str, int, str]:
-        return (self.model_sha256, self.dataset_sha256, self.metric, self.seed,
-                self.feature_space)
+    def identity(self) -> tuple[str, str, str, str, int, int, str]:
+        return (self.model_sha256, self.weights_sha256, self.dataset_sha256, self.metric,
+                self.protocol, self.seed, self.feature_space)
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
-        return (self.dataset, self.model, self.date, self.model_sha256, self.seed,
-                self.metric, self.feature_space)
+        return (self.dataset, self.model, self.date, self.model_sha256, self.weights_sha256,
+                self.seed, self.metric, self.protocol, self.feature_space)
+
+    @property
+    def direction(self) -> Direction:
+        return Direction(self.higher_is_better and self.ideal is None, self.ideal)
 
     @property
     def halfwidth(self) -> float | None:
@@ -130,10 +139,14 @@ class BoardRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(BoardRow))
-IDENTITY = ("model_sha256", "dataset_sha256", "metric", "seed", "feature_space")
-_FLOATS = {"value", "stderr", "ci_low", "ci_high"}
+# gmbench 0.1 boards: the same columns without the last three (read, upgraded on write)
+COLUMNS_V1: tuple[str, ...] = COLUMNS[:-3]
+IDENTITY = ("model_sha256", "weights_sha256", "dataset_sha256", "metric", "protocol", "seed",
+            "feature_space")
+_FLOATS = {"value", "stderr", "ci_low", "ci_high", "ideal"}
 _OPTIONAL_INTS = {"n", "n_samples"}
-_TEXT = set(COLUMNS) - _FLOATS - _OPTIONAL_INTS - {"seed", "higher_is_better"}
+_INTS = {"seed", "protocol"}
+_TEXT = set(COLUMNS) - _FLOATS - _OPTIONAL_INTS - _INTS - {"higher_is_better"}
 
 
 # ------------------------------------------------------------------ results -> rows
@@ -177,6 +190,9 @@ def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
             higher_is_better=bool(rec["higher_is_better"]),
             kind=neutralise(str(rec.get("kind") or "")),
             feature_space=neutralise(str(rec.get("feature_space") or "")),
+            ideal=_float(rec.get("ideal")),
+            protocol=int(rec.get("protocol") or 1),
+            weights_sha256=neutralise(str(model.get("weights_sha256") or "")),
             seed=int(data.get("seed") or 0),
             n_samples=None if data.get("n_samples") is None else int(data["n_samples"]),
             eval_config=eval_config,
@@ -200,9 +216,9 @@ def _cell(row: BoardRow, column: str) -> str:
     return neutralise(str(x)) if column in _TEXT else str(x)
 
 
-def _parse_row(cells: list[str], where: str) -> BoardRow:
+def _parse_row(cells: list[str], where: str, columns: tuple[str, ...] = COLUMNS) -> BoardRow:
     values: dict[str, Any] = {}
-    for column, text in zip(COLUMNS, cells, strict=True):
+    for column, text in zip(columns, cells, strict=True):
         try:
             if column in _FLOATS:
                 values[column] = float(text) if text else None
@@ -210,7 +226,7 @@ def _parse_row(cells: list[str], where: str) -> BoardRow:
                     raise ValueError(text)
             elif column in _OPTIONAL_INTS:
                 values[column] = int(text) if text else None
-            elif column == "seed":
+            elif column in _INTS:
                 values[column] = int(text)
             elif column == "higher_is_better":
                 if text not in ("true", "false"):
@@ -226,7 +242,20 @@ def _parse_row(cells: list[str], where: str) -> BoardRow:
 
 
 def parse_board(text: str, *, where: str = "board") -> list[BoardRow]:
-    """Parse a board's CSV text; :class:`BoardError` if it is corrupt or truncated."""
+    """Parse a board's CSV text (the current format, or gmbench 0.1's, whose rows get
+    ``protocol`` 1, no ``ideal`` and no weights hash); :class:`BoardError` if it is corrupt or
+    truncated."""
+    return _parse_board(text, where=where)[0]
+
+
+def board_format(text: str) -> int:
+    """1 for a gmbench 0.1 board (its header lacks ``ideal``, ``protocol``,
+    ``weights_sha256``), 2 for the current format."""
+    first = text.removeprefix("\ufeff").split("\n", 1)[0].strip().split(",")
+    return 1 if tuple(first) == COLUMNS_V1 else 2
+
+
+def _parse_board(text: str, *, where: str) -> tuple[list[BoardRow], int]:
     if not text:
         raise BoardError(f"{where} is empty. A board has at least its header line; delete the "
                          "file and re-create it with `gmbench leaderboard add RESULTS.json "
@@ -237,23 +266,23 @@ def parse_board(text: str, *, where: str = "board") -> list[BoardRow]:
                          "it and re-add the results files.")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = next(reader)
-        if tuple(header) != COLUMNS:
+        header = tuple(next(reader))
+        if header not in (COLUMNS, COLUMNS_V1):
             raise BoardError(f"{where} is not a gmbench leaderboard: its header is "
                              f"{','.join(header)[:120]!r}, expected {','.join(COLUMNS)!r}. Pass "
                              "a board written by `gmbench leaderboard add`.")
         rows = []
         for cells in reader:
             line = f"{where} line {reader.line_num}"
-            if len(cells) != len(COLUMNS):
-                raise BoardError(f"{line} has {len(cells)} fields, expected {len(COLUMNS)}: "
+            if len(cells) != len(header):
+                raise BoardError(f"{line} has {len(cells)} fields, expected {len(header)}: "
                                  "the board is corrupt or truncated. Restore it from version "
                                  "control, or delete it and re-add the results files.")
-            rows.append(_parse_row(cells, line))
+            rows.append(_parse_row(cells, line, header))
     except csv.Error as exc:
         raise BoardError(f"{where} is not valid CSV ({exc}); restore it from version "
                          "control.") from None
-    return rows
+    return rows, 1 if header == COLUMNS_V1 else 2
 
 
 def format_board(rows: Sequence[BoardRow]) -> str:
@@ -267,7 +296,11 @@ def format_board(rows: Sequence[BoardRow]) -> str:
 
 
 def read_board(path: str | os.PathLike[str]) -> list[BoardRow]:
-    """Read and validate a board file."""
+    """Read and validate a board file (either format; see :func:`parse_board`)."""
+    return _read_board(path)[0]
+
+
+def _read_board(path: str | os.PathLike[str]) -> tuple[list[BoardRow], int]:
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -279,7 +312,7 @@ def read_board(path: str | os.PathLike[str]) -> list[BoardRow]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise BoardError(f"Board {path} is not UTF-8 text; it is not a gmbench board.") from None
-    return parse_board(text.removeprefix("\ufeff"), where=str(path))  # a BOM from a spreadsheet
+    return _parse_board(text.removeprefix("\ufeff"), where=str(path))  # a BOM from a spreadsheet
 
 
 def write_board(path: str | os.PathLike[str], rows: Sequence[BoardRow]) -> None:
@@ -318,13 +351,17 @@ class AddSummary:
     unchanged: int
     conflicts: tuple[tuple[str, ...], ...]
     replaced: bool
+    upgraded: bool = False
 
     def describe(self, board: str | os.PathLike[str]) -> str:
         text = f"{board}: added {self.added} row(s), {self.unchanged} already present"
         if self.conflicts:
             verb = "replaced" if self.replaced else "kept (use --replace to overwrite)"
-            shown = "; ".join(f"{c[2]} seed {c[3]} model {c[0][:12]}" for c in self.conflicts[:5])
+            shown = "; ".join(f"{c[3]} seed {c[5]} model {c[0][:12]}" for c in self.conflicts[:5])
             text += f", {len(self.conflicts)} differing from the board {verb}: {shown}"
+        if self.upgraded:
+            text += ("; the board was in the gmbench 0.1 format and was upgraded (columns "
+                     "ideal, protocol, weights_sha256 added; its rows are protocol 1)")
         return text
 
 
@@ -360,10 +397,11 @@ def add_rows(board_path: str | os.PathLike[str], rows: Sequence[BoardRow], *,
     """
     path = Path(board_path)
     with board_lock(path):
-        existing = read_board(path) if path.exists() else []
+        existing, fmt = _read_board(path) if path.exists() else ([], 2)
         merged, summary = merge_rows(existing, rows, replace=replace)
         if summary.added or (replace and summary.conflicts) or not path.exists():
             write_board(path, merged)
+            summary = replace_field(summary, upgraded=fmt == 1)
     return summary
 
 
@@ -403,17 +441,21 @@ def latest_rows(rows: Sequence[BoardRow]) -> dict[tuple[str, str, str], BoardRow
     return chosen
 
 
-def dominates(a: Sequence[float], b: Sequence[float], higher: Sequence[bool]) -> bool:
-    """``a`` is at least as good as ``b`` in every coordinate and better in one."""
-    better = [x > y if h else x < y for x, y, h in zip(a, b, higher, strict=True)]
-    worse = [x < y if h else x > y for x, y, h in zip(a, b, higher, strict=True)]
-    return any(better) and not any(worse)
+def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direction]
+              ) -> bool:
+    """``a`` is at least as good as ``b`` in every coordinate and better in one (each axis
+    judged by its :class:`~gmbench.direction.Direction`: a target-valued axis by the distance
+    from its ideal)."""
+    pairs = [(d.badness(x), d.badness(y)) for x, y, d in zip(a, b, directions, strict=True)]
+    return any(x < y for x, y in pairs) and not any(x > y for x, y in pairs)
 
 
-def pareto_front(points: Mapping[str, Sequence[float]], higher: Sequence[bool]) -> set[str]:
-    """Names of the points no other point dominates (``higher[i]``: direction of axis ``i``)."""
+def pareto_front(points: Mapping[str, Sequence[float]], directions: Sequence[Direction]
+                 ) -> set[str]:
+    """Names of the points no other point dominates."""
     return {name for name, p in points.items()
-            if not any(dominates(q, p, higher) for other, q in points.items() if other != name)}
+            if not any(dominates(q, p, directions) for other, q in points.items()
+                       if other != name)}
 
 
 def _fmt(x: float | None) -> str:
@@ -449,7 +491,7 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
                 r = cell.get((model, sort))
                 if r is None or r.value is None:
                     return (1, 0.0, model)
-                return (0, -r.value if r.higher_is_better else r.value, model)
+                return (0, r.direction.badness(r.value), model)
             models.sort(key=key)
         front: set[str] = set()
         if pareto:
@@ -460,11 +502,11 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
                 if a is not None and b is not None and a.value is not None \
                         and b.value is not None:
                     pts[m] = (a.value, b.value)
-            dirs = [next(r.higher_is_better for r in here.values() if r.metric == m)
+            dirs = [next(r.direction for r in here.values() if r.metric == m)
                     for m in (m1, m2)]
             front = pareto_front(pts, dirs)
-        arrows = {m: ("↑" if next(r.higher_is_better for r in here.values() if r.metric == m)
-                      else "↓") for m in metrics}
+        arrows = {m: next(r.direction for r in here.values() if r.metric == m).arrow
+                  for m in metrics}
         header = ["", "model", *[f"{arrows[m]}{m}" for m in metrics]]
         table = [header]
         for model in models:
@@ -485,8 +527,8 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
             out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
             if i == 0:
                 out.append("  ".join("-" * w for w in widths))
-        notes = ["values ± 95% half-width; ↑ higher is better, ↓ lower is better; each cell is "
-                 "the model's most recent evaluation"]
+        notes = ["values ± 95% half-width; ↑ higher is better, ↓ lower is better, ◎ closest "
+                 "to the metric's ideal is best; each cell is the model's most recent evaluation"]
         if pareto:
             notes.append(f"* on the Pareto front of {pareto[0]} and {pareto[1]}")
         out.append("; ".join(notes) + ".")
@@ -562,11 +604,13 @@ class Comparison:
     mismatched: frozenset[str]
 
 
-def rank_of(value: float, others: Sequence[float], *, higher_is_better: bool) -> int:
-    """1 + the number of ``others`` strictly better than ``value``; values equal to within
-    floating-point rounding (relative 1e-9) tie and share a rank."""
-    better = [o for o in others if (o > value if higher_is_better else o < value)
-              and not math.isclose(o, value, rel_tol=1e-9, abs_tol=1e-12)]
+def rank_of(value: float, others: Sequence[float], *, direction: Direction) -> int:
+    """1 + the number of ``others`` strictly better than ``value`` in ``direction``; values
+    whose badness is equal to within floating-point rounding (relative 1e-9) tie and share a
+    rank."""
+    mine = direction.badness(value)
+    better = [o for o in others if direction.badness(o) < mine
+              and not math.isclose(direction.badness(o), mine, rel_tol=1e-9, abs_tol=1e-12)]
     return 1 + len(better)
 
 
@@ -592,6 +636,6 @@ def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardR
         others = [r.value for n, r in rows.items() if n not in mismatched and r.value is not None]
         value = rec.get("value")
         rank = (None if value is None else
-                rank_of(float(value), others, higher_is_better=bool(rec["higher_is_better"])))
+                rank_of(float(value), others, direction=Direction.of(rec)))
         out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched))
     return names, out

@@ -68,8 +68,9 @@ GAP_FLAG = 0.1  # generalization_gap above 10% of nll, with the CI above 0
 
 def two_sample_bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], n1: int,
                          n2: int, *, rng: np.random.Generator, n_boot: int = 500,
-                         value: float | None = None, label: str = "") -> Estimate:
-    """Percentile bootstrap resampling two independent sets of units.
+                         value: float | None = None, label: str = "",
+                         resample_second: bool = True) -> Estimate:
+    """Percentile bootstrap resampling two independent sets of units (or the first only).
 
     Args:
         statistic: maps index arrays ``(n1,)`` and ``(n2,)`` (resamples of ``range(n1)`` and
@@ -79,12 +80,15 @@ def two_sample_bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], n
         n_boot: number of resamples.
         value: the point estimate, if already computed.
         label: what was resampled, for ``ci_method``.
+        resample_second: resample the second set too (``False``: it is held fixed).
 
     Returns:
         The estimate with ``n = n1`` (the number of samples, the model's side).
     """
     point = statistic(np.arange(n1), np.arange(n2)) if value is None else value
-    boots = np.array([statistic(rng.integers(0, n1, size=n1), rng.integers(0, n2, size=n2))
+    fixed = np.arange(n2)
+    boots = np.array([statistic(rng.integers(0, n1, size=n1),
+                                rng.integers(0, n2, size=n2) if resample_second else fixed)
                       for _ in range(n_boot)])
     boots = boots[np.isfinite(boots)]
     low, high = np.quantile(boots, [0.025, 0.975])
@@ -95,7 +99,8 @@ def two_sample_bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], n
 
 def nn_distance_ratio(sample_dist: np.ndarray, test_dist: np.ndarray, *,
                       rng: np.random.Generator, n_boot: int = 500) -> Estimate:
-    """``median(sample_dist) / median(test_dist)``, with a two-sample bootstrap interval.
+    """``median(sample_dist) / median(test_dist)``, with a bootstrap interval over the samples
+    (the test split is the fixed yardstick of every run).
 
     Args:
         sample_dist: ``(m,)`` distance of each sample to its nearest training example.
@@ -116,7 +121,7 @@ def nn_distance_ratio(sample_dist: np.ndarray, test_dist: np.ndarray, *,
         return float(np.median(s[i])) / den if den > 0 else math.nan
 
     return two_sample_bootstrap(ratio, len(s), len(t), rng=rng, n_boot=n_boot,
-                                label="samples and test points")
+                                label="the samples; test split fixed", resample_second=False)
 
 
 def copy_threshold(test_dist: np.ndarray, *, quantile: float = COPY_QUANTILE) -> float:
@@ -278,8 +283,8 @@ def data_copying_ct_estimate(sample_dist: np.ndarray, sample_cells: np.ndarray,
                              rng: np.random.Generator, n_boot: int = 200,
                              min_cell_samples: int = MIN_CELL_SAMPLES
                              ) -> tuple[Estimate, CopyingTest]:
-    """:func:`data_copying_ct` with a percentile bootstrap interval (samples and test points
-    resampled independently; cells and distances held fixed)."""
+    """:func:`data_copying_ct` with a percentile bootstrap interval over the samples (test
+    points, cells and distances held fixed)."""
     point = data_copying_ct(sample_dist, sample_cells, test_dist, test_cells, n_cells=n_cells,
                             min_cell_samples=min_cell_samples)
 
@@ -291,7 +296,8 @@ def data_copying_ct_estimate(sample_dist: np.ndarray, sample_cells: np.ndarray,
         est = Estimate(math.nan, math.nan, math.nan, math.nan, len(sample_dist), "none")
         return est, point
     est = two_sample_bootstrap(stat, len(sample_dist), len(test_dist), rng=rng, n_boot=n_boot,
-                               value=point.value, label="samples and test points; cells fixed")
+                               value=point.value, label="the samples; test split and cells "
+                               "fixed", resample_second=False)
     return est, point
 
 

@@ -16,7 +16,7 @@ import math
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +27,7 @@ import torch
 from gmbench.datasets import DatasetInfo
 from gmbench.errors import ModelError
 from gmbench.files import sha256_file
+from gmbench.identity import WeightsIdentity, weights_identity
 from gmbench.progress import progress
 from gmbench.rng import child_seed, forked_rng
 from gmbench.stats import logmeanexp
@@ -47,19 +48,29 @@ LOG_PROB_SPACES = ("data", "dequantized")
 LOG_PROB_KINDS = ("exact", "lower_bound", "estimate")
 POSITIVE_MASS_TOLERANCE = 1e-4  # nats: float32 rounding of a log-mass near 0
 FLOAT_RANGE_TOLERANCE = 1e-6
+# The model is asked for samples in blocks of this many, block b inside an RNG state seeded
+# from (seed, b): the samples depend on the seed alone, never on --batch-size.
+SAMPLE_BLOCK = 1000
+# Dequantization noise is drawn in blocks of this many examples, block b from (seed, split,
+# draw, b), and sliced for each batch: example i gets the same noise at any --batch-size.
+NOISE_BLOCK = 256
 
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model came from: path, display name, sha256 of the file, declared dataset."""
+    """Where a model came from: path, display name, sha256 of the file, declared dataset, and
+    (once built) the identity of the weights it loaded."""
 
     path: Path
     name: str
     sha256: str
     dataset: str | None
+    weights: WeightsIdentity | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"path": str(self.path), "sha256": self.sha256, "name": self.name}
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "sha256": self.sha256, "name": self.name,
+                "weights_sha256": None if self.weights is None else self.weights.sha256,
+                "weights_source": None if self.weights is None else self.weights.source}
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
@@ -128,6 +139,33 @@ def _describe_nonfinite(values: np.ndarray, offset: int, split: str) -> str:
             more = f" and {idx.size - 5} more" if idx.size > 5 else ""
             parts.append(f"{idx.size} {label} (at {split} rows {shown}{more})")
     return "; ".join(parts)
+
+
+class _NoiseBlocks:
+    """Uniform dequantization noise ``u ~ U[0,1)^D`` keyed on the example's index: block ``b``
+    of :data:`NOISE_BLOCK` rows is drawn from ``(seed, split, draw, b)``, so example ``i``
+    gets the same noise whatever the batch it is scored in."""
+
+    def __init__(self, seed: int, split: str, draw: int, dim: int) -> None:
+        self.seed, self.split, self.draw, self.dim = seed, split, draw, dim
+        self._cache: dict[int, np.ndarray] = {}
+
+    def _block(self, b: int) -> np.ndarray:
+        if b not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.pop(next(iter(self._cache)))
+            rng = np.random.default_rng(child_seed(self.seed, "dequant", self.split, self.draw,
+                                                   b))
+            self._cache[b] = rng.random((NOISE_BLOCK, self.dim))
+        return self._cache[b]
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Noise of examples ``start .. stop - 1``, ``(stop - start, D)`` float64."""
+        first, last = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK
+        parts = [self._block(b) for b in range(first, last + 1)]
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        offset = start - first * NOISE_BLOCK
+        return joined[offset:offset + stop - start]
 
 
 def _batches(n: int, size: int) -> Iterator[tuple[int, int, int]]:
@@ -207,31 +245,32 @@ class Model:
             return lambda n, seed: fn(torch.Size([n]))
         return lambda n, seed: fn(n)
 
-    def sample(self, n: int, *, seed: int, batch_size: int = 1000,
-               desc: str = "sampling") -> np.ndarray:
+    def sample(self, n: int, *, seed: int, desc: str = "sampling") -> np.ndarray:
         """``n`` validated samples in the data representation, shape ``(n, *shape)``.
 
-        Discrete data come back as int64 levels; continuous data as float32.
+        The model is called on blocks of :data:`SAMPLE_BLOCK` samples, block ``b`` inside an
+        RNG state seeded from ``(seed, b)``, so the samples depend on ``seed`` alone. Discrete
+        data come back as int64 levels; continuous data as float32.
         """
         if self._sample_call is None:
             raise ModelError(f"{self._file}: the model has no `sample(n)`.")
         chunks = []
-        for i, start, stop in progress(_batches(n, batch_size), total=math.ceil(n / batch_size),
-                                       desc=desc):
+        blocks = math.ceil(n / SAMPLE_BLOCK)
+        for i, start, stop in progress(_batches(n, SAMPLE_BLOCK), total=blocks, desc=desc):
             s = child_seed(seed, "sample", i)
             with forked_rng(s):
                 out = self._call("sample", self._sample_call, stop - start, s)
             chunks.append(self.check_samples(out, stop - start, member="sample"))
         return np.concatenate(chunks) if chunks else np.empty((0, *self.info.shape))
 
-    def sample_conditional(self, labels: np.ndarray, *, seed: int, batch_size: int = 1000
-                           ) -> np.ndarray:
-        """One validated sample per integer label, shape ``(len(labels), *shape)``."""
+    def sample_conditional(self, labels: np.ndarray, *, seed: int) -> np.ndarray:
+        """One validated sample per integer label, shape ``(len(labels), *shape)``, in blocks
+        of :data:`SAMPLE_BLOCK` (like :meth:`sample`)."""
         fn = getattr(self.obj, "sample_conditional", None)
         if fn is None:
             raise ModelError(f"{self._file}: the model has no `sample_conditional(labels)`.")
         chunks = []
-        for i, start, stop in _batches(len(labels), batch_size):
+        for i, start, stop in _batches(len(labels), SAMPLE_BLOCK):
             with forked_rng(child_seed(seed, "sample_conditional", i)):
                 lab = torch.as_tensor(labels[start:stop], dtype=torch.long, device=self.device)
                 out = self._call("sample_conditional", fn, lab)
@@ -298,19 +337,19 @@ class Model:
         dequantized = self.log_prob_space == "dequantized"
         levels = self.info.levels or 1  # only used when dequantized, i.e. discrete data
         offset = self.info.dim * math.log(levels) if dequantized else 0.0
+        noise = [_NoiseBlocks(seed, split, k, self.info.dim) for k in range(dequant_samples)]
         for i, start, stop in progress(_batches(n, batch_size), total=math.ceil(n / batch_size),
                                        desc=f"log_prob ({split})"):
             xb = self._as_input(x[start:stop])
             with forked_rng(child_seed(seed, "log_prob", split, i)):
                 if dequantized:
-                    g = torch.Generator().manual_seed(child_seed(seed, "dequant", split, i))
                     draws = []
                     # (x + u) / L computed in float64, then kept strictly below the cell's
                     # upper edge (x + 1) / L: in float32 it can round up onto the next cell.
                     top = torch.nextafter(((xb + 1).double() / levels).float(),
                                           torch.zeros((), device=self.device))
-                    for _ in range(dequant_samples):
-                        u = torch.rand(xb.shape, generator=g, dtype=torch.float64)
+                    for k in range(dequant_samples):
+                        u = torch.from_numpy(noise[k].rows(start, stop)).view(xb.shape)
                         y = torch.minimum(((xb.double() + u.to(self.device)) / levels).float(),
                                           top)
                         draws.append(self._check_log_prob(self._call("log_prob", fn, y),
@@ -385,7 +424,9 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
                          "`sample(n)` and/or `log_prob(x)` methods.")
     if isinstance(obj, torch.nn.Module):
         obj.eval()
-    return Model(obj, source=source, info=info, device=device)
+    identity = weights_identity(obj, model_file=source.path,
+                                module_weights=getattr(module, "WEIGHTS", None))
+    return Model(obj, source=replace(source, weights=identity), info=info, device=device)
 
 
 def load_model(path: str | Path, info_for: Callable[[str | None], DatasetInfo], device: str

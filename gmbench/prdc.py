@@ -13,6 +13,13 @@ point lies in that point's ball (with ``<``, identical sets could score coverage
 repeat). A real point's own index is excluded from its neighbours, but exact duplicates of it
 count, so ``r_i = 0`` when ``X_i`` occurs more than ``k`` times.
 
+:func:`prdc` computes improved precision and recall (Kynkäänniemi et al. 2019, k = 3) and
+density and coverage (k = 5) in one chunked pass, with delete-a-group jackknife replicates on
+*both* sides: each of ``G`` groups of real points is left out in turn (their balls vanish and
+the other real points' radii are recomputed without them), and likewise each group of fake
+points. The spread of these replicates gives each metric a standard error that covers both the
+model's samples (what changes between runs) and the real points (the test split's sampling).
+
 Memory is ``O(chunk * N)``: distances are computed ``chunk`` fakes at a time and reduced at
 once, never stored as an ``M x N`` matrix. Squared distances use the expansion
 ``|a|^2 + |b|^2 - 2 a.b`` on features centred at the real mean, in float64 by default;
@@ -25,16 +32,22 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["DensityCoverage", "density_coverage", "kth_neighbor_radius"]
+__all__ = ["JACKKNIFE_GROUPS", "DensityCoverage", "NeighbourLists", "PRDCResult",
+           "density_coverage", "jackknife_se", "kth_neighbor_radius", "prdc",
+           "radii_without", "self_neighbours"]
 
 DEFAULT_CHUNK = 1024
 SNAP = 1e-10  # relative round-off below which a squared distance is an exact duplicate
+JACKKNIFE_GROUPS = 10
+LIST_MARGIN = 8  # neighbours kept beyond k, so radii survive leaving a group out
+MAX_GROWTH_PAIRS = 20_000_000
 
 
 def _tensor(x: np.ndarray | torch.Tensor, center: torch.Tensor | None, device: str,
@@ -129,3 +142,228 @@ def density_coverage(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.T
         nearest = torch.minimum(nearest, d2.min(0).values)
     covered = (nearest <= r2).cpu().numpy()
     return DensityCoverage(density_terms=counts / k, covered=covered, k=k)
+
+
+# ---------------------------------------------------------------------------- jackknife pass
+@dataclass(frozen=True)
+class NeighbourLists:
+    """Each point's nearest *other* points of its own set, sorted: ``dist``, ``idx``
+    ``(n, K)`` (float64 distances; exact duplicates at 0)."""
+
+    dist: np.ndarray
+    idx: np.ndarray
+
+    def radius(self, k: int) -> np.ndarray:
+        """The ``k``-th nearest-neighbour distance of every point, ``(n,)``."""
+        return self.dist[:, k - 1]
+
+
+def self_neighbours(x: np.ndarray | torch.Tensor, *, keep: int, chunk: int = DEFAULT_CHUNK,
+                    device: str = "cpu", dtype: torch.dtype = torch.float64
+                    ) -> NeighbourLists:
+    """The ``keep`` nearest other points of every point of ``x`` ``(n, F)`` (its own index
+    excluded; exact duplicates of it count, at distance 0)."""
+    t = _tensor(x, None, device, dtype)
+    t = t - t.mean(0)
+    n = t.shape[0]
+    keep = min(keep, n - 1)
+    if keep < 1:
+        raise ValueError(f"nearest neighbours need at least 2 points, got {n}")
+    dist = np.empty((n, keep), dtype=np.float64)
+    idx = np.empty((n, keep), dtype=np.int64)
+    for start, d2 in _sq_dist_blocks(t, t, chunk):
+        rows = torch.arange(d2.shape[0], device=device)
+        d2[rows, rows + start] = torch.inf
+        vals, ids = d2.topk(keep, dim=1, largest=False, sorted=True)
+        dist[start:start + d2.shape[0]] = vals.sqrt().double().cpu().numpy()
+        idx[start:start + d2.shape[0]] = ids.cpu().numpy()
+    return NeighbourLists(dist, idx)
+
+
+def radii_without(lists: NeighbourLists, k: int, removed: np.ndarray) -> np.ndarray:
+    """The ``k``-th nearest-neighbour distance of every point once the points flagged in
+    ``removed`` ``(n,)`` are gone, from the sorted lists (a row whose list runs out keeps its
+    last listed distance, a slight under-estimate that the list margin makes rare)."""
+    kept = ~removed[lists.idx]  # (n, K)
+    count = np.cumsum(kept, axis=1)
+    pos = (count >= k).argmax(axis=1)
+    enough = count[:, -1] >= k
+    rows = np.arange(len(pos))
+    return np.where(enough, lists.dist[rows, pos], lists.dist[:, -1])
+
+
+def jackknife_se(replicates: np.ndarray) -> float:
+    """Delete-a-group jackknife standard error from ``G`` leave-one-group-out values:
+    ``sqrt((G - 1) / G * sum (v_g - mean)^2)``."""
+    v = np.asarray(replicates, dtype=np.float64)
+    g = len(v)
+    return float(math.sqrt((g - 1) / g * ((v - v.mean()) ** 2).sum())) if g > 1 else math.nan
+
+
+@dataclass(frozen=True)
+class PRDCResult:
+    """Precision, recall, density and coverage with their jackknife replicates.
+
+    Attributes:
+        values: ``{"precision", "recall", "density", "coverage"}`` on all points.
+        real_replicates, fake_replicates: ``{metric: (G,)}`` values with each group of real
+            (resp. fake) points left out.
+        density_terms: ``(M,)`` per fake point, the real balls holding it over k.
+        covered: ``(N,)`` whether each real ``k_dc``-ball holds a fake point.
+        approximate: replicates where the growth of radii was not tracked (very many
+            candidate pairs); their balls keep their full-data radii.
+    """
+
+    values: dict[str, float]
+    real_replicates: dict[str, np.ndarray]
+    fake_replicates: dict[str, np.ndarray]
+    density_terms: np.ndarray
+    covered: np.ndarray
+    approximate: bool = False
+
+    def stderr(self, metric: str) -> float:
+        """Both sides in quadrature: ``sqrt(se_real^2 + se_fake^2)``."""
+        return math.hypot(jackknife_se(self.real_replicates[metric]),
+                          jackknife_se(self.fake_replicates[metric]))
+
+
+def _group_counts(mask: torch.Tensor, groups_onehot: torch.Tensor, dim: int) -> torch.Tensor:
+    """Counts of ``True`` per group along ``dim`` of a ``(B, N)`` mask: ``(B, G)`` for column
+    groups (``dim=1``), ``(N, G)`` for row groups (``dim=0``)."""
+    m = mask.to(groups_onehot.dtype)
+    return m @ groups_onehot if dim == 1 else m.T @ groups_onehot
+
+
+def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, seed: int,
+         k_pr: int = 3, k_dc: int = 5, groups: int = JACKKNIFE_GROUPS,
+         real_lists: NeighbourLists | None = None, chunk: int = DEFAULT_CHUNK,
+         device: str = "cpu", dtype: torch.dtype = torch.float64) -> PRDCResult:
+    """Precision/recall (``k_pr``) and density/coverage (``k_dc``) of ``fake`` ``(M, F)``
+    against ``real`` ``(N, F)``, with two-sided delete-a-group jackknife replicates.
+
+    Definitions (closed balls, ``<=``): with ``r_i`` the ``k``-th nearest other real point of
+    real ``i`` and ``s_j`` that of fake ``j`` among fakes, precision is the fraction of fakes
+    inside some real ``k_pr``-ball, recall the fraction of reals inside some fake
+    ``k_pr``-ball, density ``1/(k M) sum_j #{i: |y_j - x_i| <= r_i}`` (``k_dc``-balls) and
+    coverage the fraction of real ``k_dc``-balls holding a fake.
+
+    Args:
+        real, fake: features.
+        seed: seeds the assignment of points to jackknife groups.
+        k_pr, k_dc: neighbourhood sizes.
+        groups: jackknife groups per side.
+        real_lists: precomputed :func:`self_neighbours` of ``real`` with at least
+            ``k_dc + LIST_MARGIN`` neighbours (model-independent: cached beside the features).
+        chunk: fakes per block of distances.
+        device, dtype: where and in what precision to compute.
+    """
+    rng = np.random.default_rng(seed)
+    r_t = _tensor(real, None, device, dtype)
+    center = r_t.mean(0)
+    r_t = r_t - center
+    f_t = _tensor(fake, center, device, dtype)
+    n_real, n_fake = r_t.shape[0], f_t.shape[0]
+    if n_real <= k_dc or n_fake <= k_pr:
+        raise ValueError(f"precision/recall/density/coverage need more than {k_dc} real and "
+                         f"{k_pr} fake points, got {n_real} and {n_fake}")
+    if real_lists is None or real_lists.dist.shape[1] < min(k_dc + LIST_MARGIN, n_real - 1):
+        real_lists = self_neighbours(r_t, keep=k_dc + LIST_MARGIN, chunk=chunk, device=device,
+                                     dtype=dtype)
+    fake_lists = self_neighbours(f_t, keep=k_pr + LIST_MARGIN, chunk=chunk, device=device,
+                                 dtype=dtype)
+    gr = rng.permutation(n_real) % groups  # (N,) group of each real point
+    gf = rng.permutation(n_fake) % groups  # (M,)
+    r_pr, r_dc, s_pr = real_lists.radius(k_pr), real_lists.radius(k_dc), fake_lists.radius(k_pr)
+    r_pr_g = np.stack([radii_without(real_lists, k_pr, gr == g) for g in range(groups)])
+    r_dc_g = np.stack([radii_without(real_lists, k_dc, gr == g) for g in range(groups)])
+    s_pr_g = np.stack([radii_without(fake_lists, k_pr, gf == g) for g in range(groups)])
+    r_grow = np.maximum(r_pr_g.max(0), r_dc_g.max(0))  # (N,) largest radius in any replicate
+    s_grow = s_pr_g.max(0)  # (M,)
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, device=device, dtype=dtype)
+
+    r_pr2, r_dc2, s_pr2 = t(r_pr) ** 2, t(r_dc) ** 2, t(s_pr) ** 2
+    r_grow2, s_grow2 = t(r_grow) ** 2, t(s_grow) ** 2
+    onehot_r = torch.nn.functional.one_hot(torch.as_tensor(gr, device=device), groups).to(dtype)
+    onehot_f = torch.nn.functional.one_hot(torch.as_tensor(gf, device=device), groups).to(dtype)
+    cnt_pr = np.empty((n_fake, groups))  # fake j: real k_pr-balls holding it, per real group
+    cnt_dc = np.empty((n_fake, groups))  # ... real k_dc-balls
+    cnt_rec = torch.zeros((n_real, groups), device=device, dtype=dtype)  # real i: fake balls
+    cnt_cov = torch.zeros((n_real, groups), device=device, dtype=dtype)  # real ball i: fakes
+    nearest = torch.full((n_real,), torch.inf, device=device, dtype=dtype)
+    grow_r: list[np.ndarray] = []  # (j, i, d2) with r_i < d <= r_grow_i: real radii growth
+    grow_f: list[np.ndarray] = []  # (j, i, d2) with s_j < d <= s_grow_j: fake radii growth
+    stored, approximate = 0, False
+    for start, d2 in _sq_dist_blocks(f_t, r_t, chunk):  # d2: (B, N)
+        stop = start + d2.shape[0]
+        in_pr, in_dc = d2 <= r_pr2[None], d2 <= r_dc2[None]
+        in_rec = d2 <= s_pr2[start:stop, None]
+        cnt_pr[start:stop] = _group_counts(in_pr, onehot_r, 1).cpu().numpy()
+        cnt_dc[start:stop] = _group_counts(in_dc, onehot_r, 1).cpu().numpy()
+        cnt_rec += _group_counts(in_rec, onehot_f[start:stop], 0)
+        cnt_cov += _group_counts(in_dc, onehot_f[start:stop], 0)
+        nearest = torch.minimum(nearest, d2.min(0).values)
+        if not approximate:
+            for band, out in (((d2 <= r_grow2[None]) & ~in_pr, grow_r),
+                              ((d2 <= s_grow2[start:stop, None]) & ~in_rec, grow_f)):
+                j, i = torch.nonzero(band, as_tuple=True)
+                stored += len(j)
+                if stored > MAX_GROWTH_PAIRS:
+                    approximate = True
+                    grow_r.clear()
+                    grow_f.clear()
+                    break
+                out.append(np.stack([(j + start).cpu().numpy(), i.cpu().numpy(),
+                                     d2[j, i].sqrt().cpu().numpy()]))
+    cnt_rec_np, cnt_cov_np = cnt_rec.cpu().numpy(), cnt_cov.cpu().numpy()
+    nearest_np = nearest.clamp_min(0).sqrt().cpu().numpy()
+
+    prec_j = cnt_pr.sum(1) > 0  # (M,)
+    dens_j = cnt_dc.sum(1) / k_dc  # (M,)
+    rec_i = cnt_rec_np.sum(1) > 0  # (N,)
+    cov_i = nearest_np <= r_dc  # (N,)
+    values = {"precision": float(prec_j.mean()), "recall": float(rec_i.mean()),
+              "density": float(dens_j.mean()), "coverage": float(cov_i.mean())}
+
+    def pairs(chunks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not chunks:
+            return (np.empty(0, np.int64),) * 2 + (np.empty(0),)
+        a = np.concatenate(chunks, axis=1)
+        return a[0].astype(np.int64), a[1].astype(np.int64), a[2]
+
+    gj, gi, gd = pairs(grow_r)  # real-radius growth pairs
+    fj, fi, fd = pairs(grow_f)  # fake-radius growth pairs
+    real_rep: dict[str, list[float]] = {k: [] for k in values}
+    fake_rep: dict[str, list[float]] = {k: [] for k in values}
+    for g in range(groups):
+        # ---- real group g left out: its balls vanish, the other real radii grow
+        keep_r = gr != g
+        cov_pr = cnt_pr.sum(1) - cnt_pr[:, g] > 0
+        dens = cnt_dc.sum(1) - cnt_dc[:, g]
+        sel = keep_r[gi]
+        jj, ii, dd = gj[sel], gi[sel], gd[sel]
+        newly = dd <= r_pr_g[g, ii]
+        cov_pr = cov_pr.copy()
+        cov_pr[jj[newly]] = True
+        grown_dc = (dd <= r_dc_g[g, ii]) & (dd > r_dc[ii])
+        dens = dens + np.bincount(jj[grown_dc], minlength=n_fake)
+        real_rep["precision"].append(float(cov_pr.mean()))
+        real_rep["density"].append(float(dens.mean() / k_dc))
+        real_rep["recall"].append(float(rec_i[keep_r].mean()))
+        real_rep["coverage"].append(float((nearest_np[keep_r] <= r_dc_g[g, keep_r]).mean()))
+        # ---- fake group g left out: its points and balls vanish, other fake radii grow
+        keep_f = gf != g
+        rec = cnt_rec_np.sum(1) - cnt_rec_np[:, g] > 0
+        sel = keep_f[fj]
+        jj, ii, dd = fj[sel], fi[sel], fd[sel]
+        rec = rec.copy()
+        rec[ii[dd <= s_pr_g[g, jj]]] = True
+        fake_rep["recall"].append(float(rec.mean()))
+        fake_rep["coverage"].append(float((cnt_cov_np.sum(1) - cnt_cov_np[:, g] > 0).mean()))
+        fake_rep["precision"].append(float(prec_j[keep_f].mean()))
+        fake_rep["density"].append(float(dens_j[keep_f].mean()))
+    return PRDCResult(values=values,
+                      real_replicates={k: np.array(v) for k, v in real_rep.items()},
+                      fake_replicates={k: np.array(v) for k, v in fake_rep.items()},
+                      density_terms=dens_j, covered=cov_i, approximate=approximate)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gmbench.direction import Direction
 from gmbench.files import atomic_write
 from gmbench.leaderboard import (
     BoardRow,
@@ -108,7 +109,8 @@ def metric_plot_svg(comp: Comparison, *, width: int = 340) -> str:
     def x(v: float) -> float:
         return left + (v - lo) / (hi - lo) * (width - left - right)
 
-    arrow = "↑ higher is better" if rec["higher_is_better"] else "↓ lower is better"
+    direction = Direction.of(rec)
+    arrow = f"{direction.arrow} {direction.describe()}"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
@@ -146,9 +148,10 @@ def pick_pareto_pair(metrics: Sequence[str], wanted: tuple[str, str] | None = No
 
 
 def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[str, str],
-                    higher: tuple[bool, bool], highlight: str, size: int = 380) -> str:
+                    directions: tuple[Direction, Direction], highlight: str, size: int = 380
+                    ) -> str:
     """Scatter of models on two metrics; the Pareto front is joined and drawn in blue."""
-    front = pareto_front(points, higher)
+    front = pareto_front(points, directions)
     pad_l, pad_b, pad_t, pad_r = 60, 40, 24, 20
     xs = [p[0] for p in points.values()]
     ys = [p[1] for p in points.values()]
@@ -161,7 +164,6 @@ def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[st
     def py(v: float) -> float:
         return size - pad_b - (v - ylo) / (yhi - ylo) * (size - pad_b - pad_t)
 
-    arrow = {True: "↑", False: "↓"}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
              f'font-family="sans-serif" font-size="11">',
              f'<rect width="{size}" height="{size}" fill="white"/>',
@@ -171,10 +173,10 @@ def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[st
              'stroke="#999"/>',
              f'<line x1="{pad_l}" y1="{pad_t}" x2="{pad_l}" y2="{size - pad_b}" stroke="#999"/>',
              f'<text x="{(size + pad_l) / 2:.0f}" y="{size - 6}" text-anchor="middle">'
-             f'{_e(axes[0])} {arrow[higher[0]]}</text>',
+             f'{_e(axes[0])} {directions[0].arrow}</text>',
              f'<text x="12" y="{(size - pad_b + pad_t) / 2:.0f}" text-anchor="middle" '
              f'transform="rotate(-90 12 {(size - pad_b + pad_t) / 2:.0f})">{_e(axes[1])} '
-             f'{arrow[higher[1]]}</text>']
+             f'{directions[1].arrow}</text>']
     for v, anchor in ((xlo, "start"), (xhi, "end")):
         parts.append(f'<text x="{px(v):.1f}" y="{size - pad_b + 14}" text-anchor="{anchor}" '
                      f'fill="#666">{_e(format_number(v))}</text>')
@@ -206,7 +208,7 @@ def _metrics_table(names: list[str], comparisons: list[Comparison]) -> str:
     for comp in comparisons:
         rec = comp.record
         best = ' class="best"' if comp.rank == 1 and comp.ranked > 1 else ""
-        cells = ["↑" if rec["higher_is_better"] else "↓", comp.metric]
+        cells = [Direction.of(rec).arrow, comp.metric]
         cells += [format_number(rec.get("value")),
                   f"[{format_number(rec.get('ci_low'))}, {format_number(rec.get('ci_high'))}]",
                   str(rec.get("n")), rec.get("unit") or "",
@@ -256,7 +258,8 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{_e(title)}</h1>",
            "<h2>Metrics</h2>", _metrics_table(names, comparisons),
-           '<p class="note">↑ higher is better, ↓ lower is better; intervals are 95% (see '
+           '<p class="note">↑ higher is better, ↓ lower is better, ◎ closest to the ideal is '
+           'best; intervals are 95% (see '
            "ci_method in results.json); baselines show value ± 95% half-width"
            + (f", from {_e(board)}" if board else "")
            + "; rank among this model and the baselines (1 = best); † another feature space, "
@@ -301,9 +304,9 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
             if a is not None and b is not None and a.value is not None and b.value is not None:
                 points[name] = (a.value, b.value)
         if len(points) >= 1:
-            higher = (bool(own[pair[0]]["higher_is_better"]),
-                      bool(own[pair[1]]["higher_is_better"]))
-            plot = pareto_plot_svg(points, axes=pair, higher=higher, highlight="this model")
+            directions = (Direction.of(own[pair[0]]), Direction.of(own[pair[1]]))
+            plot = pareto_plot_svg(points, axes=pair, directions=directions,
+                                   highlight="this model")
             out.append("<h2>Pareto front</h2>" + _img(plot.encode(), "image/svg+xml",
                                                       f"Pareto plot of {pair[0]} and {pair[1]}"))
             out.append('<p class="note">Blue: not dominated on both metrics (marked *); red: '

@@ -13,11 +13,13 @@ from gmbench.errors import BoardError
 from gmbench.files import atomic_write
 from gmbench.stats import Estimate
 
-__all__ = ["SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise", "read_results"]
+__all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise",
+           "read_results", "validate_results"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # version 1: gmbench 0.1 (no protocol, ideal or weights fields)
 CORE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "ci_method", "n", "unit",
-               "higher_is_better", "kind", "feature_space")
+               "higher_is_better", "ideal", "protocol", "kind", "feature_space")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # spreadsheet formula starts
 
 
@@ -54,6 +56,8 @@ class MetricResult:
     feature_space: str
     kind: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    ideal: float | None = None
+    protocol: int = 1
 
     @property
     def value(self) -> float:
@@ -63,7 +67,8 @@ class MetricResult:
         e = self.estimate
         core = {"value": e.value, "stderr": e.stderr, "ci_low": e.ci_low, "ci_high": e.ci_high,
                 "ci_method": e.ci_method, "n": e.n, "unit": self.unit,
-                "higher_is_better": self.higher_is_better, "kind": self.kind,
+                "higher_is_better": self.higher_is_better, "ideal": self.ideal,
+                "protocol": self.protocol, "kind": self.kind,
                 "feature_space": self.feature_space}
         clash = set(core) & set(self.details)
         assert not clash, f"details may not override core fields: {clash}"
@@ -104,7 +109,7 @@ class RunResult:
     def write_csv(self, path: str | Path) -> None:
         data = self.to_dict()
         columns = ["model", "dataset", "metric", *CORE_FIELDS, "seed", "n_samples",
-                   "model_sha256", "dataset_sha256"]
+                   "model_sha256", "weights_sha256", "dataset_sha256"]
         with atomic_write(path) as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
@@ -112,29 +117,139 @@ class RunResult:
                 writer.writerow([neutralise(data["model"]["name"]), data["dataset"]["name"], key,
                                  *[rec.get(c) for c in CORE_FIELDS], data["seed"],
                                  data["n_samples"], data["model"]["sha256"],
+                                 data["model"].get("weights_sha256"),
                                  data["dataset"]["sha256"]])
 
 
+# ------------------------------------------------------------------ reading, validating
+_NUMBER = (int, float)
+
+
+def _type_name(x: Any) -> str:
+    return "null" if x is None else type(x).__name__
+
+
+class _Checker:
+    """Collects the first schema violation of a results document with its location."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def fail(self, field: str, why: str) -> None:
+        raise BoardError(f"{self.where}: field '{field}' {why}. The file is damaged or was "
+                         "edited by hand; re-run `gmbench evaluate` to regenerate it.")
+
+    def mapping(self, data: Any, field: str) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            self.fail(field, f"must be an object, got {_type_name(data)}")
+        return data
+
+    def text(self, data: dict[str, Any], key: str, field: str, *, optional: bool = False
+             ) -> None:
+        value = data.get(key)
+        if value is None and optional:
+            return
+        if not isinstance(value, str):
+            self.fail(f"{field}.{key}", f"must be a string, got {_type_name(value)}")
+
+    def number(self, data: dict[str, Any], key: str, field: str, *, optional: bool = True
+               ) -> None:
+        value = data.get(key)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, _NUMBER):
+            self.fail(f"{field}.{key}", f"must be a number{' or null' if optional else ''}, "
+                      f"got {_type_name(value)} {value!r}")
+
+    def integer(self, data: dict[str, Any], key: str, field: str, *, optional: bool = True,
+                minimum: int | None = None) -> None:
+        value = data.get(key)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"{field}.{key}", f"must be an integer, got {_type_name(value)} "
+                      f"{value!r}")
+        if minimum is not None and isinstance(value, int) and value < minimum:
+            self.fail(f"{field}.{key}", f"must be at least {minimum}, got {value}")
+
+
+def validate_results(data: Any, *, where: str) -> dict[str, Any]:
+    """Check a parsed ``results.json`` (schema 1 or 2) field by field and return it as schema
+    2 (a version-1 document gains ``protocol`` 1 and ``ideal`` null on every metric and null
+    weights fields).
+
+    Raises:
+        BoardError: naming the file, the field and what is wrong with it.
+    """
+    c = _Checker(where)
+    doc = c.mapping(data, "(document)")
+    missing = [k for k in ("schema_version", "model", "dataset", "metrics", "provenance")
+               if k not in doc]
+    if missing:
+        raise BoardError(f"{where} is not a gmbench results file (missing "
+                         f"{', '.join(missing)}). Pass a results.json written by `gmbench "
+                         "evaluate`.")
+    version = doc["schema_version"]
+    if version not in READABLE_SCHEMAS or isinstance(version, bool):
+        raise BoardError(f"{where} has schema_version {version!r}; this gmbench reads versions "
+                         f"{', '.join(map(str, READABLE_SCHEMAS))}. Upgrade gmbench, or re-run "
+                         "`gmbench evaluate`.")
+    model = c.mapping(doc["model"], "model")
+    c.text(model, "name", "model")
+    c.text(model, "sha256", "model")
+    c.text(model, "weights_sha256", "model", optional=True)
+    dataset = c.mapping(doc["dataset"], "dataset")
+    c.text(dataset, "name", "dataset")
+    c.text(dataset, "sha256", "dataset")
+    c.integer(doc, "seed", "(document)", optional=False)
+    c.integer(doc, "n_samples", "(document)", minimum=1)
+    prov = c.mapping(doc["provenance"], "provenance")
+    c.text(prov, "started", "provenance", optional=True)
+    c.text(prov, "gmbench_version", "provenance", optional=True)
+    metrics = c.mapping(doc["metrics"], "metrics")
+    out = dict(doc)
+    out["metrics"] = {}
+    for key, rec in metrics.items():
+        field = f"metrics.{key}"
+        rec = dict(c.mapping(rec, field))
+        for number in ("value", "stderr", "ci_low", "ci_high", "ideal"):
+            c.number(rec, number, field)
+        c.integer(rec, "n", field, minimum=0)
+        if not isinstance(rec.get("higher_is_better"), bool):
+            c.fail(f"{field}.higher_is_better",
+                   f"must be true or false, got {_type_name(rec.get('higher_is_better'))} "
+                   f"{rec.get('higher_is_better')!r}")
+        for text in ("unit", "ci_method", "feature_space", "kind"):
+            c.text(rec, text, field, optional=True)
+        if version == 1:
+            rec.setdefault("protocol", 1)
+            rec.setdefault("ideal", None)
+        c.integer(rec, "protocol", field, optional=False, minimum=1)
+        if rec.get("ideal") is not None and rec["higher_is_better"]:
+            c.fail(f"{field}.ideal", "is set on a higher-is-better metric; a metric with an "
+                   "ideal value is judged by its distance from it (higher_is_better false)")
+        out["metrics"][key] = rec
+    if version == 1:
+        out["model"] = {**model, "weights_sha256": None, "weights_source": None}
+        out["schema_version"] = SCHEMA_VERSION
+    return out
+
+
 def read_results(path: str | Path) -> dict[str, Any]:
-    """Read and check a ``results.json``; a clear :class:`BoardError` if it is not one."""
+    """Read and validate a ``results.json`` (schema 1 or 2, returned as schema 2)."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text())
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise BoardError(f"{path} does not exist; pass a results.json written by "
                          "`gmbench evaluate --out DIR`.") from None
+    except IsADirectoryError:
+        raise BoardError(f"{path} is a directory; pass the results.json inside it.") from None
+    except PermissionError:
+        raise BoardError(f"{path} cannot be read (permission denied).") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BoardError(f"{path} is not valid JSON ({exc}); it may be truncated. Re-run "
                          "`gmbench evaluate` to regenerate it.") from None
-    missing = [k for k in ("schema_version", "model", "dataset", "metrics", "provenance")
-               if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise BoardError(f"{path} is not a gmbench results file (missing {', '.join(missing)}).")
-    if data["schema_version"] != SCHEMA_VERSION:
-        raise BoardError(f"{path} has schema_version {data['schema_version']}; this gmbench "
-                         f"reads version {SCHEMA_VERSION}. Re-run `gmbench evaluate`.")
-    for key, rec in data["metrics"].items():
-        if not isinstance(rec, dict) or "value" not in rec or "higher_is_better" not in rec:
-            raise BoardError(f"{path}: metric '{key}' lacks a value or direction; the file is "
-                             "damaged. Re-run `gmbench evaluate`.")
-    return data
+    return validate_results(data, where=str(path))

@@ -9,11 +9,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gmbench.direction import Direction
 from gmbench.memorization import verdict as memorization_verdict
 
 __all__ = ["format_number", "render_table"]
 
-ARROWS = {True: "↑", False: "↓"}
 
 
 def format_number(x: float | None) -> str:
@@ -79,7 +79,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     for comp in comparisons:
         rec = comp.record
         ci = f"[{format_number(rec['ci_low'])}, {format_number(rec['ci_high'])}]"
-        row = [ARROWS[bool(rec["higher_is_better"])], comp.metric, format_number(rec["value"]),
+        row = [Direction.of(rec).arrow, comp.metric, format_number(rec["value"]),
                ci, str(rec["n"]), rec["unit"], _where(rec)]
         if names:
             row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
@@ -95,8 +95,8 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     lines += filter(None, [memorization_verdict(result["metrics"])])
     if result.get("skipped"):
         lines.append("skipped: " + "; ".join(f"{k} ({why})" for k, why in result["skipped"].items()))
-    lines.append("↑ higher is better, ↓ lower is better; intervals are 95% (see ci_method in "
-                 "results.json).")
+    lines.append("↑ higher is better, ↓ lower is better, ◎ closest to the metric's ideal is best "
+                 "(ranked by the distance); intervals are 95% (see ci_method in results.json).")
     spaces = sorted({str(rec.get("feature_space")) for rec in result["metrics"].values()
                      if not rec.get("kind") and SHA.search(str(rec.get("feature_space") or ""))})
     if spaces:

@@ -12,6 +12,7 @@ import pytest
 import gmbench
 from gmbench.check import Tolerance, judge, parse_tolerances
 from gmbench.cli import main
+from gmbench.direction import Direction
 from gmbench.errors import BoardError
 from gmbench.leaderboard import add_results
 
@@ -71,7 +72,7 @@ def worsened(src: Path, dst: Path, metric: str, factor: float) -> Path:
 ])
 def test_judge_rule(new, hib, tol, status):
     v = judge(metric="m", new=new, new_stderr=0.2, reference=10.0, reference_stderr=0.2,
-              higher_is_better=hib, tolerance=tol)
+              direction=Direction(hib), tolerance=tol)
     assert v.noise == pytest.approx(1.959963984540054 * math.sqrt(0.08))
     assert v.status == status
     assert v.failed == (status == "regression")
@@ -79,7 +80,7 @@ def test_judge_rule(new, hib, tol, status):
 
 def test_judge_without_reference_is_new():
     v = judge(metric="m", new=1.0, new_stderr=0.1, reference=None, reference_stderr=0.0,
-              higher_is_better=True)
+              direction=Direction(True))
     assert v.status == "new" and not v.failed
 
 
@@ -173,5 +174,5 @@ def test_uncertainty_of_a_rate_at_zero_comes_from_its_interval():
     assert new.sigma == pytest.approx((0.0154 - 7.0e-5) / 2 / 1.959963984540054)  # > stderr
     assert no_se.sigma == pytest.approx(0.2 / 1.959963984540054)
     v = judge(metric="copy_rate", new=new.value, new_stderr=new.sigma, reference=ref.value,
-              reference_stderr=ref.sigma, higher_is_better=False)
+              reference_stderr=ref.sigma, direction=Direction(False))
     assert v.status == "pass" and v.worse_by == pytest.approx(1 / 360)

@@ -206,7 +206,7 @@ def test_torch_fidelity_calculate_metrics_matches_ours():
         fid_estimate,
         inception_score_estimate,
         kid_estimate,
-        precision_recall_estimates,
+        precision_recall_values,
     )
 
     ds = get_dataset("digits")
@@ -223,12 +223,12 @@ def test_torch_fidelity_calculate_metrics_matches_ours():
                        n_boot=2)
     kid = kid_estimate(fake["features"], real["features"], seed=7, subsets=20,
                        subset_size=300)
-    precision, recall = precision_recall_estimates(fake["features"], real["features"])
+    precision, recall = precision_recall_values(fake["features"], real["features"])
     assert isc.value == pytest.approx(tf["inception_score_mean"], rel=1e-5)
     assert fid.value == pytest.approx(tf["frechet_inception_distance"], rel=1e-5)
     assert kid.value == pytest.approx(tf["kernel_inception_distance_mean"], rel=1e-4, abs=1e-7)
-    assert precision.value == pytest.approx(tf["precision"], abs=1e-9)
-    assert recall.value == pytest.approx(tf["recall"], abs=1e-9)
+    assert precision == pytest.approx(tf["precision"], abs=1e-9)
+    assert recall == pytest.approx(tf["recall"], abs=1e-9)
 
 
 # ------------------------------------------------------------------ on-disk cache

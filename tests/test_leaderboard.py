@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gmbench.cli import main
+from gmbench.direction import Direction
 from gmbench.errors import BoardError
 from gmbench.leaderboard import (
     COLUMNS,
@@ -18,6 +19,7 @@ from gmbench.leaderboard import (
     latest_rows,
     neutralise,
     pareto_front,
+    rank_of,
     read_board,
     render_board,
     rows_from_results,
@@ -171,7 +173,17 @@ def test_cli_add_and_show(tmp_path, capsys):
     ({"a": (1, 1), "b": (1, 1)}, (True, True), {"a", "b"}),  # ties dominate nobody
 ])
 def test_pareto_front(points, higher, front):
-    assert pareto_front(points, higher) == front
+    assert pareto_front(points, [Direction(h) for h in higher]) == front
+
+
+def test_pareto_front_and_ranks_judge_target_valued_metrics_by_distance_from_the_ideal():
+    """A ratio of 0.9 beats 1.5 when the ideal is 1 (distance 0.1 < 0.5), whatever 'higher'."""
+    target = Direction(False, ideal=1.0)
+    points = {"near": (0.9, 1.0), "far-above": (1.5, 1.0), "far-below": (0.2, 1.0)}
+    assert pareto_front(points, [target, Direction(False)]) == {"near"}
+    assert rank_of(0.9, [1.5, 0.2, 1.05], direction=target) == 2
+    assert rank_of(1.5, [0.9, 0.2], direction=target) == 2
+    assert rank_of(3.0, [0.9, 1.5], direction=target) == 3
 
 
 def test_latest_row_per_model_and_metric_is_shown():

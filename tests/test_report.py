@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gmbench.cli import main
+from gmbench.direction import Direction
 from gmbench.leaderboard import BoardRow, compare_with_baselines, rows_from_results
 from gmbench.report import build_report, pareto_plot_svg
 from gmbench.table import render_table
@@ -89,7 +90,8 @@ def test_report_escapes_names_and_marks_the_pareto_front():
     page = build_report(run, baselines=baselines)
     assert "<script>alert" not in page and "&lt;script&gt;alert" in page
     svg = pareto_plot_svg({"a": (1.0, 1.0), "b": (2.0, 0.5), "c": (0.5, 0.4)},
-                          axes=("precision", "recall"), higher=(True, True), highlight="c")
+                          axes=("precision", "recall"),
+                          directions=(Direction(True), Direction(True)), highlight="c")
     assert ">a *<" in svg and ">b *<" in svg and ">c<" in svg
 
 

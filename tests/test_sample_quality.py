@@ -3,6 +3,8 @@ Fashion-MNIST acceptance checks of issue 4."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -15,14 +17,14 @@ from gmbench.datasets import get_dataset
 from gmbench.extractors import classifier_available, classifier_for
 from gmbench.frechet import frechet_distance, gaussian_statistics
 from gmbench.metrics.sample_quality import (
-    density_coverage_estimates,
     fid_estimate,
     inception_score_estimate,
     kid_estimate,
-    precision_recall_estimates,
+    prdc_estimates,
+    precision_recall_values,
     sample_quality,
 )
-from gmbench.prdc import density_coverage, kth_neighbor_radius
+from gmbench.prdc import density_coverage, jackknife_se, kth_neighbor_radius, prdc
 
 
 def _cov(rng: np.random.Generator, d: int) -> np.ndarray:
@@ -128,11 +130,55 @@ def test_prdc_results_do_not_depend_on_chunk_size():
         np.testing.assert_array_equal(dc.covered, ref.covered)
     np.testing.assert_allclose(kth_neighbor_radius(real, k=5, chunk=7),
                                kth_neighbor_radius(real, k=5), rtol=1e-12)
-    p1 = precision_recall_estimates(fake.astype(np.float32), real.astype(np.float32),
-                                    batch_size=17)
-    p2 = precision_recall_estimates(fake.astype(np.float32), real.astype(np.float32),
-                                    batch_size=1000)
-    assert [e.value for e in p1] == [e.value for e in p2]
+    p1 = precision_recall_values(fake.astype(np.float32), real.astype(np.float32),
+                                 batch_size=17)
+    p2 = precision_recall_values(fake.astype(np.float32), real.astype(np.float32),
+                                 batch_size=1000)
+    assert p1 == p2
+    a = prdc(real, fake, seed=0, chunk=1024)
+    for chunk in (1, 13, 64):
+        b = prdc(real, fake, seed=0, chunk=chunk)
+        assert b.values == pytest.approx(a.values, rel=1e-12)
+        for side in ("real_replicates", "fake_replicates"):
+            for key, reps in getattr(a, side).items():
+                np.testing.assert_allclose(getattr(b, side)[key], reps, rtol=1e-12)
+
+
+def _brute_prdc(real: np.ndarray, fake: np.ndarray, k_pr: int = 3, k_dc: int = 5
+                ) -> dict[str, float]:
+    """The four definitions, directly, with closed balls."""
+    d_rr = np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1))
+    d_ff = np.sqrt(((fake[:, None] - fake[None]) ** 2).sum(-1))
+    np.fill_diagonal(d_rr, np.inf)
+    np.fill_diagonal(d_ff, np.inf)
+    r_pr, r_dc = np.sort(d_rr, 1)[:, k_pr - 1], np.sort(d_rr, 1)[:, k_dc - 1]
+    s_pr = np.sort(d_ff, 1)[:, k_pr - 1]
+    d_fr = np.sqrt(((fake[:, None] - real[None]) ** 2).sum(-1))  # (M, N)
+    return {"precision": (d_fr <= r_pr[None]).any(1).mean(),
+            "recall": (d_fr <= s_pr[:, None]).any(0).mean(),
+            "density": (d_fr <= r_dc[None]).sum() / (k_dc * len(fake)),
+            "coverage": (d_fr.min(0) <= r_dc).mean()}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prdc_jackknife_replicates_equal_recomputing_without_each_group(seed):
+    """Every leave-one-group-out replicate (radii of the remaining points regrown from their
+    neighbour lists) equals the four metrics recomputed from scratch without that group."""
+    rng = np.random.default_rng(seed)
+    real = rng.normal(size=(300, 6))
+    fake = rng.normal(size=(250, 6)) * 1.2 + 0.2
+    res = prdc(real, fake, seed=seed, groups=5)
+    assert res.values == pytest.approx(_brute_prdc(real, fake), abs=1e-12)
+    groups = np.random.default_rng(seed)
+    gr, gf = groups.permutation(300) % 5, groups.permutation(250) % 5
+    for g in range(5):
+        without_real = _brute_prdc(real[gr != g], fake)
+        without_fake = _brute_prdc(real, fake[gf != g])
+        for key in res.values:
+            assert res.real_replicates[key][g] == pytest.approx(without_real[key], abs=1e-12)
+            assert res.fake_replicates[key][g] == pytest.approx(without_fake[key], abs=1e-12)
+    assert res.stderr("recall") == pytest.approx(math.hypot(
+        jackknife_se(res.real_replicates["recall"]), jackknife_se(res.fake_replicates["recall"])))
 
 
 # ------------------------------------------------------------------ precision / recall / IS
@@ -149,7 +195,8 @@ def test_precision_recall_match_the_definition():
     d_fr = np.sqrt(((fake[:, None] - real[None]) ** 2).sum(-1))  # (M, N)
     precision = (d_fr <= radii(real)[None]).any(1).mean()
     recall = (radii(fake)[None] >= d_fr.T).any(1).mean()
-    p, r = precision_recall_estimates(fake.astype(np.float32), real.astype(np.float32))
+    est, _ = prdc_estimates(fake.astype(np.float32), real.astype(np.float32), seed=0)
+    p, r = est["precision"], est["recall"]
     assert p.value == pytest.approx(precision) and r.value == pytest.approx(recall)
     assert p.ci_low <= p.value <= p.ci_high and p.n == 120 and r.n == 150
 
@@ -205,8 +252,8 @@ def test_kid_ci_contains_zero_for_two_halves_of_digits_test():
     a, b = _two_halves("digits")
     kid = kid_estimate(a, b, seed=0)
     assert kid.contains(0.0), kid
-    density, coverage = density_coverage_estimates(a, b)
-    assert 0.5 < density.value < 1.5 and coverage.value > 0.5
+    est, _ = prdc_estimates(a, b, seed=0)
+    assert 0.5 < est["density"].value < 1.5 and est["coverage"].value > 0.5
 
 
 @pytest.mark.slow

@@ -40,6 +40,8 @@ def _reconstruction_error(ev: Evaluation) -> Measurement:
                        details={"split": "test", "scale": units})
 
 
-register(Metric("reconstruction_error", "autoencoder",
-                "mean squared error per dimension of decode(encode(x)) on the test split",
-                ("encode_decode",), False, "squared error/dim", _reconstruction_error))
+register(Metric(key="reconstruction_error", group="autoencoder",
+                description="mean squared error per dimension of decode(encode(x)) on the "
+                            "test split",
+                needs=("encode_decode",), higher_is_better=False, unit="squared error/dim",
+                compute=_reconstruction_error))

@@ -1,11 +1,12 @@
 """Classification Accuracy Score metrics: ``cas`` and ``cas_ratio`` (SPEC section 4).
 
-Wiring only; the classifier and estimates live in :mod:`gmbench.cas`. With
+Wiring only; the protocol, classifier and estimates live in :mod:`gmbench.cas`. With
 ``sample_conditional`` the model is asked for a balanced set of classes and those requested
 classes are the labels (true CAS, ``labels: "conditional"``); otherwise ``ev.samples`` are
-labelled by :func:`pseudo_labels` (``labels: "pseudo"``). The classifier trained on ``n``
-generated examples is tested on the whole real test split; ``cas_ratio`` divides by the same
-classifier (same seed) trained on ``n`` real training examples.
+labelled by :func:`pseudo_labels` behind the support gate (``labels: "pseudo"``). The
+classifier trained on ``n`` generated examples is tested on the whole real test split;
+``cas_ratio`` divides by the same classifier trained on ``n`` real training examples (a fixed
+subset and seed, cached: it does not depend on the model or the run).
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from gmbench import cas
-from gmbench.features import PixelFeatures
+from gmbench.feature_cache import cached_arrays
+from gmbench.features import ClassifierFeatures, PixelFeatures
+from gmbench.files import sha256_bytes
+from gmbench.metrics.memorization import nearest_train
 from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.prdc import kth_neighbor_radius
 from gmbench.rng import child_seed
+from gmbench.stats import Z95, Estimate
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
@@ -36,22 +43,45 @@ def labelled(dataset: Dataset) -> str | None:
     return None
 
 
-def pseudo_labels(ev: Evaluation) -> tuple[np.ndarray, str]:
-    """Class labels for ``ev.samples`` and how they were obtained.
+REFERENCE_SEED = 0  # the real-data reference classifier does not depend on the run
+SUPPORT_K = 5  # samples inside the k-NN ball of a training point keep their pseudo-label
 
-    The dataset's bundled classifier (:func:`gmbench.extractors.classifier_for`) when its
-    weights exist; otherwise the majority vote of the 10 nearest real training examples in
-    the evaluation's feature space (a kNN classifier on the training set).
+
+def _train_radius(ev: Evaluation) -> np.ndarray:
+    """``(N,)`` distance of every training point to its ``SUPPORT_K``-th nearest other training
+    point in the evaluation's feature space; model-independent, cached beside the features."""
+    train, extractor = ev.features("train"), ev.extractor
+
+    def compute() -> dict[str, np.ndarray]:
+        return {"radius": kth_neighbor_radius(train, k=SUPPORT_K, dtype=torch.float32)}
+
+    if not extractor.sha256:
+        return ev.memo("cas/train-radius", compute)["radius"]
+    return ev.memo("cas/train-radius", lambda: cached_arrays(
+        dataset=ev.info.name, split=f"train-knn{SUPPORT_K}-radius",
+        dataset_sha256=ev.dataset.sha256, extractor=extractor.name,
+        extractor_sha256=extractor.sha256, n=len(train), compute=compute))["radius"]
+
+
+def pseudo_labels(ev: Evaluation) -> tuple[np.ndarray, str]:
+    """The labeller's class for each of ``ev.samples`` and what the labeller was.
+
+    The argmax of the dataset's bundled classifier (its logits from the evaluation's feature
+    pass when that classifier is the feature extractor); otherwise the majority vote of the 10
+    nearest real training examples in the evaluation's feature space.
     """
     from gmbench.extractors import classifier_available, classifier_for
 
+    if isinstance(ev.extractor, ClassifierFeatures):
+        clf = ev.extractor.classifier
+        return (ev.logits("samples").argmax(1).astype(np.int64),
+                f"bundled classifier {clf.name} (sha256 {clf.sha256[:12]}, test accuracy "
+                f"{clf.test_accuracy:.4f}; logits from the feature pass)")
     if classifier_available(ev.info.name):
         clf = classifier_for(ev.info.name, device=ev.config.device)
         return (np.asarray(clf.predict(ev.samples), dtype=np.int64),
                 f"bundled classifier {clf.name} (sha256 {clf.sha256[:12]}, test accuracy "
                 f"{clf.test_accuracy:.4f})")
-    from gmbench.metrics.memorization import nearest_train
-
     _, idx = nearest_train(ev, "samples", "features")  # (m, 10)
     votes = np.asarray(ev.dataset.train.y)[idx[:, :PSEUDO_VOTES]]  # (m, k)
     return majority_vote(votes, int(ev.info.num_classes)), (
@@ -77,6 +107,7 @@ def _inputs(ev: Evaluation, x: np.ndarray) -> np.ndarray:
     flat = PixelFeatures(ev.info)(x)
     if ev.info.is_discrete:
         return flat
+
     def moments() -> tuple[np.ndarray, np.ndarray]:
         real = PixelFeatures(ev.info)(ev.dataset.train.x)
         return real.mean(0), real.std(0) + 1e-6
@@ -85,53 +116,83 @@ def _inputs(ev: Evaluation, x: np.ndarray) -> np.ndarray:
     return (flat - mean) / std
 
 
-@dataclass(frozen=True)
-class _CasRun:
-    correct_synthetic: np.ndarray
-    correct_real: np.ndarray
-    details: dict[str, Any]
-
-
 def _synthetic(ev: Evaluation) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    num_classes = int(ev.info.num_classes)
     if "sample_conditional" in ev.model.capabilities:
-        labels = cas.balanced_labels(ev.n_samples, int(ev.info.num_classes),
-                                     rng=ev.rng("cas", "labels"))
-        x = ev.model.sample_conditional(labels, seed=child_seed(ev.seed, "cas", "samples"),
-                                        batch_size=max(ev.config.batch_size, 1000))
+        labels = cas.balanced_labels(ev.n_samples, num_classes, rng=ev.rng("cas", "labels"))
+        x = ev.model.sample_conditional(labels, seed=child_seed(ev.seed, "cas", "samples"))
         return x, labels, {"labels": "conditional",
                            "label_source": "requested classes, balanced"}
     labels, how = pseudo_labels(ev)
-    return ev.samples, labels, {"labels": "pseudo", "label_source": how}
+    dist, idx = nearest_train(ev, "samples", "features")
+    inside = cas.inside_support(dist, idx, _train_radius(ev))
+    gated = cas.support_gate(labels, inside, num_classes, rng=ev.rng("cas", "gate"))
+    return ev.samples, gated, {
+        "labels": "pseudo",
+        "label_source": how,
+        "support_gate": (f"a sample keeps its pseudo-label only inside the {SUPPORT_K}-NN ball "
+                         f"of one of its {idx.shape[1]} nearest training points in "
+                         f"{ev.feature_space}; elsewhere its label is uniformly random"),
+        "supported_fraction": float(inside.mean()),
+    }
+
+
+def _reference(ev: Evaluation, n: int) -> np.ndarray:
+    """Per test example, whether the same classifier trained on ``n`` real training examples
+    (a fixed subset, fixed seed: model- and run-independent, cached) is right, ``(n_test,)``."""
+    train = ev.dataset.train
+    num_classes = int(ev.info.num_classes)
+
+    def compute() -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(child_seed(REFERENCE_SEED, "cas", "reference-subset"))
+        pick = np.sort(rng.choice(len(train), n, replace=False))
+        fit = cas.fit_and_score(_inputs(ev, train.x[pick]), np.asarray(train.y)[pick],
+                                _inputs(ev, ev.dataset.test.x), np.asarray(ev.dataset.test.y),
+                                num_classes=num_classes, spec=SPEC, replicates=0,
+                                seed=child_seed(REFERENCE_SEED, "cas", "reference"),
+                                device=ev.config.device)
+        return {"correct": fit.correct.astype(np.uint8)}
+
+    spec_hash = sha256_bytes(repr(SPEC).encode())
+    arrays = cached_arrays(dataset=ev.info.name, split=f"cas-reference-n{n}",
+                           dataset_sha256=ev.dataset.sha256, extractor="cas-mlp",
+                           extractor_sha256=spec_hash, n=len(ev.dataset.test),
+                           compute=compute)
+    return arrays["correct"].astype(bool)
+
+
+@dataclass(frozen=True)
+class _CasRun:
+    fit: cas.FitResult
+    reference_correct: np.ndarray
+    details: dict[str, Any]
 
 
 def _run(ev: Evaluation) -> _CasRun:
-    device = ev.config.device
     x_syn, y_syn, details = _synthetic(ev)
     n = len(x_syn)
-    train = ev.dataset.train
-    n_real = min(n, len(train))
-    pick = np.sort(ev.rng("cas", "real-subset").choice(len(train), n_real, replace=False))
-    seed = child_seed(ev.seed, "cas", "classifier")
+    n_real = min(n, len(ev.dataset.train))
     num_classes = int(ev.info.num_classes)
     x_test = _inputs(ev, ev.dataset.test.x)
     y_test = np.asarray(ev.dataset.test.y)
-    correct = {}
-    for name, x, y in (("synthetic", x_syn, y_syn),
-                       ("real", train.x[pick], np.asarray(train.y)[pick])):
-        net = cas.train_classifier(_inputs(ev, x), y, num_classes=num_classes, seed=seed,
-                                   spec=SPEC, device=device)
-        correct[name] = cas.predict(net, x_test, device=device) == y_test
+    fit = cas.fit_and_score(_inputs(ev, x_syn), y_syn, x_test, y_test,
+                            num_classes=num_classes, spec=SPEC,
+                            seed=child_seed(ev.seed, "cas", "classifier"),
+                            device=ev.config.device)
+    reference = _reference(ev, n_real)
     details.update({
         "classifier": SPEC.describe(),
         "n_train_synthetic": n,
         "n_train_real": n_real,
         "steps": SPEC.steps(n),
         "synthetic_label_histogram": np.bincount(y_syn, minlength=num_classes).tolist(),
-        "real_accuracy": float(correct["real"].mean()),
+        "replicate_accuracy": fit.replicate_accuracy.tolist(),
+        "real_accuracy": float(reference.mean()),
         "test_split": f"all {len(y_test)} real test examples",
-        "seeded": "initialization and shuffling from the run seed; both classifiers share it",
+        "seeded": "initializations, resampling and shuffling from the run seed; the real "
+                  "reference classifier uses a fixed seed and subset",
     })
-    return _CasRun(correct["synthetic"], correct["real"], details)
+    return _CasRun(fit, reference, details)
 
 
 def _cas_run(ev: Evaluation) -> _CasRun:
@@ -140,25 +201,33 @@ def _cas_run(ev: Evaluation) -> _CasRun:
 
 def _cas(ev: Evaluation) -> Measurement:
     r = _cas_run(ev)
-    return Measurement(cas.accuracy_estimate(r.correct_synthetic), feature_space="data",
+    return Measurement(r.fit.estimate(), feature_space="data",
                        details={**r.details, "chance": 1.0 / int(ev.info.num_classes)})
 
 
 def _cas_ratio(ev: Evaluation) -> Measurement:
     r = _cas_run(ev)
-    est = cas.cas_ratio_estimate(r.correct_synthetic, r.correct_real,
-                                 rng=ev.rng("cas_ratio"))
+    ref = float(r.reference_correct.mean())
+    acc = r.fit.estimate()
+    value, se = acc.value / ref, acc.stderr / ref
+    est = Estimate(value, se, max(0.0, value - Z95 * se), value + Z95 * se, acc.n,
+                   "normal: the cas interval divided by the reference accuracy (fixed)")
     return Measurement(est, feature_space="data", details={
         **r.details, "ratio": "cas / accuracy of the same classifier trained on n real "
-                              "training examples; paired bootstrap over test examples"})
+                              "training examples (a fixed subset and seed: the same for every "
+                              "run and model)"})
 
 
 for _metric in (
-    Metric("cas", "cas", "accuracy on real test data of a fixed MLP trained on labelled "
-           "samples (conditional, else pseudo-labels)", (), True, "accuracy", _cas,
-           applies=labelled, needs_any=("sample", "sample_conditional")),
-    Metric("cas_ratio", "cas", "cas / accuracy of the same classifier trained on as many "
-           "real training examples", (), True, "ratio", _cas_ratio, applies=labelled,
-           needs_any=("sample", "sample_conditional")),
+    Metric(key="cas", group="cas",
+           description="accuracy on real test data of a fixed MLP trained on labelled samples "
+                       "(conditional, else support-gated pseudo-labels)",
+           needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=2,
+           unit="accuracy", compute=_cas, applies=labelled),
+    Metric(key="cas_ratio", group="cas",
+           description="cas / accuracy of the same classifier trained on as many real "
+                       "training examples",
+           needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=2,
+           unit="ratio", compute=_cas_ratio, applies=labelled),
 ):
     register(_metric)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PAIRS_KEY", "SHARED_K", "nearest_train", "suspicious_pairs"]
 
+CELLS_SEED = 0  # the data-copying cells do not depend on the run seed
 SHARED_K = 10  # neighbours kept for samples in feature space (pseudo-labels reuse them)
 PAIRS_KEY = "memorization/pairs"
 N_PAIRS = 16
@@ -114,7 +115,9 @@ def _data_copying_ct(ev: Evaluation) -> Measurement:
     train = ev.features("train")
     samples, test = ev.features("samples"), ev.features("test")
     n_cells = mem.n_cells_for(len(test), len(samples))
-    seed = child_seed(ev.seed, "data_copying_ct")
+    # The cells partition the training set: a property of the dataset, not of the run, so they
+    # are fitted with the protocol's own seed and are the same for every run and model.
+    seed = child_seed(CELLS_SEED, "data_copying_ct", "cells")
     device = ev.config.device
     centres = ev.memo(f"ct/centres/{n_cells}",
                       lambda: mem.fit_cells(train, n_cells=n_cells, seed=seed,
@@ -136,8 +139,8 @@ def _data_copying_ct(ev: Evaluation) -> Measurement:
         "cells_dropped": res.dropped,
         "min_cell_samples": mem.MIN_CELL_SAMPLES,
         "test_mass_kept": float(res.test_mass[res.kept].sum()),
-        "partition": (f"k-means++ then Lloyd (k={n_cells}, seeded, fitted on <= 10000 "
-                      "training features); "
+        "partition": (f"k-means++ then Lloyd (k={n_cells}, fitted on <= 10000 training "
+                      "features with a fixed seed: the same cells for every run); "
                       "distances to the nearest training point in the same cell"),
         "interpretation": ("about 0: samples as far from the training set as held-out data; "
                            "below -3: data copying; strongly positive: samples farther from "
@@ -147,16 +150,19 @@ def _data_copying_ct(ev: Evaluation) -> Measurement:
 
 
 for _metric in (
-    Metric("nn_distance_ratio", "memorization",
-           "median sample-to-train NN distance / median test-to-train NN distance "
-           "(about 1 ideal, near 0 = copying)", ("sample",), True, "ratio",
-           _nn_distance_ratio),
-    Metric("copy_rate", "memorization",
-           "fraction of samples nearer to a training example than the 1% quantile of "
-           "test-to-train NN distances (real data: ~0.01)", ("sample",), False, "fraction",
-           _copy_rate),
-    Metric("data_copying_ct", "memorization",
-           "Meehan et al. 2020 C_T z-statistic (about 0 ideal, < -3 = copying, > 0 = "
-           "underfitting)", ("sample",), True, "z-score", _data_copying_ct),
+    Metric(key="nn_distance_ratio", group="memorization",
+           description="median sample-to-train NN distance / median test-to-train NN distance "
+                       "(1 ideal, near 0 = copying, above 1 = underfitting)",
+           needs=("sample",), higher_is_better=False, ideal=1.0, protocol=2, unit="ratio",
+           compute=_nn_distance_ratio),
+    Metric(key="copy_rate", group="memorization",
+           description="fraction of samples nearer to a training example than the 1% quantile "
+                       "of test-to-train NN distances (real data: ~0.01)",
+           needs=("sample",), higher_is_better=False, unit="fraction", compute=_copy_rate),
+    Metric(key="data_copying_ct", group="memorization",
+           description="Meehan et al. 2020 C_T z-statistic (0 ideal, < -3 = copying, > 0 = "
+                       "underfitting)",
+           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="z-score",
+           compute=_data_copying_ct),
 ):
     register(_metric)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gmbench.direction import Direction
 from gmbench.errors import MetricError, did_you_mean
 from gmbench.results import MetricResult
 from gmbench.stats import Estimate
@@ -36,17 +37,23 @@ def always(_dataset: Dataset) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Metric:
     """A registered metric.
 
     Attributes:
-        key: the public key (SPEC section 4).
+        key: the public key (the contract, ``docs/CONTRACT.md`` section 4).
         group: section of the report (``likelihood``, ``divergence``, ``sample quality``...).
         description: one line for ``gmbench metrics``.
         needs: model capabilities required (subset of ``gmbench.model.CAPABILITIES``);
             ``needs_any`` instead lists alternatives of which one suffices.
-        higher_is_better: direction.
+        higher_is_better: direction (``False`` for target-valued metrics: see ``ideal``).
+        ideal: the value a perfect model scores, for metrics that are worse on both sides of
+            it (``nn_distance_ratio`` 1, ``c2st_accuracy`` 0.5, ...); ranked and gated by the
+            distance from it (:class:`~gmbench.direction.Direction`).
+        protocol: version of the metric's definition, bumped whenever its meaning changes
+            (estimator, classifier, direction, what its interval covers); ``gmbench check``
+            refuses to compare values of different protocols.
         unit: unit of the value.
         compute: the function that measures it.
         applies: returns why the metric does not apply to a dataset, or ``None`` if it does.
@@ -55,12 +62,18 @@ class Metric:
     key: str
     group: str
     description: str
-    needs: tuple[str, ...]
+    needs: tuple[str, ...] = ()
+    needs_any: tuple[str, ...] = ()
     higher_is_better: bool
+    ideal: float | None = None
+    protocol: int = 1
     unit: str
     compute: Callable[[Evaluation], Measurement]
     applies: Callable[[Dataset], str | None] = always
-    needs_any: tuple[str, ...] = ()
+
+    @property
+    def direction(self) -> Direction:
+        return Direction(self.higher_is_better, self.ideal)
 
     def missing(self, capabilities: frozenset[str]) -> str | None:
         """Why a model with ``capabilities`` cannot be scored, or ``None``."""
@@ -74,8 +87,9 @@ class Metric:
     def run(self, evaluation: Evaluation) -> MetricResult:
         m = self.compute(evaluation)
         return MetricResult(key=self.key, estimate=m.estimate, unit=self.unit,
-                            higher_is_better=self.higher_is_better,
-                            feature_space=m.feature_space, kind=m.kind, details=m.details)
+                            higher_is_better=self.higher_is_better, ideal=self.ideal,
+                            protocol=self.protocol, feature_space=m.feature_space,
+                            kind=m.kind, details=m.details)
 
 
 METRICS: dict[str, Metric] = {}
@@ -83,6 +97,7 @@ METRICS: dict[str, Metric] = {}
 
 def register(metric: Metric) -> Metric:
     assert metric.key not in METRICS, f"metric {metric.key} registered twice"
+    assert metric.ideal is None or not metric.higher_is_better, metric.key
     METRICS[metric.key] = metric
     return metric
 

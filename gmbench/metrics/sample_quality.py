@@ -19,9 +19,11 @@ Definitions (each record's ``details`` repeats them):
   subsets of ``min(1000, n)`` per set (torch-fidelity ``kid_features_to_metric``); stderr from
   the U-statistic's first-order variance plus torch-fidelity's subset spread / sqrt(100).
 - ``precision`` / ``recall``: Kynkäänniemi et al. 2019 with k = 3 and ``<=`` (torch-fidelity
-  ``calculate_precision_recall_part``, chunked); exact binomial interval over samples (test
-  points for recall), the other set's k-NN balls held fixed.
+  ``calculate_precision_recall_part``, chunked).
 - ``density`` / ``coverage``: Naeem et al. 2020, k = 5, with ``<=`` (see :mod:`gmbench.prdc`).
+- the intervals of these four: normal, with a delete-a-group jackknife standard error over both
+  the samples and the test points (:func:`gmbench.prdc.prdc`), since the k-NN balls of either
+  set move when its points change.
 
 References:
     Salimans et al. 2016 (IS); Heusel et al. 2017 (FID); Bińkowski et al. 2018 (KID);
@@ -44,9 +46,16 @@ from gmbench.extractors import BUNDLED_DATASETS, classifier_available
 from gmbench.feature_cache import cached_arrays
 from gmbench.frechet import frechet_distance, gaussian_statistics
 from gmbench.metrics.registry import Measurement, Metric, register
-from gmbench.prdc import density_coverage, kth_neighbor_radius
+from gmbench.prdc import (
+    LIST_MARGIN,
+    NeighbourLists,
+    PRDCResult,
+    jackknife_se,
+    prdc,
+    self_neighbours,
+)
 from gmbench.rng import child_seed
-from gmbench.stats import Z95, Estimate, clopper_pearson, mean_estimate
+from gmbench.stats import Z95, Estimate, clopper_pearson
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
@@ -59,12 +68,12 @@ __all__ = [
     "PRC_K",
     "PRDC_K",
     "SampleQuality",
-    "density_coverage_estimates",
     "fid_estimate",
     "inception_score_estimate",
     "kid_estimate",
     "kid_first_order_variance",
-    "precision_recall_estimates",
+    "prdc_estimates",
+    "precision_recall_values",
     "sample_quality",
 ]
 
@@ -88,12 +97,6 @@ def _normal(value: float, se: float, n: int, method: str) -> Estimate:
     return Estimate(value, se, value - Z95 * se, value + Z95 * se, n, method)
 
 
-def _binomial(p: float, n: int, method: str) -> Estimate:
-    k = int(round(p * n))
-    low, high = clopper_pearson(k, n)
-    return Estimate(p, math.sqrt(max(p * (1 - p), 0.0) / n), low, high, n, method)
-
-
 # ---------------------------------------------------------------- pure functions of features
 def inception_score_estimate(logits: np.ndarray, *, seed: int, splits: int = ISC_SPLITS
                              ) -> Estimate:
@@ -113,7 +116,8 @@ def inception_score_estimate(logits: np.ndarray, *, seed: int, splits: int = ISC
 def fid_estimate(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
                  n_boot: int | None = None) -> Estimate:
     """FID of ``fake`` ``(M, F)`` against ``real`` ``(N, F)``: torch-fidelity's value; stderr
-    from ``n_boot`` bootstrap resamples of both sets (our closed form, :mod:`gmbench.frechet`)."""
+    from ``n_boot`` bootstrap resamples of the samples, the test statistics held fixed (our
+    closed form, :mod:`gmbench.frechet`): what changes between runs."""
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
     small = fake.shape[1] <= 512
@@ -124,23 +128,25 @@ def fid_estimate(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator
         stat_real = fid_features_to_statistics(_t(real, torch.float64))
         value = fid_statistics_to_metric(stat_fake, stat_real, verbose=False)[
             "frechet_inception_distance"]
+        real_stats = gaussian_statistics(real)
         boots = []
         for _ in range(n_boot):
             wf = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
-            wr = np.bincount(rng.integers(0, len(real), len(real)), minlength=len(real))
-            boots.append(frechet_distance(*gaussian_statistics(fake, wf),
-                                          *gaussian_statistics(real, wr)))
+            boots.append(frechet_distance(*gaussian_statistics(fake, wf), *real_stats))
     se = float(np.std(boots, ddof=1))
     return _normal(float(value), se, len(fake),
-                   f"normal, bootstrap stderr ({n_boot} resamples of samples and test set)")
+                   f"normal, bootstrap stderr ({n_boot} resamples of the samples; test split "
+                   "fixed)")
 
 
 def kid_first_order_variance(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
-                             subset_size: int = KID_SUBSET_SIZE) -> float:
+                             subset_size: int = KID_SUBSET_SIZE, real_side: bool = True
+                             ) -> float:
     """Variance of the full-data unbiased MMD^2 from its first-order (Hoeffding) term,
     ``4 Var_x(a(x)) / M + 4 Var_y(b(y)) / N`` with ``a(x) = E k(x, X') - E k(x, Y)`` and
     ``b(y) = E k(y, Y') - E k(X, y)``, estimated from row means on one random subset of each
-    set, with KID's kernel ``(x.y / F + 1)^3``.
+    set, with KID's kernel ``(x.y / F + 1)^3``. ``real_side=False`` keeps the samples' term
+    only (the test split fixed: what changes between runs).
 
     Exact to first order when the distributions differ; conservative when they are equal
     (the first-order term vanishes and what remains is estimation noise).
@@ -158,7 +164,8 @@ def kid_first_order_variance(fake: np.ndarray, real: np.ndarray, *, rng: np.rand
     np.fill_diagonal(k_yy, 0.0)
     a = k_xx.sum(1) / (s - 1) - k_xy.mean(1)  # (s,)
     b = k_yy.sum(1) / (s - 1) - k_xy.mean(0)  # (s,)
-    return float(4 * a.var(ddof=1) / len(fake) + 4 * b.var(ddof=1) / len(real))
+    return float(4 * a.var(ddof=1) / len(fake)
+                 + (4 * b.var(ddof=1) / len(real) if real_side else 0.0))
 
 
 def kid_estimate(fake: np.ndarray, real: np.ndarray, *, seed: int, subsets: int = KID_SUBSETS,
@@ -166,8 +173,9 @@ def kid_estimate(fake: np.ndarray, real: np.ndarray, *, seed: int, subsets: int 
     """KID via torch-fidelity: mean over ``subsets`` random subsets of
     ``min(subset_size, M, N)`` per set.
 
-    The stderr combines the sampling variance of the data (:func:`kid_first_order_variance`)
-    with the spread torch-fidelity reports over its random subsets (``std / sqrt(subsets)``);
+    The stderr combines the sampling variance of the samples (:func:`kid_first_order_variance`,
+    the test split held fixed) with the spread torch-fidelity reports over its random subsets
+    (``std / sqrt(subsets)``);
     torch-fidelity's std alone measures only the subset draw, which is ~0 when the subsets
     cover the data.
     """
@@ -180,17 +188,16 @@ def kid_estimate(fake: np.ndarray, real: np.ndarray, *, seed: int, subsets: int 
                                  kid_subset_size=size, rng_seed=seed, verbose=False)
     value, spread = out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
     var = kid_first_order_variance(fake, real, rng=np.random.default_rng(seed),
-                                   subset_size=size)
+                                   subset_size=size, real_side=False)
     se = math.sqrt(var + spread**2 / subsets)
     return _normal(value, se, len(fake),
-                   f"normal; U-statistic first-order variance + subset spread ({subsets} "
-                   f"subsets of {size}, torch-fidelity)")
+                   f"normal; the samples' U-statistic first-order variance (test split "
+                   f"fixed) + subset spread ({subsets} subsets of {size}, torch-fidelity)")
 
 
-def precision_recall_estimates(fake: np.ndarray, real: np.ndarray, *, k: int = PRC_K,
-                               batch_size: int | None = None) -> tuple[Estimate, Estimate]:
-    """Improved precision and recall via torch-fidelity (chunked), with exact binomial
-    intervals conditional on the other set's k-NN balls."""
+def precision_recall_values(fake: np.ndarray, real: np.ndarray, *, k: int = PRC_K,
+                            batch_size: int | None = None) -> tuple[float, float]:
+    """Improved precision and recall of torch-fidelity (chunked)."""
     if min(len(fake), len(real)) <= k:
         raise MetricError(f"precision/recall need more than k = {k} samples and test points.")
     from torch_fidelity.metric_prc import calculate_precision_recall_part
@@ -199,24 +206,48 @@ def precision_recall_estimates(fake: np.ndarray, real: np.ndarray, *, k: int = P
         batch_size = max(PRC_MIN_ROWS, PRC_BLOCK_ENTRIES // max(len(fake), len(real)))
     precision, recall = calculate_precision_recall_part(_t(fake), _t(real), neighborhood=k,
                                                         batch_size=batch_size)
-    return (_binomial(float(precision), len(fake),
-                      "clopper-pearson over samples (test k-NN balls held fixed)"),
-            _binomial(float(recall), len(real),
-                      "clopper-pearson over test points (sample k-NN balls held fixed)"))
+    return float(precision), float(recall)
 
 
-def density_coverage_estimates(fake: np.ndarray, real: np.ndarray, *, k: int = PRDC_K,
-                               radii: np.ndarray | None = None) -> tuple[Estimate, Estimate]:
-    """Density (normal over samples) and coverage (exact binomial over test points), both
-    conditional on the test set's k-NN balls."""
-    if len(real) <= k:
-        raise MetricError(f"density/coverage need more than k = {k} test points.")
-    dc = density_coverage(real, fake, k=k, radii=radii)
-    density = mean_estimate(dc.density_terms)
-    density = Estimate(density.value, density.stderr, density.ci_low, density.ci_high,
-                       density.n, "normal over samples (test k-NN balls held fixed)")
-    return density, _binomial(dc.coverage, len(real),
-                              "clopper-pearson over test points (samples held fixed)")
+JACKKNIFE_METHOD = ("normal, delete-a-group jackknife stderr over the samples ({g} groups, "
+                    "k-NN balls recomputed; test split fixed)")
+
+
+def _jackknife_estimate(value: float, res: PRDCResult, key: str, n: int, *,
+                        fraction: bool) -> Estimate:
+    se = jackknife_se(res.fake_replicates[key])
+    method = JACKKNIFE_METHOD.format(g=len(res.fake_replicates[key]))
+    if se == 0 and fraction:  # every replicate agrees (a value of 0 or 1): exact binomial
+        k = int(round(value * n))
+        low, high = clopper_pearson(k, n)
+        return Estimate(value, 0.0, low, high, n, "clopper-pearson (all jackknife replicates "
+                        "equal)")
+    low, high = value - Z95 * se, value + Z95 * se
+    if fraction:
+        low, high = max(0.0, low), min(1.0, high)
+    return Estimate(value, se, low, high, n, method)
+
+
+def prdc_estimates(fake: np.ndarray, real: np.ndarray, *, seed: int,
+                   real_lists: NeighbourLists | None = None
+                   ) -> tuple[dict[str, Estimate], dict[str, float]]:
+    """Precision, recall (values from torch-fidelity), density and coverage, each with a
+    jackknife interval over the samples (:func:`gmbench.prdc.prdc`; the test split is the
+    fixed reference of every run), and each one's jackknife standard error over the test
+    points (what a different test split would change), for the record."""
+    if len(real) <= PRDC_K:
+        raise MetricError(f"density/coverage need more than k = {PRDC_K} test points.")
+    precision, recall = precision_recall_values(fake, real)
+    res = prdc(real, fake, seed=seed, k_pr=PRC_K, k_dc=PRDC_K, real_lists=real_lists)
+    test_side = {k: jackknife_se(v) for k, v in res.real_replicates.items()}
+    return {
+        "precision": _jackknife_estimate(precision, res, "precision", len(fake), fraction=True),
+        "recall": _jackknife_estimate(recall, res, "recall", len(real), fraction=True),
+        "density": _jackknife_estimate(res.values["density"], res, "density", len(fake),
+                                       fraction=False),
+        "coverage": _jackknife_estimate(res.values["coverage"], res, "coverage", len(real),
+                                        fraction=True),
+    }, test_side
 
 
 @dataclass(frozen=True)
@@ -228,14 +259,16 @@ class SampleQuality:
 
 
 def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarray | None,
-                   seed: int, real_radii: np.ndarray | None = None) -> SampleQuality:
+                   seed: int, real_lists: NeighbourLists | None = None) -> SampleQuality:
     """Every sample-quality metric of ``fake`` ``(M, F)`` against ``real`` ``(N, F)``.
 
     Args:
         fake, real: features (float32).
         fake_logits: ``(M, classes)`` logits for the Inception Score, or ``None`` to skip it.
-        seed: run seed (IS shuffle, KID subsets and FID bootstrap derive from it).
-        real_radii: precomputed 5-NN radii of ``real`` (see :func:`gmbench.prdc.kth_neighbor_radius`).
+        seed: run seed (IS shuffle, KID subsets, FID bootstrap and jackknife groups derive
+            from it).
+        real_lists: precomputed nearest-neighbour lists of ``real``
+            (:func:`gmbench.prdc.self_neighbours`).
     """
     import torch_fidelity
 
@@ -248,8 +281,9 @@ def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarra
                                                           seed=child_seed(seed, "isc"))
     est["fid"] = fid_estimate(fake, real, rng=np.random.default_rng(child_seed(seed, "fid")))
     est["kid"] = kid_estimate(fake, real, seed=child_seed(seed, "kid"))
-    est["precision"], est["recall"] = precision_recall_estimates(fake, real)
-    est["density"], est["coverage"] = density_coverage_estimates(fake, real, radii=real_radii)
+    prdc_est, test_side = prdc_estimates(fake, real, seed=child_seed(seed, "prdc"),
+                                         real_lists=real_lists)
+    est.update(prdc_est)
     tf = f"torch-fidelity {torch_fidelity.__version__}"
     details: dict[str, dict[str, Any]] = {
         "inception_score": {"splits": ISC_SPLITS, "implementation": f"{tf} isc_features_to_metric"},
@@ -259,14 +293,18 @@ def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarra
                 "estimator": "unbiased MMD^2",
                 "implementation": f"{tf} kid_features_to_metric"},
         "precision": {"k": PRC_K, "ball": "closed (<=)",
-                      "implementation": f"{tf} calculate_precision_recall_part"},
+                      "implementation": f"{tf} calculate_precision_recall_part; interval: "
+                                        "gmbench.prdc jackknife"},
         "recall": {"k": PRC_K, "ball": "closed (<=)",
-                   "implementation": f"{tf} calculate_precision_recall_part"},
+                   "implementation": f"{tf} calculate_precision_recall_part; interval: "
+                                     "gmbench.prdc jackknife"},
         "density": {"k": PRDC_K, "ball": "closed (<=; the reference code's < drops exact "
                     "duplicates)", "implementation": "gmbench.prdc (chunked, float64)"},
         "coverage": {"k": PRDC_K, "ball": "closed (<=; the reference code's < drops exact "
                      "duplicates)", "implementation": "gmbench.prdc (chunked, float64)"},
     }
+    for key, se in test_side.items():
+        details[key]["stderr_test_split"] = se
     return SampleQuality(est, details)
 
 
@@ -281,28 +319,31 @@ def images_with_extractor(dataset: Dataset) -> str | None:
     return None
 
 
-def _test_radii(ev: Evaluation) -> np.ndarray:
-    """k-NN radii of the test features, cached on disk beside them (same keys)."""
+def _test_lists(ev: Evaluation) -> NeighbourLists:
+    """Nearest-neighbour lists of the test features, cached on disk beside them."""
     real, extractor = ev.features("test"), ev.extractor
+    keep = PRDC_K + LIST_MARGIN
 
     def compute() -> dict[str, np.ndarray]:
-        return {"radius": kth_neighbor_radius(real, k=PRDC_K)}
+        lists = self_neighbours(real, keep=keep)
+        return {"dist": lists.dist, "idx": lists.idx}
 
     if not extractor.sha256:
-        return compute()["radius"]
-    return cached_arrays(dataset=ev.info.name, split=f"test-knn{PRDC_K}-radius",
-                         dataset_sha256=ev.dataset.sha256, extractor=extractor.name,
-                         extractor_sha256=extractor.sha256, n=len(real),
-                         compute=compute)["radius"]
+        arrays = compute()
+    else:
+        arrays = cached_arrays(dataset=ev.info.name, split=f"test-nn{keep}",
+                               dataset_sha256=ev.dataset.sha256, extractor=extractor.name,
+                               extractor_sha256=extractor.sha256, n=len(real), compute=compute)
+    return NeighbourLists(arrays["dist"], arrays["idx"])
 
 
 def _results(ev: Evaluation) -> SampleQuality:
     def compute() -> SampleQuality:
         fake, real = ev.features("samples"), ev.features("test")
         outputs = ev.feature_pass("samples")
-        radii = ev.memo(f"prdc_radii/test/k{PRDC_K}", lambda: _test_radii(ev))
+        lists = ev.memo("prdc/test-lists", lambda: _test_lists(ev))
         return sample_quality(fake, real, fake_logits=outputs.get("logits"), seed=ev.seed,
-                              real_radii=radii)
+                              real_lists=lists)
     return ev.memo("sample_quality", compute)
 
 
@@ -328,18 +369,22 @@ def _measure(key: str):  # noqa: ANN202 - returns a compute function
     return compute
 
 
-for _key, _desc, _hib, _unit in (
-    ("inception_score", "exp E KL(p(y|x) || p(y)), 10 splits, torch-fidelity", True, "score"),
+for _key, _desc, _hib, _ideal, _protocol, _unit in (
+    ("inception_score", "exp E KL(p(y|x) || p(y)), 10 splits, torch-fidelity", True, None, 1,
+     "score"),
     ("fid", "Fréchet distance of Gaussian fits to sample and test features, torch-fidelity",
-     False, "squared feature units"),
+     False, None, 1, "squared feature units"),
     ("kid", "unbiased MMD^2, cubic polynomial kernel, 100 subsets, torch-fidelity", False,
-     "squared kernel units"),
+     None, 1, "squared kernel units"),
     ("precision", "fraction of samples inside test k-NN balls (k=3), torch-fidelity", True,
-     "fraction"),
+     None, 1, "fraction"),
     ("recall", "fraction of test points inside sample k-NN balls (k=3), torch-fidelity", True,
+     None, 1, "fraction"),
+    ("density", "mean count of test k-NN balls (k=5) holding a sample, over k (1 ideal)",
+     False, 1.0, 2, "ratio"),
+    ("coverage", "fraction of test k-NN balls (k=5) holding a sample", True, None, 1,
      "fraction"),
-    ("density", "mean count of test k-NN balls (k=5) holding a sample, over k", True, "ratio"),
-    ("coverage", "fraction of test k-NN balls (k=5) holding a sample", True, "fraction"),
 ):
-    register(Metric(_key, "sample quality", _desc, ("sample",), _hib, _unit, _measure(_key),
-                    applies=images_with_extractor))
+    register(Metric(key=_key, group="sample quality", description=_desc, needs=("sample",),
+                    higher_is_better=_hib, ideal=_ideal, protocol=_protocol, unit=_unit,
+                    compute=_measure(_key), applies=images_with_extractor))
