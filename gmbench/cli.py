@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", type=_metric_list, default=None,
                     help="comma-separated metric keys (default: every applicable metric)")
     ev.add_argument("--n-samples", type=int, default=None,
-                    help="samples for sample metrics (default: test-split size, at most 10000)")
+                    help="samples for sample metrics (default: test-split size, at least 2000, at most "
+                         "10000)")
     ev.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     ev.add_argument("--out", help="output directory (default gmbench-out/<model>-<dataset>)")

@@ -674,7 +674,8 @@ class MMDResult:
     bandwidth: float | tuple[float, ...]
 
     def estimate(self) -> Estimate:
-        """Percentile bootstrap interval (replicates resample both samples)."""
+        """Percentile bootstrap interval (over the resampled sets: see
+        :func:`mmd2_unbiased`)."""
         b = self.boot
         if b.size < 2:
             return Estimate(self.value, math.nan, math.nan, math.nan, min(self.n_x, self.n_y),
@@ -682,8 +683,8 @@ class MMDResult:
         low, high = np.quantile(b, [0.025, 0.975])
         return Estimate(self.value, float(b.std(ddof=1)), float(low), float(high),
                         min(self.n_x, self.n_y),
-                        f"bootstrap-percentile ({b.size} resamples of both samples; "
-                        "replicates drop self-pairs)")
+                        f"bootstrap-percentile ({b.size} resamples; replicates drop "
+                        "self-pairs)")
 
 
 def _kernel_sums(a: torch.Tensor, b: torch.Tensor, wa: torch.Tensor, wb: torch.Tensor,
@@ -720,14 +721,14 @@ def _kernel_sums(a: torch.Tensor, b: torch.Tensor, wa: torch.Tensor, wb: torch.T
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, bandwidth: float | tuple[float, ...],
-                  rng: np.random.Generator, n_boot: int = 200, chunk: int = DEFAULT_CHUNK
-                  ) -> MMDResult:
+                  rng: np.random.Generator, n_boot: int = 200, chunk: int = DEFAULT_CHUNK,
+                  resample_x: bool = True) -> MMDResult:
     """Unbiased ``MMD^2`` with the RBF kernel ``k(a, b) = exp(-|a - b|^2 / (2 bandwidth^2))``,
     or the sum of such kernels when ``bandwidth`` is a tuple.
 
     ``MMD^2_u = 1/(n(n-1)) sum_{i != j} k(x_i, x_j) + 1/(m(m-1)) sum_{i != j} k(y_i, y_j)
     - 2/(nm) sum_{i,j} k(x_i, y_j)`` (Gretton et al. 2012, eq. 3). Bootstrap replicates draw
-    multinomial counts ``w`` for both samples and evaluate the same U-statistic on the
+    multinomial counts ``w`` for the resampled sets and evaluate the same U-statistic on the
     resample, with pairs of copies of one point dropped (they are not pairs of distinct
     draws): ``U_xx* = (w'Kw - k0 sum w_i^2) / (n^2 - sum w_i^2)`` with ``k0 = k(a, a)``. All
     replicates share one chunked pass over the kernel matrices, memory
@@ -739,6 +740,8 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, bandwidth: float | tuple[floa
         rng: for the bootstrap counts.
         n_boot: bootstrap replicates (0 for none).
         chunk: rows per block.
+        resample_x: resample ``x`` too (``False``: ``x`` is a fixed reference, e.g. a test
+            split that every run shares, and only ``y`` is resampled).
     """
     sigmas = bandwidth if isinstance(bandwidth, tuple) else (bandwidth,)
     xt = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), -1))
@@ -748,7 +751,8 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, bandwidth: float | tuple[floa
     n, m = xt.shape[0], yt.shape[0]
     gammas = tuple(1.0 / (2.0 * s**2) for s in sigmas)
     k0 = float(len(gammas))  # k(a, a): each summed kernel is 1 on the diagonal
-    wx = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)  # (R, n)
+    wx = (rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64) if resample_x
+          else np.ones((n_boot, n)))  # (R, n)
     wy = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64)  # (R, m)
     wxt, wyt = torch.from_numpy(wx).float(), torch.from_numpy(wy).float()
     sxx = _kernel_sums(xt, xt, wxt, wxt, gammas, chunk).numpy()

@@ -38,6 +38,7 @@ __all__ = ["EvalConfig", "Evaluation", "evaluate", "select_metrics"]
 
 T = TypeVar("T")
 MAX_DEFAULT_SAMPLES = 10_000
+MIN_DEFAULT_SAMPLES = 2_000  # small test splits (digits: 360) still get precise sample metrics
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ class EvalConfig:
 
     Attributes:
         seed: run seed; every random draw derives from it.
-        n_samples: samples drawn for sample metrics (default: size of the test split, at most
-            10,000).
+        n_samples: samples drawn for sample metrics (default: size of the test split, at least
+            2,000 and at most 10,000).
         batch_size: examples per call of the model's members.
         dequant_samples: dequantization draws per test point for ``"dequantized"`` models.
         max_train: train examples scored for ``nll_train`` (a seeded subset when the split is
@@ -67,6 +68,12 @@ class EvalConfig:
     device: str = "cpu"
     feature_extractor: str = "auto"
     inception_weights: str | None = None
+
+
+def default_n_samples(n_test: int) -> int:
+    """Samples drawn when ``--n-samples`` is not given: the test split's size, at least
+    :data:`MIN_DEFAULT_SAMPLES` and at most :data:`MAX_DEFAULT_SAMPLES`."""
+    return min(max(n_test, MIN_DEFAULT_SAMPLES), MAX_DEFAULT_SAMPLES)
 
 
 class Evaluation:
@@ -89,7 +96,7 @@ class Evaluation:
     @property
     def n_samples(self) -> int:
         n = self.config.n_samples
-        return n if n is not None else min(len(self.dataset.test), MAX_DEFAULT_SAMPLES)
+        return n if n is not None else default_n_samples(len(self.dataset.test))
 
     def rng(self, *names: str | int) -> np.random.Generator:
         """A generator private to the consumer ``names``, derived from the run seed."""

@@ -2,7 +2,9 @@
 ``recall`` (computed by torch-fidelity's own functions) and ``density``, ``coverage``
 (Naeem et al. 2020), all on the features of one shared extractor pass (SPEC sections 4-5).
 
-Samples are compared with the test split. Features come from ``ev.features`` (the bundled
+Samples are compared with the test split. Every interval here covers what changes between runs
+(the model's samples and gmbench's own randomness); the test split is the fixed reference that
+every run and every baseline on a board shares. Features come from ``ev.features`` (the bundled
 classifier's 128-d penultimate layer by default; test features cached on disk) and logits from
 the same pass (``ev.logits``), so each input goes through the extractor once for every metric
 here and for the divergence and memorization metrics that share it.
@@ -13,11 +15,11 @@ Definitions (each record's ``details`` repeats them):
   the shuffled samples (torch-fidelity ``isc_features_to_metric``); stderr = split std /
   sqrt(9) (normal interval).
 - ``fid``: Fréchet distance between Gaussians fitted to sample and test features (torch-fidelity
-  ``fid_features_to_statistics`` + ``fid_statistics_to_metric``); stderr from a bootstrap that
-  resamples both sets (normal interval around the value).
+  ``fid_features_to_statistics`` + ``fid_statistics_to_metric``); stderr from a bootstrap of
+  the samples (normal interval around the value).
 - ``kid``: unbiased MMD² with the cubic polynomial kernel ``(x.y/F + 1)^3``, mean over 100 random
   subsets of ``min(1000, n)`` per set (torch-fidelity ``kid_features_to_metric``); stderr from
-  the U-statistic's first-order variance plus torch-fidelity's subset spread / sqrt(100).
+  the samples' U-statistic first-order variance plus torch-fidelity's subset spread / sqrt(100).
 - ``precision`` / ``recall``: Kynkäänniemi et al. 2019 with k = 3 and ``<=`` (torch-fidelity
   ``calculate_precision_recall_part``, chunked).
 - ``density`` / ``coverage``: Naeem et al. 2020, k = 5, with ``<=`` (see :mod:`gmbench.prdc`).
