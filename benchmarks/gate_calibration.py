@@ -12,11 +12,11 @@ most 5% of the time; the rate is printed with its exact 95% interval.
 the VAE's row at seeds 1, 2 and 3, for f = 25% and 10%.
 
 **Interval widths.** For every metric, the mean 95% half-width over the re-evaluations against
-1.96 standard deviations of the values between seeds (per model, then the worst model).
+1.96 standard deviations of the values between seeds, pooled over the models.
 
 Exit status 1 when the issue-11 acceptance fails: more than 3 false alarms in 36 runs (scaled
-for other seed counts: the 95% binomial upper bound of a 5% rate), the 25% mixture not failing
-at every seed, or the 10% mixture failing at fewer than 2 of 3. With ``--seeds 1-12`` (108
+for other seed counts: what a true 5% rate stays within about nine times in ten), the 25%
+mixture not failing at every seed, or the 10% mixture failing at fewer than 2 of 3. With ``--seeds 1-12`` (108
 runs) it is the benchmark quoted in the README.
 """
 
@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {sum(1 for f in failing if f.startswith(name + ' '))} of {len(seeds)} "
               "re-evaluations failed", flush=True)
     low, high = clopper_pearson(alarms, runs)
-    allowed = int(stats.binom.ppf(0.95, runs, 0.05))  # 3 of 36
+    # what a gate with a true 5% family-wise rate stays within about nine times in ten (3 of
+    # 36: probability 0.896)
+    allowed = int(stats.binom.ppf(0.895, runs, 0.05))
     print(f"\nfalse alarms: {alarms} of {runs} runs of unchanged models "
           f"({alarms / runs:.3f}, exact 95% interval [{low:.3f}, {high:.3f}]); "
           f"acceptance: at most {allowed}")

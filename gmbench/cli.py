@@ -96,8 +96,8 @@ def cmd_metrics(_args: argparse.Namespace) -> int:
     width = max(len(k) for k in METRICS)
     for key, metric in METRICS.items():
         needs = " + ".join(metric.needs) or " or ".join(metric.needs_any)
-        arrow = "↑" if metric.higher_is_better else "↓"
-        print(f"{arrow} {key.ljust(width)}  needs {needs:<18} [{metric.unit}] {metric.description}")
+        print(f"{metric.direction.arrow} {key.ljust(width)}  needs {needs:<18} [{metric.unit}] "
+              f"{metric.description} (protocol {metric.protocol})")
     return 0
 
 
