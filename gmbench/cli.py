@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from gmbench.errors import GmbenchError
+from gmbench.errors import GmbenchError, warn
+from gmbench.names import printable, printable_lines
 
 __all__ = ["main"]
 
@@ -20,56 +23,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gmbench.datasets import get_dataset
     from gmbench.evaluation import EvalConfig, evaluate
     from gmbench.model import build_model, import_model_file
-    from gmbench.pictures import image_grid, save_png, scatter_image
+    from gmbench.names import safe_filename
+    from gmbench.outputs import write_run
+    from gmbench.pictures import image_grid, png_bytes, scatter_image
     from gmbench.table import render_table
 
-    if args.device.startswith("cuda"):
-        import torch
-        if not torch.cuda.is_available():
-            raise GmbenchError("--device cuda was given but torch sees no CUDA device; use "
-                               "--device cpu.")
+    device = parse_device(args.device)
     module, source = import_model_file(args.model)
     name = args.dataset or source.dataset or "digits"
     dataset = get_dataset(name, args.data_root)
-    model = build_model(module, source, dataset.info, args.device)
+    model = build_model(module, source, dataset.info, device)
     config = EvalConfig(seed=args.seed, n_samples=args.n_samples, batch_size=args.batch_size,
                         dequant_samples=args.dequant_samples, max_train=args.max_train,
-                        device=args.device, feature_extractor=args.feature_extractor,
+                        device=device, feature_extractor=args.feature_extractor,
                         inception_weights=args.inception_weights)
     run, ev = evaluate(model, dataset, config, args.metrics)
-    out = Path(args.out or Path("gmbench-out") / f"{source.name}-{dataset.info.name}")
-    run.write_json(out / "results.json")
-    run.write_csv(out / "results.csv")
-    written = ["results.json", "results.csv"]
+    out = Path(args.out or Path("gmbench-out") / safe_filename(
+        f"{source.name}-{dataset.info.name}"))
+    files = {"results.json": run.json_bytes(), "results.csv": run.csv_bytes()}
     if "sample" in model.capabilities and (args.metrics is None or ev.computed("samples")):
         grid = ev.samples[:64] if ev.computed("samples") else model.sample(64, seed=args.seed)
         if dataset.info.kind == "image":
-            save_png(image_grid(grid, dataset.info), out / "samples.png")
-            written.append("samples.png")
+            files["samples.png"] = png_bytes(image_grid(grid, dataset.info))
         elif dataset.info.shape == (2,):
             pts = ev.samples if ev.computed("samples") else grid
-            save_png(scatter_image(pts), out / "samples.png")
-            written.append("samples.png")
+            files["samples.png"] = png_bytes(scatter_image(pts))
     from gmbench.metrics.memorization import suspicious_pairs
     pairs = suspicious_pairs(ev)  # samples nearest to a training example, and that example
     if pairs is not None and dataset.info.kind == "image":
         from gmbench.pictures import pairs_grid
-        save_png(pairs_grid(ev.samples[pairs[0]], dataset.train.x[pairs[1]], dataset.info),
-                 out / "neighbours.png")
-        written.append("neighbours.png")
+        files["neighbours.png"] = png_bytes(pairs_grid(ev.samples[pairs[0]],
+                                                       dataset.train.x[pairs[1]], dataset.info))
     from gmbench.errors import BoardError
     from gmbench.leaderboard import baseline_rows
     try:
         baselines, board = baseline_rows(dataset.info.name, boards=args.boards)
     except BoardError as exc:  # the run is written; show it without baselines
-        print(f"gmbench: warning: baselines not shown: {exc}", file=sys.stderr)
+        warn(f"baselines not shown: {exc}")
         baselines, board = [], None
     if args.report:
-        from gmbench.report import write_report
-        write_report(out, run.to_dict(), baselines=baselines, board=board)
-        written.append("report.html")
-    print(render_table(run.to_dict(), baselines=baselines, board=board))
-    print(f"wrote {', '.join(written)} to {out}/")
+        from gmbench.report import build_report
+        files["report.html"] = build_report(
+            run.to_dict(), baselines=baselines, board=board,
+            samples_png=files.get("samples.png"),
+            neighbours_png=files.get("neighbours.png")).encode()
+    write_run(out, files)
+    print(printable_lines(render_table(run.to_dict(), baselines=baselines, board=board)))
+    print(printable(f"wrote {', '.join(files)} to {out}/"))
     return 0
 
 
@@ -86,7 +86,7 @@ def cmd_datasets(_args: argparse.Namespace) -> int:
 def cmd_baselines(args: argparse.Namespace) -> int:
     from gmbench.baselines import cmd_baselines as listing
 
-    print(listing(args.dataset, boards=args.boards))
+    print(printable_lines(listing(args.dataset, boards=args.boards)))
     return 0
 
 
@@ -105,7 +105,7 @@ def cmd_leaderboard_add(args: argparse.Namespace) -> int:
     from gmbench.leaderboard import add_results
 
     summary = add_results(args.board, args.results, replace=args.replace)
-    print(summary.describe(args.board))
+    print(printable_lines(summary.describe(args.board)))
     return 0
 
 
@@ -119,7 +119,7 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
             raise GmbenchError(f"--pareto {args.pareto!r} must name two metrics, e.g. "
                                "--pareto precision,recall.")
         pareto = (pair[0], pair[1])
-    print(render_board(read_board(args.board), sort=args.sort, pareto=pareto))
+    print(printable_lines(render_board(read_board(args.board), sort=args.sort, pareto=pareto)))
     return 0
 
 
@@ -132,19 +132,26 @@ def cmd_check(args: argparse.Namespace) -> int:
     report = check_results(result, read_board(args.against), model=args.model,
                            tolerances=parse_tolerances(args.tolerance), alpha=args.alpha)
     for warning in report.warnings:
-        print(f"warning: {warning}")
+        print(printable(f"warning: {warning}"))
     for verdict in report.verdicts:
-        print(verdict.line())
+        print(printable(verdict.line()))
     bad = report.regressions
-    print(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of {args.results} "
-          f"against '{args.model}' on {args.against} (Holm-Bonferroni over {report.judged} "
-          f"metrics, family-wise false-alarm rate <= {report.alpha:g})"
-          + (": FAIL" if bad else ": ok"))
+    print(printable(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of "
+                    f"{args.results} against '{args.model}' on {args.against} (Holm-Bonferroni "
+                    f"over {report.judged} metrics, family-wise false-alarm rate <= "
+                    f"{report.alpha:g})" + (": FAIL" if bad else ": ok")))
     return report.exit_code
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with gmbench's error line: ``gmbench: error: ...`` and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gmbench: error: {printable(message)} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gmbench", description="Evaluate generative models with uncertainty and provenance.")
     from gmbench import __version__
     parser.add_argument("--version", action="version", version=f"gmbench {__version__}")
@@ -231,21 +238,64 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse_device(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` (``cpu:0`` is read as ``cpu``); anything else, or a CUDA
+    device torch does not see, is a clear error."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise GmbenchError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N.") \
+            from None
+    if device.type == "cpu":
+        return "cpu"
+    if device.type != "cuda":
+        raise GmbenchError(f"--device {text!r} is not supported; use cpu, cuda or cuda:N.")
+    if not torch.cuda.is_available():
+        raise GmbenchError(f"--device {text} was given but torch sees no CUDA device; use "
+                           "--device cpu.")
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise GmbenchError(f"--device {text}: torch sees {count} CUDA device(s); use cuda or "
+                           f"cuda:0 .. cuda:{count - 1}.")
+    return str(device)
+
+
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from gmbench.rng import MAX_SEED
+
     for name in ("n_samples", "batch_size", "dequant_samples", "max_train"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        parser.error(f"--seed must lie in [0, 2**63 - 1], got {seed}")
+    if getattr(args, "metrics", None) == []:
+        parser.error("--metrics is empty; name at least one metric (see `gmbench metrics`), "
+                     "or leave --metrics out to run every applicable metric")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check_arguments(parser, args)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args))
     except GmbenchError as exc:
-        print(f"gmbench: error: {exc}", file=sys.stderr)
+        print(f"gmbench: error: {printable(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("gmbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `gmbench ... | head`: the reader left; say nothing more
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

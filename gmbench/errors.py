@@ -17,6 +17,7 @@ __all__ = [
     "MetricError",
     "ModelError",
     "did_you_mean",
+    "warn",
 ]
 
 
@@ -40,6 +41,16 @@ class MetricError(GmbenchError):
 
 class BoardError(GmbenchError):
     """An unreadable, corrupt or inconsistent results file or leaderboard."""
+
+
+def warn(message: str) -> None:
+    """Print ``gmbench: warning: <message>`` on stderr (a condition worth knowing that did
+    not stop the run)."""
+    import sys
+
+    from gmbench.names import printable
+
+    print(f"gmbench: warning: {printable(message)}", file=sys.stderr)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

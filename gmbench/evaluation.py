@@ -7,6 +7,7 @@ metrics, runs them and assembles a :class:`~gmbench.results.RunResult`.
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -34,7 +35,7 @@ from gmbench.model import Model
 from gmbench.results import MetricResult, RunResult
 from gmbench.rng import child_seed, generator
 
-__all__ = ["EvalConfig", "Evaluation", "evaluate", "select_metrics"]
+__all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "evaluate", "select_metrics"]
 
 T = TypeVar("T")
 MAX_DEFAULT_SAMPLES = 10_000
@@ -68,6 +69,51 @@ class EvalConfig:
     device: str = "cpu"
     feature_extractor: str = "auto"
     inception_weights: str | None = None
+
+
+MIN_SAMPLES = 20  # the fewest samples every sample metric can use (10 IS splits, k-NN balls)
+MAX_SAMPLES = 10_000_000
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (``None`` where unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_sample_budget(n: int, dataset: Dataset) -> None:
+    """Refuse, before drawing anything, a sample count the metrics cannot use or the machine
+    cannot hold (samples as int64/float32 plus their copies and features: about ``3 * 8 * D``
+    bytes each, at least 24 KB for Inception features).
+
+    Raises:
+        MetricError: naming ``--n-samples`` and what to use instead.
+    """
+    if n < MIN_SAMPLES:
+        raise MetricError(f"--n-samples {n} is too few: sample metrics need at least "
+                          f"{MIN_SAMPLES} samples (the Inception Score's 10 splits, the k-NN "
+                          "balls of precision, recall and the k-NN KL). Raise --n-samples, or "
+                          "run only likelihood metrics with --metrics.")
+    if n > MAX_SAMPLES:
+        raise MetricError(f"--n-samples {n} is more than gmbench evaluates at once "
+                          f"({MAX_SAMPLES:,}); sample metrics gain little beyond 50,000. "
+                          "Lower --n-samples.")
+    need = n * max(3 * 8 * dataset.info.dim, 24_000)
+    free = available_memory()
+    if free is not None and need > 0.8 * free:
+        raise MetricError(f"--n-samples {n} would need about {need / 2**30:.1f} GiB for the "
+                          f"samples and their features, more than the {free / 2**30:.1f} GiB "
+                          "this machine has free. Lower --n-samples (10,000 is the default "
+                          "on large test splits).")
 
 
 def default_n_samples(n_test: int) -> int:
@@ -271,6 +317,8 @@ def evaluate(model: Model, dataset: Dataset, config: EvalConfig,
     started = time.time()
     chosen, skipped = select_metrics(metrics, model, dataset)
     ev = Evaluation(model, dataset, config)
+    if any("sample" in m.needs or m.needs_any for m in chosen):
+        check_sample_budget(ev.n_samples, dataset)
     results: dict[str, MetricResult] = {}
     seconds: dict[str, float] = {}
     for metric in chosen:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gmbench.boundary import process_state
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.errors import did_you_mean
 from gmbench.extractors import (
@@ -175,9 +176,10 @@ class InceptionFeatures:
                 f"{path} is not a torch-fidelity InceptionV3 weights file ({exc}). Download "
                 f"{INCEPTION_URL} again and pass its path with --inception-weights."
             ) from None
-        module = FeatureExtractorInceptionV3(
-            "inception-v3-compat", ["2048", "logits_unbiased"],
-            feature_extractor_weights_path=str(path))
+        with process_state():  # construction draws initial weights from the global RNG
+            module = FeatureExtractorInceptionV3(
+                "inception-v3-compat", ["2048", "logits_unbiased"],
+                feature_extractor_weights_path=str(path))
         module.eval().requires_grad_(False).to(device)
         return cls(module=module, levels=levels or 256, sha256=sha256_file(path), device=device)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -14,10 +15,13 @@ __all__ = ["atomic_write", "sha256_bytes", "sha256_file"]
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike[str], *, mode: str = "w") -> Iterator[IO]:
+def atomic_write(path: str | os.PathLike[str], *, mode: str = "w",
+                 like: os.stat_result | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path``; on success rename it over ``path``.
 
-    A crash or an exception leaves ``path`` as it was: never half-written.
+    A crash or an exception leaves ``path`` as it was: never half-written. With ``like`` (the
+    stat of the file being replaced) the new file keeps its permission bits and, where the
+    process may set them, its owner and group; otherwise it gets the usual ``0666 & ~umask``.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,9 +32,16 @@ def atomic_write(path: str | os.PathLike[str], *, mode: str = "w") -> Iterator[I
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
+        if like is not None:
+            os.chmod(tmp, like.st_mode & 0o7777)
+            if (like.st_uid, like.st_gid) != (os.getuid(), os.getgid()):
+                # not ours to give away without privileges; the content is still the file's
+                with contextlib.suppress(PermissionError):
+                    os.chown(tmp, like.st_uid, like.st_gid)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

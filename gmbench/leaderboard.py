@@ -315,9 +315,31 @@ def _read_board(path: str | os.PathLike[str]) -> tuple[list[BoardRow], int]:
     return _parse_board(text.removeprefix("\ufeff"), where=str(path))  # a BOM from a spreadsheet
 
 
+def writable_board(path: str | os.PathLike[str]) -> tuple[Path, os.stat_result | None]:
+    """The file a board write replaces (a symbolic link's target, so the link stays a link)
+    and its current stat; :class:`BoardError` when it must not be written."""
+    target = Path(path).resolve()
+    if target.is_dir():
+        raise BoardError(f"Board {path} is a directory; pass a .csv file.")
+    if not target.exists():
+        return target, None
+    stat = target.stat()
+    if not stat.st_mode & 0o222 or not os.access(target, os.W_OK):
+        raise BoardError(f"Board {path} is read-only; gmbench does not replace a read-only "
+                         "board. Make it writable (chmod u+w) if you mean to change it, or "
+                         "write to another --board.")
+    if not os.access(target.parent, os.W_OK):
+        raise BoardError(f"Board {path} cannot be replaced: its folder {target.parent} is not "
+                         "writable.")
+    return target, stat
+
+
 def write_board(path: str | os.PathLike[str], rows: Sequence[BoardRow]) -> None:
-    """Write ``rows`` atomically (callers that read-modify-write hold :func:`board_lock`)."""
-    with atomic_write(path) as handle:
+    """Write ``rows`` atomically (callers that read-modify-write hold :func:`board_lock`): a
+    symbolic link's target is replaced and the link kept; the file's permission bits and owner
+    are kept; a read-only board is refused."""
+    target, stat = writable_board(path)
+    with atomic_write(target, like=stat) as handle:
         handle.write(format_board(rows))
 
 
@@ -328,8 +350,12 @@ def board_lock(path: str | os.PathLike[str]) -> Iterator[None]:
     The sidecar is left in place: deleting a lock file races with the next writer.
     """
     lock = Path(f"{os.fspath(path)}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BoardError(f"cannot lock {path} for writing ({exc.strerror}: {lock}); pass a "
+                         "--board in a folder you can write to.") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -352,6 +378,7 @@ class AddSummary:
     conflicts: tuple[tuple[str, ...], ...]
     replaced: bool
     upgraded: bool = False
+    duplicates: int = 0
 
     def describe(self, board: str | os.PathLike[str]) -> str:
         text = f"{board}: added {self.added} row(s), {self.unchanged} already present"
@@ -359,6 +386,10 @@ class AddSummary:
             verb = "replaced" if self.replaced else "kept (use --replace to overwrite)"
             shown = "; ".join(f"{c[3]} seed {c[5]} model {c[0][:12]}" for c in self.conflicts[:5])
             text += f", {len(self.conflicts)} differing from the board {verb}: {shown}"
+        if self.duplicates:
+            text += (f"; the board held {self.duplicates} row(s) repeating another row's "
+                     "identity (model, weights, dataset, metric, protocol, seed, feature "
+                     "space): the last of each was kept")
         if self.upgraded:
             text += ("; the board was in the gmbench 0.1 format and was upgraded (columns "
                      "ideal, protocol, weights_sha256 added; its rows are protocol 1)")
@@ -371,8 +402,10 @@ def _same(a: BoardRow, b: BoardRow) -> bool:
 
 def merge_rows(board: Sequence[BoardRow], new: Sequence[BoardRow], *, replace: bool = False
                ) -> tuple[list[BoardRow], AddSummary]:
-    """Pure: the board after adding ``new`` (deduplicated on :data:`IDENTITY`)."""
+    """Pure: the board after adding ``new`` (deduplicated on :data:`IDENTITY`; rows of the
+    board that repeat an identity are counted in ``duplicates``, the last one kept)."""
     merged = {row.identity: row for row in board}
+    duplicates = len(board) - len(merged)
     added = unchanged = 0
     conflicts = []
     for row in new:
@@ -386,7 +419,8 @@ def merge_rows(board: Sequence[BoardRow], new: Sequence[BoardRow], *, replace: b
             conflicts.append(tuple(str(x) for x in row.identity))
             if replace:
                 merged[row.identity] = row
-    return list(merged.values()), AddSummary(added, unchanged, tuple(conflicts), replace)
+    return list(merged.values()), AddSummary(added, unchanged, tuple(conflicts), replace,
+                                             duplicates=duplicates)
 
 
 def add_rows(board_path: str | os.PathLike[str], rows: Sequence[BoardRow], *,
@@ -395,11 +429,12 @@ def add_rows(board_path: str | os.PathLike[str], rows: Sequence[BoardRow], *,
 
     The board is not rewritten when nothing changes.
     """
-    path = Path(board_path)
+    path, _ = writable_board(board_path)  # refuse a read-only board before doing anything
     with board_lock(path):
         existing, fmt = _read_board(path) if path.exists() else ([], 2)
         merged, summary = merge_rows(existing, rows, replace=replace)
-        if summary.added or (replace and summary.conflicts) or not path.exists():
+        if (summary.added or (replace and summary.conflicts) or summary.duplicates
+                or not path.exists()):
             write_board(path, merged)
             summary = replace_field(summary, upgraded=fmt == 1)
     return summary
@@ -502,9 +537,10 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
                 if a is not None and b is not None and a.value is not None \
                         and b.value is not None:
                     pts[m] = (a.value, b.value)
-            dirs = [next(r.direction for r in here.values() if r.metric == m)
+            dirs = [next((r.direction for r in here.values() if r.metric == m), None)
                     for m in (m1, m2)]
-            front = pareto_front(pts, dirs)
+            if dirs[0] is not None and dirs[1] is not None:  # both metrics on this dataset
+                front = pareto_front(pts, [dirs[0], dirs[1]])
         arrows = {m: next(r.direction for r in here.values() if r.metric == m).arrow
                   for m in metrics}
         header = ["", "model", *[f"{arrows[m]}{m}" for m in metrics]]

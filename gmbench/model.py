@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.boundary import ModelExit, model_code, owned
 from gmbench.datasets import DatasetInfo
 from gmbench.errors import ModelError
 from gmbench.files import sha256_file
@@ -47,6 +48,7 @@ CAPABILITIES = ("sample", "log_prob", "encode_decode", "sample_conditional")
 LOG_PROB_SPACES = ("data", "dequantized")
 LOG_PROB_KINDS = ("exact", "lower_bound", "estimate")
 POSITIVE_MASS_TOLERANCE = 1e-4  # nats: float32 rounding of a log-mass near 0
+MAX_ABS_LOG_PROB = 1e10  # nats: beyond this a log-probability is an overflow, not a model
 FLOAT_RANGE_TOLERANCE = 1e-6
 # The model is asked for samples in blocks of this many, block b inside an RNG state seeded
 # from (seed, b): the samples depend on the seed alone, never on --batch-size.
@@ -82,13 +84,29 @@ def _line_in(exc: BaseException, path: Path) -> str:
     return f" ({path.name} line {frames[-1].lineno})" if frames else ""
 
 
+def _what_happened(exc: BaseException) -> str:
+    """``raised ValueError: ...``, or how the code tried to end the process."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    if isinstance(exc, ModelExit):
+        return f"called os._exit({exc.status})"
+    return f"raised {type(exc).__name__}: {exc}"
+
+
 def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
     """Import a model file as a fresh module; its directory is on ``sys.path`` meanwhile."""
     file = Path(path).resolve()
+    if file.is_dir():
+        raise ModelError(f"Model file {path} is a directory; pass the path of a Python file "
+                         "(e.g. model.py) that defines `load(dataset, device)` or `model`.")
     if not file.is_file():
         raise ModelError(f"Model file {path} does not exist. Pass the path of a Python file "
                          "that defines `load(dataset, device)` or a module-level `model`.")
-    digest = sha256_file(file)
+    try:
+        digest = sha256_file(file)
+    except OSError as exc:
+        raise ModelError(f"Model file {path} cannot be read ({exc.strerror}); check its "
+                         "permissions.") from None
     module_name = f"gmbench_model_{hashlib.sha1(str(file).encode()).hexdigest()[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
@@ -96,12 +114,15 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(file.parent))
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # any error in user code becomes a one-paragraph message
+        with model_code():
+            spec.loader.exec_module(module)
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as exc:  # any error in user code becomes a one-paragraph message
         hint = (" Install the missing package, or remove the import."
                 if isinstance(exc, ModuleNotFoundError) else "")
         raise ModelError(
-            f"{path} does not import: {type(exc).__name__}: {exc}{_line_in(exc, file)}. "
+            f"{path} does not import: it {_what_happened(exc)}{_line_in(exc, file)}. "
             f"Fix the file so that `python {path}` runs without error.{hint}"
         ) from None
     finally:
@@ -116,13 +137,14 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
 
 
 def _to_numpy(value: Any, *, where: str) -> np.ndarray:
+    """A copy owned by gmbench: a model that refills its output buffer cannot change it."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
+        return owned(value.float() if value.dtype == torch.bfloat16 else value)
     if isinstance(value, np.ndarray):
-        return value
+        return owned(value)
     if isinstance(value, (list, tuple)):
         try:
-            return np.asarray(value)
+            return np.array(value)
         except ValueError:
             pass
     raise ModelError(f"{where} returned a {type(value).__name__}; return a torch tensor or a "
@@ -217,16 +239,16 @@ class Model:
 
     def _call(self, member: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            with torch.no_grad():
+            with model_code(), torch.no_grad():
                 return fn(*args, **kwargs)
-        except ModelError:
+        except (ModelError, KeyboardInterrupt, GeneratorExit):
             raise
-        except Exception as exc:
+        except BaseException as exc:
             raise ModelError(
-                f"{self._file}: `{member}` raised {type(exc).__name__}: {exc}"
+                f"{self._file}: `{member}` {_what_happened(exc)}"
                 f"{_line_in(exc, self.source.path)}. Fix `{member}` so that it accepts "
-                f"what SPEC section 2 describes for {self.info.name} "
-                f"(one example has shape {self.info.shape})."
+                f"what the contract (section 2) describes for {self.info.name} "
+                f"(one example has shape {self.info.shape}) and returns its result."
             ) from None
 
     # ----------------------------------------------------------------- sampling
@@ -317,7 +339,8 @@ class Model:
 
     # ----------------------------------------------------------------- likelihood
     def _as_input(self, x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        """A fresh tensor for the model: writing into it cannot reach gmbench's arrays."""
+        t = torch.from_numpy(np.array(x, copy=True, order="C"))
         t = t.long() if self.info.is_discrete else t.float()
         return t.to(self.device, non_blocking=True)
 
@@ -369,6 +392,12 @@ class Model:
             raise ModelError(f"{where} returned shape {tuple(arr.shape)} for a batch of {n}; "
                              f"it must return one log-likelihood per example, shape ({n},).{hint}")
         arr = arr.astype(np.float64, copy=False)
+        if np.isfinite(arr).all() and np.abs(arr).max(initial=0.0) > MAX_ABS_LOG_PROB:
+            row = int(np.abs(arr).argmax())
+            raise ModelError(f"{where} returned {arr[row]:.4g} nats at {split} row "
+                             f"{row + offset}: a log-probability this large in magnitude (over "
+                             f"{MAX_ABS_LOG_PROB:.0e} nats) means the model over- or underflowed. "
+                             "Compute it in log space, or clamp probabilities away from 0.")
         if not np.isfinite(arr).all():
             raise ModelError(f"{where} returned non-finite log-probabilities: "
                              f"{_describe_nonfinite(arr, offset, split)}. Every example needs a "
@@ -404,10 +433,13 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
     loader = getattr(module, "load", None)
     if callable(loader):
         try:
-            obj = loader(info, device)
-        except Exception as exc:
+            with model_code():
+                obj = loader(info, device)
+        except (ModelError, KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:
             raise ModelError(
-                f"{source.path.name}: `load(dataset, device)` raised {type(exc).__name__}: {exc}"
+                f"{source.path.name}: `load(dataset, device)` {_what_happened(exc)}"
                 f"{_line_in(exc, source.path)}. Fix `load`; gmbench called it with "
                 f"dataset={info.name!r} (a DatasetInfo) and device={device!r}."
             ) from None
@@ -417,7 +449,8 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
     elif hasattr(module, "model"):
         obj = module.model
         if isinstance(obj, torch.nn.Module):
-            obj.to(device)
+            with model_code():
+                obj.to(device)
     else:
         raise ModelError(f"{source.path.name} defines neither `load(dataset, device)` nor a "
                          "module-level `model`. Add one, e.g. `model = MyModel()` with "

@@ -56,8 +56,13 @@ def scatter_image(points: np.ndarray, *, size: int = 256, extent: float | None =
     return Image.fromarray(img[::-1].astype(np.uint8), mode="L")
 
 
-def save_png(picture: Image.Image, path: str | Path) -> None:
+def png_bytes(picture: Image.Image) -> bytes:
+    """The picture encoded as PNG."""
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(picture: Image.Image, path: str | Path) -> None:
     with atomic_write(path, mode="wb") as handle:
-        handle.write(buffer.getvalue())
+        handle.write(png_bytes(picture))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -101,24 +102,32 @@ class RunResult:
             "provenance": self.provenance,
         })
 
-    def write_json(self, path: str | Path) -> None:
-        with atomic_write(path) as handle:
-            json.dump(self.to_dict(), handle, indent=2, allow_nan=False)
-            handle.write("\n")
+    def json_bytes(self) -> bytes:
+        """``results.json`` (UTF-8)."""
+        return (json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n").encode()
 
-    def write_csv(self, path: str | Path) -> None:
+    def csv_bytes(self) -> bytes:
+        """``results.csv``: one row per metric, formula-like cells neutralised."""
         data = self.to_dict()
         columns = ["model", "dataset", "metric", *CORE_FIELDS, "seed", "n_samples",
                    "model_sha256", "weights_sha256", "dataset_sha256"]
-        with atomic_write(path) as handle:
-            writer = csv.writer(handle)
-            writer.writerow(columns)
-            for key, rec in data["metrics"].items():
-                writer.writerow([neutralise(data["model"]["name"]), data["dataset"]["name"], key,
-                                 *[rec.get(c) for c in CORE_FIELDS], data["seed"],
-                                 data["n_samples"], data["model"]["sha256"],
-                                 data["model"].get("weights_sha256"),
-                                 data["dataset"]["sha256"]])
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        for key, rec in data["metrics"].items():
+            writer.writerow([neutralise(data["model"]["name"]), data["dataset"]["name"], key,
+                             *[rec.get(c) for c in CORE_FIELDS], data["seed"],
+                             data["n_samples"], data["model"]["sha256"],
+                             data["model"].get("weights_sha256"), data["dataset"]["sha256"]])
+        return buffer.getvalue().encode()
+
+    def write_json(self, path: str | Path) -> None:
+        with atomic_write(path, mode="wb") as handle:
+            handle.write(self.json_bytes())
+
+    def write_csv(self, path: str | Path) -> None:
+        with atomic_write(path, mode="wb") as handle:
+            handle.write(self.csv_bytes())
 
 
 # ------------------------------------------------------------------ reading, validating

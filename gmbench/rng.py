@@ -16,18 +16,33 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["child_seed", "forked_rng", "generator"]
+__all__ = ["MAX_SEED", "check_seed", "child_seed", "forked_rng", "generator"]
+
+
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` as an int in ``[0, 2**63 - 1]``; a :class:`ValueError` saying so otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"a seed must be an integer, got {type(seed).__name__} {seed!r}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ValueError(f"a seed must lie in [0, 2**63 - 1], got {seed}")
+    return int(seed)
 
 
 def child_seed(seed: int, *names: str | int) -> int:
     """A 31-bit seed derived deterministically from ``seed`` and a path of names.
 
+    The whole run seed enters the derivation (NumPy's ``SeedSequence`` takes integers of any
+    size), so seeds that differ anywhere, also above 2**32, give different draws.
+
     Args:
-        seed: the run seed.
+        seed: the run seed, in ``[0, 2**63 - 1]``.
         names: labels (strings or integers) naming the consumer, e.g. ``("sample", 3)``.
     """
     keys = [zlib.crc32(n.encode()) if isinstance(n, str) else int(n) for n in names]
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *keys]).generate_state(1)
+    state = np.random.SeedSequence([check_seed(seed), *keys]).generate_state(1)
     return int(state[0]) & 0x7FFFFFFF
 
 

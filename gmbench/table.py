@@ -11,6 +11,7 @@ from typing import Any
 
 from gmbench.direction import Direction
 from gmbench.memorization import verdict as memorization_verdict
+from gmbench.names import printable
 
 __all__ = ["format_number", "render_table"]
 
@@ -68,7 +69,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     from gmbench.leaderboard import compare_with_baselines
 
     model, data = result["model"], result["dataset"]
-    lines = [f"gmbench: {model['name']} on {data['name']} (seed {result['seed']}, "
+    lines = [f"gmbench: {printable(model['name'])} on {data['name']} (seed {result['seed']}, "
              f"dataset sha256 {data['sha256'][:12]}, model sha256 {model['sha256'][:12]})"]
     names, comparisons = compare_with_baselines(result, baselines)
     header = ["", "metric", "value", "95% CI", "n", "unit", "kind / space"]
@@ -79,7 +80,8 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     for comp in comparisons:
         rec = comp.record
         ci = f"[{format_number(rec['ci_low'])}, {format_number(rec['ci_high'])}]"
-        row = [Direction.of(rec).arrow, comp.metric, format_number(rec["value"]),
+        value = "not estimable" if rec.get("not_estimable") else format_number(rec["value"])
+        row = [Direction.of(rec).arrow, comp.metric, value,
                ci, str(rec["n"]), rec["unit"], _where(rec)]
         if names:
             row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
@@ -93,6 +95,9 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         rows.append(row)
     lines += _align(rows)
     lines += filter(None, [memorization_verdict(result["metrics"])])
+    for key, rec in result["metrics"].items():
+        if rec.get("not_estimable"):
+            lines.append(f"not estimable: {key}: {rec['not_estimable']}")
     if result.get("skipped"):
         lines.append("skipped: " + "; ".join(f"{k} ({why})" for k, why in result["skipped"].items()))
     lines.append("↑ higher is better, ↓ lower is better, ◎ closest to the metric's ideal is best "

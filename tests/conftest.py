@@ -13,6 +13,21 @@ import pytest
 from gmbench.cli import main
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_caches(tmp_path_factory):
+    """The suite never writes into the user's own caches: features, neighbour lists and CAS
+    references go to a temporary folder for the whole session."""
+    import os
+
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @dataclass
 class CliRun:
     code: int

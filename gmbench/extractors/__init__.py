@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.boundary import process_state
 from gmbench.errors import GmbenchError
 from gmbench.extractors.net import ARCHITECTURES, Architecture, ConvClassifier
 from gmbench.files import sha256_file
@@ -156,7 +157,8 @@ def _load(dataset: str, directory: Path, device: str) -> BundledClassifier:
             f"gmbench.extractors.train --dataset {dataset}`."
         )
     arch = Architecture.from_dict(record["architecture"])
-    net = ConvClassifier(arch)
+    with process_state():  # building the network draws initial weights: not from our caller
+        net = ConvClassifier(arch)
     net.load_state_dict(load_file(str(weights)))  # safetensors: no pickle
     net.eval().requires_grad_(False).to(device)
     levels = int(record["levels"])

@@ -10,7 +10,7 @@ pixel-space value in ``details``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -133,7 +133,13 @@ def _data_copying_ct(ev: Evaluation) -> Measurement:
     est, res = mem.data_copying_ct_estimate(dist["samples"], cells["samples"], dist["test"],
                                             cells["test"], n_cells=n_cells,
                                             rng=ev.rng("data_copying_ct"))
+    details: dict[str, Any] = {}
+    if not res.kept.any():
+        details["not_estimable"] = (f"every one of the {n_cells} cells held fewer than "
+                                    f"{mem.MIN_CELL_SAMPLES} samples; raise --n-samples (at "
+                                    f"least {2 * mem.MIN_CELL_SAMPLES * n_cells})")
     return Measurement(est, feature_space=ev.feature_space, details={
+        **details,
         "cells": n_cells,
         "cells_kept": int(res.kept.sum()),
         "cells_dropped": res.dropped,

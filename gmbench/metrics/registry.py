@@ -7,8 +7,9 @@ declared unit and direction. Metric modules call :func:`register` at import time
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gmbench.direction import Direction
@@ -86,6 +87,9 @@ class Metric:
 
     def run(self, evaluation: Evaluation) -> MetricResult:
         m = self.compute(evaluation)
+        if not math.isfinite(m.estimate.value) and "not_estimable" not in m.details:
+            m = replace(m, details={**m.details, "not_estimable": (
+                "the estimate is not a finite number on these samples")})
         return MetricResult(key=self.key, estimate=m.estimate, unit=self.unit,
                             higher_is_better=self.higher_is_better, ideal=self.ideal,
                             protocol=self.protocol, feature_space=m.feature_space,

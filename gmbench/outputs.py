@@ -1,0 +1,139 @@
+"""A run's output folder, written all or nothing.
+
+``gmbench evaluate --out DIR`` writes ``results.json``, ``results.csv`` and pictures. They are
+written into a fresh temporary folder beside ``DIR`` and swapped into place at the end, so
+``DIR`` holds either the previous run's complete files or the new run's, never a mix (a
+``results.json`` of one run beside the ``results.csv`` of another) and never a half-written
+file. On Linux the swap is one atomic ``renameat2(RENAME_EXCHANGE)``; elsewhere it is two
+renames, and a crash between them leaves both complete folders under hidden names, which the
+next run into ``DIR`` puts back before anything else.
+
+``DIR`` is only ever replaced when it holds nothing but files gmbench writes: a folder with
+anything else in it (``--out .`` in a project) is refused, never deleted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from gmbench.errors import GmbenchError
+
+__all__ = ["RUN_FILES", "OutputError", "write_run"]
+
+RUN_FILES = frozenset({"results.json", "results.csv", "samples.png", "neighbours.png",
+                       "report.html"})
+
+
+class OutputError(GmbenchError):
+    """The output folder cannot be written (a file in the way, no permission, foreign files)."""
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2`` with ``RENAME_EXCHANGE``); ``False``
+    where the call is unavailable."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if result != 0:
+        err = ctypes.get_errno()
+        if err in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: not supported here
+            return False
+        raise OSError(err, os.strerror(err), str(a))
+    return True
+
+
+def _hidden(out: Path, tag: str) -> Path:
+    return out.parent / f".{out.name}.gmbench-{tag}"
+
+
+def recover(out: Path) -> None:
+    """Finish a swap a crash interrupted: if ``out`` is missing but a complete new or old
+    folder waits under its hidden name, move it back."""
+    new, old = _hidden(out, "new"), _hidden(out, "old")
+    if not out.exists():
+        for candidate in (new, old):
+            if candidate.is_dir():
+                os.rename(candidate, out)
+                break
+    for leftover in (new, old):
+        if leftover.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _check_target(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file, not a folder; pass a folder to write the "
+                          "results into (it is created if needed).")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise OutputError(f"--out {out} already holds files gmbench did not write "
+                              f"({shown}); gmbench replaces its output folder as a whole, so "
+                              "choose a new or empty folder, e.g. --out gmbench-out/run1.")
+
+
+def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
+    """Write ``files`` (name -> bytes) as the folder ``out``, replacing a previous run's
+    folder all at once.
+
+    Raises:
+        OutputError: ``out`` is a file, holds files gmbench did not write, or its parent
+            cannot be written.
+    """
+    target = Path(out)
+    assert set(files) <= RUN_FILES, set(files) - RUN_FILES
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        recover(target)
+        _check_target(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                        dir=target.parent))
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write the results to {target}: {exc.strerror} "
+                          f"({exc.filename or target.parent}). Pass --out a folder you can "
+                          "write to.") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)
+        for name, data in files.items():
+            path = staging / name
+            with open(path, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(path, 0o666 & ~umask)
+        if not target.exists():
+            os.rename(staging, target)
+        elif _exchange(staging, target):
+            shutil.rmtree(staging)  # now holds the previous run
+        else:
+            old, new = _hidden(target, "old"), _hidden(target, "new")
+            os.rename(staging, new)
+            os.rename(target, old)
+            os.rename(new, target)
+            shutil.rmtree(old)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        recover(target)  # an interrupted two-step swap: put a complete folder back
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write the results to {target}: {exc.strerror}. "
+                              "Nothing was changed there.") from None
+        raise
+    return target
