@@ -4,6 +4,7 @@ bad flag is one clear error line with exit status 2."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -113,10 +114,8 @@ def test_a_failure_at_any_write_step_leaves_the_old_or_the_new_run(monkeypatch, 
     monkeypatch.setattr(outputs.os, "rename", counted(real_rename))
     monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)  # the two-rename path
     monkeypatch.setattr("builtins.open", counted(real_open))
-    try:
+    with contextlib.suppress(outputs.OutputError):
         outputs.write_run(out, new_files)
-    except outputs.OutputError:
-        pass
     monkeypatch.undo()
     assert _state(out) in (old, new_files)
     outputs.write_run(out, new_files)  # and the next run completes normally
