@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gmbench.errors import GmbenchError  # noqa: E402
-from gmbench.leaderboard import latest_rows, read_board  # noqa: E402
+from gmbench.storage.leaderboard import latest_rows, read_board  # noqa: E402
 
 GMBENCH = [sys.executable, "-m", "gmbench.cli"]
 NAME = re.compile(r"^NAME\s*=\s*['\"](.+?)['\"]", re.MULTILINE)

@@ -43,7 +43,7 @@ def runnable_metrics(family: str, dataset: str, wanted: str) -> list[str]:
     ``dataset`` (``gmbench evaluate --metrics`` refuses the others)."""
     from gmbench.datasets import get_dataset
     from gmbench.metrics import get_metric
-    from gmbench.model import build_model, import_model_file
+    from gmbench.models.model import build_model, import_model_file
 
     data = get_dataset(dataset)
     module, source = import_model_file(BASELINE_DIR / f"{family}.py")
@@ -73,7 +73,7 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
         The path of the board.
     """
     from gmbench.cli import main as gmbench_main
-    from gmbench.leaderboard import add_results
+    from gmbench.storage.leaderboard import add_results
 
     every = families_for(dataset)
     chosen = list(families or every)

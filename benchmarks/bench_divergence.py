@@ -1,12 +1,12 @@
 """Divergence estimators on 10k x 10k points in 64 dimensions, each against a scikit-learn
 reference computing the same thing in the same run.
 
-* ``kl_knn``: :func:`gmbench.divergences.wkv_kl_knn` (one chunked torch pass: k-NN distances
+* ``kl_knn``: :func:`gmbench.estimators.wkv_kl_knn` (one chunked torch pass: k-NN distances
   and the adaptive-ball counts of the bias-corrected estimator) against scikit-learn
   ``NearestNeighbors`` (brute force) for the k-NN distances plus ``BallTree.query_radius`` for
   the ball counts. Both estimates must agree.
   A second reference computes only the fixed-k estimator with ``NearestNeighbors``.
-* ``c2st``: :func:`gmbench.divergences.c2st` (cross-fitted torch MLPs, grid and early stopping
+* ``c2st``: :func:`gmbench.estimators.c2st` (cross-fitted torch MLPs, grid and early stopping
   on a validation part) against ``sklearn.neural_network.MLPClassifier`` cross-fitted the same
   way with the grid's larger network (see :func:`sklearn_c2st` for what can and cannot match).
 
@@ -27,7 +27,8 @@ from sklearn.neighbors import BallTree, NearestNeighbors
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
-from gmbench.divergences import C2STClassifier, c2st, wkv_kl_knn
+from gmbench.estimators.c2st import C2STClassifier, c2st
+from gmbench.estimators.knn_kl import wkv_kl_knn
 
 N, DIM, K = 10_000, 64, 5
 

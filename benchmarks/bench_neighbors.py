@@ -22,7 +22,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from gmbench.datasets import get_dataset
-from gmbench.neighbors import knn
+from gmbench.estimators.neighbours import knn
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from gmbench.datasets import get_dataset
-from gmbench.model import Model, ModelSource
+from gmbench.models.model import Model, ModelSource
 
 BATCH = 500
 

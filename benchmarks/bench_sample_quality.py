@@ -32,7 +32,7 @@ import torch_fidelity
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from gmbench.extractors import classifier_available, classifier_for
+from gmbench.features.classifier import classifier_available, classifier_for
 from gmbench.metrics.sample_quality import sample_quality
 
 N = 10_000

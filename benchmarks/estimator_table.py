@@ -27,13 +27,9 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gmbench.datasets.synthetic import GaussianMixture8  # noqa: E402
-from gmbench.divergences import (  # noqa: E402
-    c2st,
-    median_bandwidth,
-    mmd2_unbiased,
-    multiscale_bandwidths,
-    wkv_kl_knn,
-)
+from gmbench.estimators.c2st import c2st  # noqa: E402
+from gmbench.estimators.knn_kl import wkv_kl_knn  # noqa: E402
+from gmbench.estimators.mmd import median_bandwidth, mmd2_unbiased, multiscale_bandwidths  # noqa: E402
 
 Sampler = Callable[[int, np.random.Generator], np.ndarray]
 LogDensity = Callable[[np.ndarray], np.ndarray]

@@ -38,12 +38,12 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gmbench.check import check_results  # noqa: E402
 from gmbench.datasets import get_dataset  # noqa: E402
+from gmbench.estimators.uncertainty import clopper_pearson  # noqa: E402
 from gmbench.evaluation import EvalConfig, evaluate  # noqa: E402
-from gmbench.leaderboard import latest_rows, read_board  # noqa: E402
-from gmbench.model import Model, build_model, import_model_file  # noqa: E402
-from gmbench.stats import clopper_pearson  # noqa: E402
+from gmbench.models.model import Model, build_model, import_model_file  # noqa: E402
+from gmbench.storage.check import check_results  # noqa: E402
+from gmbench.storage.leaderboard import latest_rows, read_board  # noqa: E402
 
 
 class NoiseMixture:

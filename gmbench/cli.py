@@ -22,11 +22,11 @@ def _metric_list(text: str) -> list[str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gmbench.datasets import get_dataset
     from gmbench.evaluation import EvalConfig, evaluate
-    from gmbench.model import build_model, import_model_file
+    from gmbench.models.model import build_model, import_model_file
     from gmbench.names import safe_filename
     from gmbench.outputs import write_run
-    from gmbench.pictures import image_grid, png_bytes, scatter_image
-    from gmbench.table import render_table
+    from gmbench.present.pictures import image_grid, png_bytes, scatter_image
+    from gmbench.present.table import render_table
 
     device = parse_device(args.device)
     module, source = import_model_file(args.model)
@@ -51,18 +51,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gmbench.metrics.memorization import suspicious_pairs
     pairs = suspicious_pairs(ev)  # samples nearest to a training example, and that example
     if pairs is not None and dataset.info.kind == "image":
-        from gmbench.pictures import pairs_grid
+        from gmbench.present.pictures import pairs_grid
         files["neighbours.png"] = png_bytes(pairs_grid(ev.samples[pairs[0]],
                                                        dataset.train.x[pairs[1]], dataset.info))
     from gmbench.errors import BoardError
-    from gmbench.leaderboard import baseline_rows
+    from gmbench.storage.leaderboard import baseline_rows
     try:
         baselines, board = baseline_rows(dataset.info.name, boards=args.boards)
     except BoardError as exc:  # the run is written; show it without baselines
         warn(f"baselines not shown: {exc}")
         baselines, board = [], None
     if args.report:
-        from gmbench.report import build_report
+        from gmbench.present.report import build_report
         files["report.html"] = build_report(
             run.to_dict(), baselines=baselines, board=board,
             samples_png=files.get("samples.png"),
@@ -84,7 +84,7 @@ def cmd_datasets(_args: argparse.Namespace) -> int:
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
-    from gmbench.baselines import cmd_baselines as listing
+    from gmbench.present.baselines import cmd_baselines as listing
 
     print(printable_lines(listing(args.dataset, boards=args.boards)))
     return 0
@@ -102,7 +102,7 @@ def cmd_metrics(_args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard_add(args: argparse.Namespace) -> int:
-    from gmbench.leaderboard import add_results
+    from gmbench.storage.leaderboard import add_results
 
     summary = add_results(args.board, args.results, replace=args.replace)
     print(printable_lines(summary.describe(args.board)))
@@ -110,7 +110,8 @@ def cmd_leaderboard_add(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard_show(args: argparse.Namespace) -> int:
-    from gmbench.leaderboard import read_board, render_board
+    from gmbench.present.board import render_board
+    from gmbench.storage.leaderboard import read_board
 
     pareto = None
     if args.pareto:
@@ -124,9 +125,10 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gmbench.check import check_results, parse_tolerances
-    from gmbench.leaderboard import read_board
-    from gmbench.results import read_results
+    from gmbench.present.verdicts import verdict_line
+    from gmbench.storage.check import check_results, parse_tolerances
+    from gmbench.storage.leaderboard import read_board
+    from gmbench.storage.results import read_results
 
     result = read_results(args.results)
     report = check_results(result, read_board(args.against), model=args.model,
@@ -134,7 +136,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in report.warnings:
         print(printable(f"warning: {warning}"))
     for verdict in report.verdicts:
-        print(printable(verdict.line()))
+        print(printable(verdict_line(verdict)))
     bad = report.regressions
     print(printable(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of "
                     f"{args.results} against '{args.model}' on {args.against} (Holm-Bonferroni "
@@ -210,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--pareto", help="two metrics M1,M2: mark the models on their Pareto front")
     show.set_defaults(func=cmd_leaderboard_show)
 
-    from gmbench.check import RULE
+    from gmbench.storage.check import RULE
     chk = sub.add_parser(
         "check", help="fail (exit 1) when results regress against a model's row on a board",
         description=f"Compare RESULTS.json with the model's most recent row per metric on the "

@@ -2,7 +2,7 @@
 
 :class:`Evaluation` computes each expensive array once (test and train log-probabilities,
 samples, features) and hands it to every metric that needs it; :func:`evaluate` chooses the
-metrics, runs them and assembles a :class:`~gmbench.results.RunResult`.
+metrics, runs them and assembles a :class:`~gmbench.storage.results.RunResult`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import gmbench
 from gmbench.datasets import Dataset
 from gmbench.errors import MetricError
-from gmbench.feature_cache import cached_arrays
-from gmbench.features import (
+from gmbench.features.cache import cached_arrays
+from gmbench.features.extractors import (
     FeatureExtractor,
     PixelFeatures,
     extract_all,
@@ -31,9 +31,9 @@ from gmbench.features import (
     get_extractor,
 )
 from gmbench.metrics import METRICS, Metric, get_metric
-from gmbench.model import Model
-from gmbench.results import MetricResult, RunResult
+from gmbench.models.model import Model
 from gmbench.rng import child_seed, generator
+from gmbench.storage.results import MetricResult, RunResult
 
 __all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "evaluate", "select_metrics"]
 
@@ -230,6 +230,20 @@ class Evaluation:
                 extractor=extractor.name, extractor_sha256=extractor.sha256, n=len(data),
                 compute=lambda: extract_all(extractor, data))
         return self.memo(f"feature_pass/{split}", compute)
+
+    def model_independent(self, key: str, compute: Callable[[], dict[str, np.ndarray]], *,
+                          rows: int) -> dict[str, np.ndarray]:
+        """Arrays that depend only on the dataset and the feature space, computed once per
+        machine (cached beside the features, keyed by both hashes and verified by content)."""
+        def load() -> dict[str, np.ndarray]:
+            extractor = self.extractor
+            if not extractor.sha256 and extractor.name not in ("pixels", "data"):
+                return compute()
+            return cached_arrays(
+                dataset=self.info.name, split=key, dataset_sha256=self.dataset.sha256,
+                extractor=extractor.name, extractor_sha256=extractor.sha256 or "none",
+                n=rows, compute=compute)
+        return self.memo(f"model-independent/{key}", load)
 
     def features(self, split: str) -> np.ndarray:
         """Features of ``"samples"``, ``"test"`` or ``"train"``, ``(n, F)`` float32, computed

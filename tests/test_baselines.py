@@ -32,7 +32,7 @@ GOLDEN_METRICS = {"ae": ("mmd", "copy_rate", "reconstruction_error"),
 
 
 def _board(dataset: str) -> dict[tuple[str, str], object]:
-    from gmbench.leaderboard import latest_rows, read_board
+    from gmbench.storage.leaderboard import latest_rows, read_board
 
     path = BOARDS / f"{dataset}.csv"
     if not path.is_file():

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 import gmbench
-from gmbench.check import Tolerance, judge, parse_tolerances
 from gmbench.cli import main
 from gmbench.direction import Direction
 from gmbench.errors import BoardError
-from gmbench.leaderboard import add_results
+from gmbench.storage.check import Tolerance, judge, parse_tolerances
+from gmbench.storage.leaderboard import add_results
 
 # The independent per-pixel categorical of examples/ (digits, Laplace smoothing):
 # exact likelihoods with real normal CIs over the 360 test images.
@@ -158,7 +158,7 @@ def test_provenance_differences_are_warned(runs, capsys, tmp_path):
 def test_uncertainty_of_a_rate_at_zero_comes_from_its_interval():
     """copy_rate 0 of 360 has stderr 0 but a Clopper-Pearson interval [0, 0.0102]: one copied
     sample (1/360) is within the noise, not a regression."""
-    from gmbench.leaderboard import rows_from_results
+    from gmbench.storage.leaderboard import rows_from_results
 
     def run(value: float, stderr: float | None, low: float, high: float) -> dict:
         return {"model": {"name": "m", "sha256": "a" * 64}, "seed": 0, "n_samples": 360,

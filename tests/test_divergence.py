@@ -17,25 +17,25 @@ from scipy import special, stats
 from sklearn.neighbors import NearestNeighbors
 
 from gmbench.datasets import get_dataset
-from gmbench.divergences import (
-    LN20,
-    C2STResult,
-    MonteCarloTarget,
-    c2st,
+from gmbench.estimators.c2st import C2STResult, c2st
+from gmbench.estimators.knn_kl import knn_dimension_warning, wkv_kl_knn
+from gmbench.estimators.mmd import (
     gaussian_rbf_mmd2,
-    kl_tv_from_log_ratios,
-    knn_dimension_warning,
-    lr_test_samples,
     median_bandwidth,
     mmd2_unbiased,
-    monte_carlo_kl_tv,
     multiscale_bandwidths,
-    wkv_kl_knn,
 )
+from gmbench.estimators.montecarlo import (
+    LN20,
+    MonteCarloTarget,
+    kl_tv_from_log_ratios,
+    lr_test_samples,
+    monte_carlo_kl_tv,
+)
+from gmbench.estimators.neighbours import knn
 from gmbench.evaluation import EvalConfig, Evaluation, select_metrics
 from gmbench.metrics import get_metric
-from gmbench.model import Model, ModelSource
-from gmbench.neighbors import knn
+from gmbench.models.model import Model, ModelSource
 
 SOURCE = ModelSource(path=Path(__file__), name="test", sha256="", dataset=None)
 

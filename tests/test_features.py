@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from gmbench.datasets import get_dataset
-from gmbench.extractors import (
-    PACKAGE_DIR,
+from gmbench.features.classifier import (
+    WEIGHTS_DIR,
     ExtractorError,
     classifier_available,
     classifier_for,
 )
-from gmbench.features import (
+from gmbench.features.extractors import (
     INCEPTION_URL,
     INCEPTION_WEIGHTS_FILE,
     ClassifierFeatures,
@@ -41,8 +41,8 @@ def needs_weights(name: str):
 def test_bundled_weights_are_recorded_small_and_accurate(name):
     if not classifier_available(name):
         pytest.fail(f"the {name} classifier must ship with the package")
-    record = json.loads((PACKAGE_DIR / f"{name}.json").read_text())
-    weights = PACKAGE_DIR / record["weights_file"]
+    record = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    weights = WEIGHTS_DIR / record["weights_file"]
     assert sha256_file(weights) == record["weights_sha256"]
     assert weights.stat().st_size < 2_000_000
     assert record["test_accuracy"] >= TARGETS[name]
@@ -85,7 +85,7 @@ def test_integer_and_scaled_inputs_agree():
 
 
 def test_mnist_without_weights_says_how_to_train(tmp_path):
-    with pytest.raises(ExtractorError, match=r"gmbench\.extractors\.train --dataset mnist"):
+    with pytest.raises(ExtractorError, match=r"gmbench\.features\.train --dataset mnist"):
         classifier_for("mnist", directory=tmp_path)
     with pytest.raises(ExtractorError, match="image datasets only"):
         classifier_for("toy2d-gmm8")
@@ -95,7 +95,7 @@ def test_corrupt_weights_are_refused(tmp_path):
     if not classifier_available("digits"):
         pytest.skip("no digits classifier")
     for suffix in (".json", ".safetensors"):
-        (tmp_path / f"digits{suffix}").write_bytes((PACKAGE_DIR / f"digits{suffix}").read_bytes())
+        (tmp_path / f"digits{suffix}").write_bytes((WEIGHTS_DIR / f"digits{suffix}").read_bytes())
     blob = bytearray((tmp_path / "digits.safetensors").read_bytes())
     blob[-1] ^= 0xFF
     (tmp_path / "digits.safetensors").write_bytes(bytes(blob))
@@ -201,7 +201,7 @@ def test_torch_fidelity_calculate_metrics_matches_ours():
     """torch-fidelity running our registered extractor end to end gives our numbers."""
     import torch_fidelity
 
-    import gmbench.extractors.fidelity  # noqa: F401  (registers gmbench-<dataset>)
+    import gmbench.features.fidelity  # noqa: F401  (registers gmbench-<dataset>)
     from gmbench.metrics.sample_quality import (
         fid_estimate,
         inception_score_estimate,
@@ -248,7 +248,7 @@ REPLAY_DIGITS = """
 @needs_weights("digits")
 def test_real_features_are_cached_on_disk(tmp_path, monkeypatch, write_model):
     from gmbench.evaluation import EvalConfig, Evaluation
-    from gmbench.model import build_model, import_model_file
+    from gmbench.models.model import build_model, import_model_file
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     ds = get_dataset("digits")

@@ -13,15 +13,14 @@ import pytest
 from gmbench.cli import main
 from gmbench.direction import Direction
 from gmbench.errors import BoardError
-from gmbench.leaderboard import (
+from gmbench.present.board import render_board
+from gmbench.present.compare import pareto_front, rank_of
+from gmbench.storage.leaderboard import (
     COLUMNS,
     add_results,
     latest_rows,
     neutralise,
-    pareto_front,
-    rank_of,
     read_board,
-    render_board,
     rows_from_results,
 )
 

@@ -138,7 +138,7 @@ def test_multivariate_normal_needs_no_adapter(write_model, gmbench_cli):
     assert m["entropy_gap"]["ci_low"] <= 0 <= m["entropy_gap"]["ci_high"]
     assert (run.dir / "samples.png").is_file()
 
-    from gmbench.model import build_model, import_model_file
+    from gmbench.models.model import build_model, import_model_file
 
     module, source = import_model_file(path)
     model = build_model(module, source, get_dataset("gauss-2").info, "cpu")

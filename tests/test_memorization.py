@@ -12,12 +12,13 @@ import pytest
 import torch
 from scipy import stats
 
-from gmbench import memorization as mem
 from gmbench.datasets import Dataset, Split, get_dataset
+from gmbench.estimators import copying as mem
+from gmbench.estimators.uncertainty import clopper_pearson
 from gmbench.evaluation import EvalConfig, Evaluation
 from gmbench.metrics import get_metric
-from gmbench.model import Model, ModelSource
-from gmbench.stats import clopper_pearson
+from gmbench.models.model import Model, ModelSource
+from gmbench.present.verdicts import memorization_line
 
 KEYS = ("nn_distance_ratio", "copy_rate", "data_copying_ct")
 
@@ -90,16 +91,16 @@ def test_verdict_lines():
     def rec(v, lo=None, hi=None):
         return {"value": v, "ci_low": v if lo is None else lo, "ci_high": v if hi is None else hi}
 
-    flagged = mem.verdict({"copy_rate": rec(0.9, 0.88), "data_copying_ct": rec(-20.0),
+    flagged = memorization_line({"copy_rate": rec(0.9, 0.88), "data_copying_ct": rec(-20.0),
                            "nn_distance_ratio": rec(0.0), "nll": rec(180.0),
                            "generalization_gap": rec(170.0, 165.0, 175.0)})
     assert flagged.startswith("memorization: flagged (copy_rate 0.9")
     assert "generalization_gap 170 nats" in flagged
-    fine = mem.verdict({"copy_rate": rec(0.012, 0.008), "data_copying_ct": rec(0.3),
+    fine = memorization_line({"copy_rate": rec(0.012, 0.008), "data_copying_ct": rec(0.3),
                         "nn_distance_ratio": rec(1.01)})
     assert fine.startswith("memorization: not flagged")
-    assert mem.verdict({"nll": rec(3.0)}) is None
-    only_gap = mem.verdict({"nll": rec(100.0), "generalization_gap": rec(0.5, -0.1, 1.1)})
+    assert memorization_line({"nll": rec(3.0)}) is None
+    only_gap = memorization_line({"nll": rec(100.0), "generalization_gap": rec(0.5, -0.1, 1.1)})
     assert only_gap.startswith("memorization: not flagged") and "generalization_gap" in only_gap
 
 

@@ -22,7 +22,7 @@ import torch
 from gmbench.datasets import get_dataset
 from gmbench.evaluation import EvalConfig, evaluate
 from gmbench.metrics import METRICS
-from gmbench.model import Model, ModelSource
+from gmbench.models.model import Model, ModelSource
 
 SEEDS = 20
 MIN_COVERED = 16

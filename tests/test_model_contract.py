@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gmbench.datasets import get_dataset
-from gmbench.model import build_model, import_model_file
+from gmbench.models.model import build_model, import_model_file
 
 
 def load(path, dataset="digits"):

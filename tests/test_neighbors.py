@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from gmbench.neighbors import knn, kth_neighbor_distance
+from gmbench.estimators.neighbours import knn, kth_neighbor_distance
 
 
 @pytest.mark.parametrize("chunk", [1, 37, 4096])

@@ -14,16 +14,11 @@ import pytest
 import torch
 
 from gmbench.datasets import get_dataset
-from gmbench.identity import weights_identity
-from gmbench.leaderboard import (
-    COLUMNS,
-    COLUMNS_V1,
-    compare_with_baselines,
-    read_board,
-    rows_from_results,
-)
 from gmbench.metrics import METRICS
-from gmbench.results import read_results
+from gmbench.models.identity import weights_identity
+from gmbench.present.compare import compare_with_baselines
+from gmbench.storage.leaderboard import COLUMNS, COLUMNS_V1, read_board, rows_from_results
+from gmbench.storage.results import read_results
 
 ROOT = Path(__file__).resolve().parent.parent
 V01 = Path(__file__).resolve().parent / "data" / "v0.1"

@@ -14,9 +14,10 @@ import pytest
 
 from gmbench.cli import main
 from gmbench.direction import Direction
-from gmbench.leaderboard import BoardRow, compare_with_baselines, rows_from_results
-from gmbench.report import build_report, pareto_plot_svg
-from gmbench.table import render_table
+from gmbench.present.compare import compare_with_baselines
+from gmbench.present.report import build_report, pareto_plot_svg
+from gmbench.present.table import render_table
+from gmbench.storage.leaderboard import BoardRow, rows_from_results
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -122,7 +123,7 @@ def test_report_loads_in_chromium_with_every_image_decoded(tmp_path):
     assert main(["evaluate", str(model), "--metrics", metrics, "--out", str(out)]) == 0
     base = rows_from_results(json.loads((out / "results.json").read_text()))
     boards.mkdir()
-    from gmbench.leaderboard import write_board
+    from gmbench.storage.leaderboard import write_board
     write_board(boards / "digits.csv", shifted(base, "pca", 0.9, "a" * 64)
                 + shifted(base, "vae", 1.1, "b" * 64))
     assert main(["evaluate", str(model), "--metrics", metrics, "--out", str(out), "--report",

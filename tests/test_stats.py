@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from gmbench.rng import child_seed, forked_rng
-from gmbench.stats import (
+from gmbench.estimators.uncertainty import (
     bootstrap_estimate,
     clopper_pearson,
     difference,
@@ -19,6 +18,7 @@ from gmbench.stats import (
     mean_estimate,
     monotone_transform,
 )
+from gmbench.rng import child_seed, forked_rng
 
 
 @given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=200))

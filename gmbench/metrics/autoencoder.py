@@ -9,16 +9,12 @@ mean squared error per dimension; the metric is its mean over the test split wit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from gmbench.features import PixelFeatures
+from gmbench.estimators.uncertainty import mean_estimate
+from gmbench.features.extractors import PixelFeatures
+from gmbench.metrics.context import Context
 from gmbench.metrics.registry import Measurement, Metric, register
-from gmbench.stats import mean_estimate
-
-if TYPE_CHECKING:
-    from gmbench.evaluation import Evaluation
 
 __all__ = ["squared_error_per_dim"]
 
@@ -29,7 +25,7 @@ def squared_error_per_dim(x: np.ndarray, x_hat: np.ndarray) -> np.ndarray:
     return (diff * diff).mean(axis=1)
 
 
-def _reconstruction_error(ev: Evaluation) -> Measurement:
+def _reconstruction_error(ev: Context) -> Measurement:
     x = ev.dataset.test.x
     x_hat = ev.model.reconstruct(x, seed=ev.seed, batch_size=ev.config.batch_size)
     scale = PixelFeatures(ev.info)
@@ -40,8 +36,7 @@ def _reconstruction_error(ev: Evaluation) -> Measurement:
                        details={"split": "test", "scale": units})
 
 
-register(Metric(key="reconstruction_error", group="autoencoder",
-                description="mean squared error per dimension of decode(encode(x)) on the "
+register(Metric(key="reconstruction_error", description="mean squared error per dimension of decode(encode(x)) on the "
                             "test split",
                 needs=("encode_decode",), higher_is_better=False, unit="squared error/dim",
                 compute=_reconstruction_error))

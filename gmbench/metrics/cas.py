@@ -1,6 +1,6 @@
 """Classification Accuracy Score metrics: ``cas`` and ``cas_ratio`` (SPEC section 4).
 
-Wiring only; the protocol, classifier and estimates live in :mod:`gmbench.cas`. With
+Wiring only; the protocol, classifier and estimates live in :mod:`gmbench.estimators.cas`. With
 ``sample_conditional`` the model is asked for a balanced set of classes and those requested
 classes are the labels (true CAS, ``labels: "conditional"``); otherwise ``ev.samples`` are
 labelled by :func:`pseudo_labels` behind the support gate (``labels: "pseudo"``). The
@@ -17,19 +17,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from gmbench import cas
-from gmbench.feature_cache import cached_arrays
-from gmbench.features import ClassifierFeatures, PixelFeatures
+from gmbench.estimators import cas
+from gmbench.estimators.prdc import kth_neighbor_radius
+from gmbench.estimators.uncertainty import Z95, Estimate
+from gmbench.features.extractors import ClassifierFeatures, PixelFeatures
 from gmbench.files import sha256_bytes
+from gmbench.metrics.context import Context
 from gmbench.metrics.memorization import nearest_train
 from gmbench.metrics.registry import Measurement, Metric, register
-from gmbench.prdc import kth_neighbor_radius
 from gmbench.rng import child_seed
-from gmbench.stats import Z95, Estimate
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
-    from gmbench.evaluation import Evaluation
 
 __all__ = ["SPEC", "majority_vote", "pseudo_labels"]
 
@@ -47,30 +46,28 @@ REFERENCE_SEED = 0  # the real-data reference classifier does not depend on the 
 SUPPORT_K = 5  # samples inside the k-NN ball of a training point keep their pseudo-label
 
 
-def _train_radius(ev: Evaluation) -> np.ndarray:
+def _train_radius(ev: Context) -> np.ndarray:
     """``(N,)`` distance of every training point to its ``SUPPORT_K``-th nearest other training
     point in the evaluation's feature space; model-independent, cached beside the features."""
-    train, extractor = ev.features("train"), ev.extractor
-
-    def compute() -> dict[str, np.ndarray]:
-        return {"radius": kth_neighbor_radius(train, k=SUPPORT_K, dtype=torch.float32)}
-
-    if not extractor.sha256:
-        return ev.memo("cas/train-radius", compute)["radius"]
-    return ev.memo("cas/train-radius", lambda: cached_arrays(
-        dataset=ev.info.name, split=f"train-knn{SUPPORT_K}-radius",
-        dataset_sha256=ev.dataset.sha256, extractor=extractor.name,
-        extractor_sha256=extractor.sha256, n=len(train), compute=compute))["radius"]
+    train = ev.features("train")
+    return ev.model_independent(f"train-knn{SUPPORT_K}-radius", lambda: {
+        "radius": kth_neighbor_radius(train, k=SUPPORT_K, dtype=torch.float32)},
+        rows=len(train))["radius"]
 
 
-def pseudo_labels(ev: Evaluation) -> tuple[np.ndarray, str]:
+def _num_classes(ev: Context) -> int:
+    assert ev.info.num_classes is not None  # `labelled` lets only labelled datasets through
+    return int(ev.info.num_classes)
+
+
+def pseudo_labels(ev: Context) -> tuple[np.ndarray, str]:
     """The labeller's class for each of ``ev.samples`` and what the labeller was.
 
     The argmax of the dataset's bundled classifier (its logits from the evaluation's feature
     pass when that classifier is the feature extractor); otherwise the majority vote of the 10
     nearest real training examples in the evaluation's feature space.
     """
-    from gmbench.extractors import classifier_available, classifier_for
+    from gmbench.features.classifier import classifier_available, classifier_for
 
     if isinstance(ev.extractor, ClassifierFeatures):
         clf = ev.extractor.classifier
@@ -84,7 +81,7 @@ def pseudo_labels(ev: Evaluation) -> tuple[np.ndarray, str]:
                 f"{clf.test_accuracy:.4f})")
     _, idx = nearest_train(ev, "samples", "features")  # (m, 10)
     votes = np.asarray(ev.dataset.train.y)[idx[:, :PSEUDO_VOTES]]  # (m, k)
-    return majority_vote(votes, int(ev.info.num_classes)), (
+    return majority_vote(votes, _num_classes(ev)), (
         f"kNN vote ({PSEUDO_VOTES} nearest training examples in {ev.feature_space}); "
         "bundled classifier not available")
 
@@ -102,7 +99,7 @@ def majority_vote(votes: np.ndarray, num_classes: int) -> np.ndarray:
     return (counts * (k + 1) - first).argmax(1).astype(np.int64)
 
 
-def _inputs(ev: Evaluation, x: np.ndarray) -> np.ndarray:
+def _inputs(ev: Context, x: np.ndarray) -> np.ndarray:
     """Classifier inputs ``(n, D)``: scaled to [0, 1], or standardized for continuous data."""
     flat = PixelFeatures(ev.info)(x)
     if ev.info.is_discrete:
@@ -116,8 +113,8 @@ def _inputs(ev: Evaluation, x: np.ndarray) -> np.ndarray:
     return (flat - mean) / std
 
 
-def _synthetic(ev: Evaluation) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    num_classes = int(ev.info.num_classes)
+def _synthetic(ev: Context) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    num_classes = _num_classes(ev)
     if "sample_conditional" in ev.model.capabilities:
         labels = cas.balanced_labels(ev.n_samples, num_classes, rng=ev.rng("cas", "labels"))
         x = ev.model.sample_conditional(labels, seed=child_seed(ev.seed, "cas", "samples"))
@@ -137,11 +134,11 @@ def _synthetic(ev: Evaluation) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     }
 
 
-def _reference(ev: Evaluation, n: int) -> np.ndarray:
+def _reference(ev: Context, n: int) -> np.ndarray:
     """Per test example, whether the same classifier trained on ``n`` real training examples
     (a fixed subset, fixed seed: model- and run-independent, cached) is right, ``(n_test,)``."""
     train = ev.dataset.train
-    num_classes = int(ev.info.num_classes)
+    num_classes = _num_classes(ev)
 
     def compute() -> dict[str, np.ndarray]:
         rng = np.random.default_rng(child_seed(REFERENCE_SEED, "cas", "reference-subset"))
@@ -153,11 +150,9 @@ def _reference(ev: Evaluation, n: int) -> np.ndarray:
                                 device=ev.config.device)
         return {"correct": fit.correct.astype(np.uint8)}
 
-    spec_hash = sha256_bytes(repr(SPEC).encode())
-    arrays = cached_arrays(dataset=ev.info.name, split=f"cas-reference-n{n}",
-                           dataset_sha256=ev.dataset.sha256, extractor="cas-mlp",
-                           extractor_sha256=spec_hash, n=len(ev.dataset.test),
-                           compute=compute)
+    spec_hash = sha256_bytes(repr(SPEC).encode())[:16]
+    arrays = ev.model_independent(f"cas-reference-n{n}-{spec_hash}", compute,
+                                  rows=len(ev.dataset.test))
     return arrays["correct"].astype(bool)
 
 
@@ -168,11 +163,11 @@ class _CasRun:
     details: dict[str, Any]
 
 
-def _run(ev: Evaluation) -> _CasRun:
+def _run(ev: Context) -> _CasRun:
     x_syn, y_syn, details = _synthetic(ev)
     n = len(x_syn)
     n_real = min(n, len(ev.dataset.train))
-    num_classes = int(ev.info.num_classes)
+    num_classes = _num_classes(ev)
     x_test = _inputs(ev, ev.dataset.test.x)
     y_test = np.asarray(ev.dataset.test.y)
     fit = cas.fit_and_score(_inputs(ev, x_syn), y_syn, x_test, y_test,
@@ -195,17 +190,17 @@ def _run(ev: Evaluation) -> _CasRun:
     return _CasRun(fit, reference, details)
 
 
-def _cas_run(ev: Evaluation) -> _CasRun:
+def _cas_run(ev: Context) -> _CasRun:
     return ev.memo("cas/run", lambda: _run(ev))
 
 
-def _cas(ev: Evaluation) -> Measurement:
+def _cas(ev: Context) -> Measurement:
     r = _cas_run(ev)
     return Measurement(r.fit.estimate(), feature_space="data",
-                       details={**r.details, "chance": 1.0 / int(ev.info.num_classes)})
+                       details={**r.details, "chance": 1.0 / _num_classes(ev)})
 
 
-def _cas_ratio(ev: Evaluation) -> Measurement:
+def _cas_ratio(ev: Context) -> Measurement:
     r = _cas_run(ev)
     ref = float(r.reference_correct.mean())
     acc = r.fit.estimate()
@@ -219,13 +214,11 @@ def _cas_ratio(ev: Evaluation) -> Measurement:
 
 
 for _metric in (
-    Metric(key="cas", group="cas",
-           description="accuracy on real test data of a fixed MLP trained on labelled samples "
+    Metric(key="cas", description="accuracy on real test data of a fixed MLP trained on labelled samples "
                        "(conditional, else support-gated pseudo-labels)",
            needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=2,
            unit="accuracy", compute=_cas, applies=labelled),
-    Metric(key="cas_ratio", group="cas",
-           description="cas / accuracy of the same classifier trained on as many real "
+    Metric(key="cas_ratio", description="cas / accuracy of the same classifier trained on as many real "
                        "training examples",
            needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=2,
            unit="ratio", compute=_cas_ratio, applies=labelled),

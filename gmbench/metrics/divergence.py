@@ -1,8 +1,8 @@
 """Divergence metrics: ``kl_exact``, ``tv_exact``, ``c2st_accuracy``, ``tv_lower_bound``,
 ``kl_knn``, ``mmd``, ``mmd_multiscale`` (the contract, section 4; ``entropy_gap`` lives with the likelihoods).
 
-Thin wiring: each metric pulls shared arrays from the :class:`Evaluation`, calls a pure
-function of :mod:`gmbench.divergences`, and records how the number was made (estimator, interval
+Thin wiring: each metric pulls shared arrays from the :class:`Context`, calls a pure
+function of :mod:`gmbench.estimators`, and records how the number was made (estimator, interval
 method, sample sizes, stated bias) in the record's details. Metrics that share a computation
 (KL and TV share their draws; the C2ST accuracy and the TV bound share one classifier) compute
 it once through ``ev.memo``.
@@ -15,31 +15,29 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gmbench.divergences import (
+from gmbench.estimators.c2st import C2STClassifier, C2STResult, c2st
+from gmbench.estimators.knn_kl import WKVResult, knn_dimension_warning, wkv_kl_knn
+from gmbench.estimators.mmd import (
     MULTISCALE_FACTORS,
-    C2STClassifier,
-    C2STResult,
     MMDResult,
-    MonteCarloKLTV,
-    MonteCarloTarget,
-    WKVResult,
-    c2st,
-    knn_dimension_warning,
-    lr_test_samples,
     median_bandwidth,
     mmd2_unbiased,
-    monte_carlo_kl_tv,
     multiscale_bandwidths,
-    wkv_kl_knn,
 )
+from gmbench.estimators.montecarlo import (
+    MonteCarloKLTV,
+    MonteCarloTarget,
+    lr_test_samples,
+    monte_carlo_kl_tv,
+)
+from gmbench.estimators.uncertainty import Z95, Estimate
+from gmbench.metrics.context import Context
 from gmbench.metrics.likelihood import likelihood_details
 from gmbench.metrics.registry import Measurement, Metric, register
 from gmbench.rng import child_seed
-from gmbench.stats import Z95, Estimate
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
-    from gmbench.evaluation import Evaluation
 
 __all__ = ["C2ST_CLASSIFIER", "EXACT_TARGET", "KNN_K", "MMD_BOOTSTRAP", "exact_kl_tv"]
 
@@ -56,7 +54,7 @@ def known_truth(dataset: Dataset) -> str | None:
 
 
 # ------------------------------------------------------------------ exact KL and TV
-def exact_kl_tv(ev: Evaluation) -> MonteCarloKLTV:
+def exact_kl_tv(ev: Context) -> MonteCarloKLTV:
     """KL and TV by Monte Carlo over fresh draws from the dataset's ground truth."""
     def compute() -> MonteCarloKLTV:
         truth = ev.dataset.truth
@@ -76,7 +74,7 @@ def exact_kl_tv(ev: Evaluation) -> MonteCarloKLTV:
     return ev.memo("divergence/exact", compute)
 
 
-def _exact_details(ev: Evaluation, mc: MonteCarloKLTV) -> dict[str, Any]:
+def _exact_details(ev: Context, mc: MonteCarloKLTV) -> dict[str, Any]:
     kind = ev.model.log_prob_kind
     if kind == "exact" and ev.model.log_prob_space == "data":
         bias = "none: unbiased Monte Carlo mean over exact draws from P"
@@ -94,7 +92,7 @@ def _exact_details(ev: Evaluation, mc: MonteCarloKLTV) -> dict[str, Any]:
     }
 
 
-def _kl_exact(ev: Evaluation) -> Measurement:
+def _kl_exact(ev: Context) -> Measurement:
     mc = exact_kl_tv(ev)
     kl = mc.kl
     details = _exact_details(ev, mc)
@@ -109,7 +107,7 @@ def _kl_exact(ev: Evaluation) -> Measurement:
     return Measurement(kl, feature_space="data", kind=ev.model.log_prob_kind, details=details)
 
 
-def _tv_exact(ev: Evaluation) -> Measurement:
+def _tv_exact(ev: Context) -> Measurement:
     mc = exact_kl_tv(ev)
     details = _exact_details(ev, mc)
     details["note"] = ("TV(P, Q) = E_P[max(0, 1 - q(x)/p(x))]; terms with log p - log q <= "
@@ -118,7 +116,7 @@ def _tv_exact(ev: Evaluation) -> Measurement:
 
 
 # ------------------------------------------------------------------ classifier two-sample test
-def c2st_result(ev: Evaluation) -> C2STResult:
+def c2st_result(ev: Context) -> C2STResult:
     return ev.memo("divergence/c2st", lambda: c2st(
         ev.features("test"), ev.features("samples"), seed=child_seed(ev.seed, "c2st"),
         classifier=C2ST_CLASSIFIER))
@@ -136,7 +134,7 @@ def _c2st_details(res: C2STResult) -> dict[str, Any]:
     }
 
 
-def _c2st_accuracy(ev: Evaluation) -> Measurement:
+def _c2st_accuracy(ev: Context) -> Measurement:
     res = c2st_result(ev)
     details = _c2st_details(res)
     details["bias"] = ("downward for the divergence: a trained classifier is at best the Bayes "
@@ -144,7 +142,7 @@ def _c2st_accuracy(ev: Evaluation) -> Measurement:
     return Measurement(res.accuracy_estimate(), feature_space=ev.feature_space, details=details)
 
 
-def _tv_lower_bound(ev: Evaluation) -> Measurement:
+def _tv_lower_bound(ev: Context) -> Measurement:
     res = c2st_result(ev)
     acc = res.accuracy_estimate()
     bound = res.tv_lower_bound()
@@ -162,12 +160,12 @@ def _tv_lower_bound(ev: Evaluation) -> Measurement:
 
 
 # ------------------------------------------------------------------ k-NN KL
-def wkv_result(ev: Evaluation) -> WKVResult:
+def wkv_result(ev: Context) -> WKVResult:
     return ev.memo("divergence/wkv", lambda: wkv_kl_knn(
         ev.features("test"), ev.features("samples"), k=KNN_K))
 
 
-def _kl_knn(ev: Evaluation) -> Measurement:
+def _kl_knn(ev: Context) -> Measurement:
     res = wkv_result(ev)
     jack_seed = child_seed(ev.seed, "kl_knn", "jackknife")
     se_test, se_samples = res.jackknife(seed=jack_seed)
@@ -219,7 +217,7 @@ def _kl_knn(ev: Evaluation) -> Measurement:
 
 
 # ------------------------------------------------------------------ MMD
-def _mmd_result(ev: Evaluation, multiscale: bool) -> MMDResult:
+def _mmd_result(ev: Context, multiscale: bool) -> MMDResult:
     def compute() -> MMDResult:
         x, y = ev.features("test"), ev.features("samples")
         sigma = ev.memo("divergence/mmd-median", lambda: median_bandwidth(
@@ -243,7 +241,7 @@ def _mmd_details(res: MMDResult) -> dict[str, Any]:
     }
 
 
-def _mmd(ev: Evaluation) -> Measurement:
+def _mmd(ev: Context) -> Measurement:
     res = _mmd_result(ev, multiscale=False)
     details = {
         "kernel": "RBF exp(-|a-b|^2 / (2 sigma^2))",
@@ -255,7 +253,7 @@ def _mmd(ev: Evaluation) -> Measurement:
     return Measurement(res.estimate(), feature_space=ev.feature_space, details=details)
 
 
-def _mmd_multiscale(ev: Evaluation) -> Measurement:
+def _mmd_multiscale(ev: Context) -> Measurement:
     res = _mmd_result(ev, multiscale=True)
     details = {
         "kernel": "sum over sigma of RBF exp(-|a-b|^2 / (2 sigma^2))",
@@ -269,32 +267,25 @@ def _mmd_multiscale(ev: Evaluation) -> Measurement:
 
 
 for _metric in (
-    Metric(key="kl_exact", group="divergence",
-           description="KL(P||Q) by Monte Carlo over fresh draws from the true P",
+    Metric(key="kl_exact", description="KL(P||Q) by Monte Carlo over fresh draws from the true P",
            needs=("log_prob",), higher_is_better=False, protocol=2, unit="nats",
            compute=_kl_exact, applies=known_truth),
-    Metric(key="tv_exact", group="divergence",
-           description="TV(P,Q) = E_P[(1 - q/p)_+] over fresh draws from P",
+    Metric(key="tv_exact", description="TV(P,Q) = E_P[(1 - q/p)_+] over fresh draws from P",
            needs=("log_prob",), higher_is_better=False, protocol=2, unit="total variation",
            compute=_tv_exact, applies=known_truth),
-    Metric(key="c2st_accuracy", group="divergence",
-           description="held-out accuracy of a classifier telling test data from samples "
+    Metric(key="c2st_accuracy", description="held-out accuracy of a classifier telling test data from samples "
                        "(0.5 ideal = indistinguishable)",
            needs=("sample",), higher_is_better=False, ideal=0.5, protocol=2, unit="accuracy",
            compute=_c2st_accuracy),
-    Metric(key="tv_lower_bound", group="divergence",
-           description="one-sided 95% lower bound on TV from the C2ST", needs=("sample",),
+    Metric(key="tv_lower_bound", description="one-sided 95% lower bound on TV from the C2ST", needs=("sample",),
            higher_is_better=False, protocol=2, unit="total variation",
            compute=_tv_lower_bound),
-    Metric(key="kl_knn", group="divergence",
-           description="Wang-Kulkarni-Verdu k-NN estimate of KL(test || samples)",
+    Metric(key="kl_knn", description="Wang-Kulkarni-Verdu k-NN estimate of KL(test || samples)",
            needs=("sample",), higher_is_better=False, protocol=2, unit="nats",
            compute=_kl_knn),
-    Metric(key="mmd", group="divergence",
-           description="unbiased MMD^2, RBF kernel, median-heuristic bandwidth",
+    Metric(key="mmd", description="unbiased MMD^2, RBF kernel, median-heuristic bandwidth",
            needs=("sample",), higher_is_better=False, unit="MMD^2", compute=_mmd),
-    Metric(key="mmd_multiscale", group="divergence",
-           description="unbiased MMD^2, sum of RBF kernels at 1/16 to 4 times the median "
+    Metric(key="mmd_multiscale", description="unbiased MMD^2, sum of RBF kernels at 1/16 to 4 times the median "
                        "heuristic",
            needs=("sample",), higher_is_better=False, unit="MMD^2", compute=_mmd_multiscale),
 ):

@@ -1,8 +1,8 @@
 """Memorization metrics: ``nn_distance_ratio``, ``copy_rate``, ``data_copying_ct`` (SPEC 4).
 
-Wiring only; the statistics live in :mod:`gmbench.memorization`. Samples are compared with
+Wiring only; the statistics live in :mod:`gmbench.estimators.copying`. Samples are compared with
 the train split, with the test split as the held-out yardstick. Nearest-neighbour distances
-are computed once per evaluation (exact, chunked: :func:`gmbench.neighbors.knn`) and shared.
+are computed once per evaluation (exact, chunked: :func:`gmbench.estimators.neighbours.knn`) and shared.
 The headline feature space is the evaluation's (``ev.features``: the bundled classifier
 where one exists, else pixels); ``nn_distance_ratio`` and ``copy_rate`` also report the
 pixel-space value in ``details``.
@@ -10,18 +10,16 @@ pixel-space value in ``details``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from gmbench import memorization as mem
-from gmbench.features import PixelFeatures
+from gmbench.estimators import copying as mem
+from gmbench.estimators.neighbours import knn
+from gmbench.features.extractors import PixelFeatures
+from gmbench.metrics.context import Context
 from gmbench.metrics.registry import Measurement, Metric, register
-from gmbench.neighbors import knn
 from gmbench.rng import child_seed
-
-if TYPE_CHECKING:
-    from gmbench.evaluation import Evaluation
 
 __all__ = ["PAIRS_KEY", "SHARED_K", "nearest_train", "suspicious_pairs"]
 
@@ -31,11 +29,11 @@ PAIRS_KEY = "memorization/pairs"
 N_PAIRS = 16
 
 
-def _data(ev: Evaluation, split: str, space: str) -> np.ndarray:
+def _data(ev: Context, split: str, space: str) -> np.ndarray:
     return ev.features(split) if space == "features" else ev.pixels(split)
 
 
-def nearest_train(ev: Evaluation, split: str, space: str = "features"
+def nearest_train(ev: Context, split: str, space: str = "features"
                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(distances, indices)`` of the nearest train examples of ``split`` (``"samples"`` or
     ``"test"``) in ``space`` (``"features"`` or ``"pixels"``), each ``(n, k)``, computed once
@@ -49,7 +47,7 @@ def nearest_train(ev: Evaluation, split: str, space: str = "features"
     return ev.memo(f"nn-train/{split}/{space}", compute)
 
 
-def _distances(ev: Evaluation, space: str) -> tuple[np.ndarray, np.ndarray]:
+def _distances(ev: Context, space: str) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-training distances of samples ``(m,)`` and of test points ``(n,)``."""
     sample_dist, sample_idx = nearest_train(ev, "samples", space)
     if space == "features":
@@ -58,23 +56,23 @@ def _distances(ev: Evaluation, space: str) -> tuple[np.ndarray, np.ndarray]:
     return sample_dist[:, 0], nearest_train(ev, "test", space)[0][:, 0]
 
 
-def _pixels_differ(ev: Evaluation) -> bool:
+def _pixels_differ(ev: Context) -> bool:
     """Whether the headline feature space is a learned one (else pixels *are* the features)."""
     return not isinstance(ev.extractor, PixelFeatures)
 
 
-def suspicious_pairs(ev: Evaluation) -> tuple[np.ndarray, np.ndarray] | None:
+def suspicious_pairs(ev: Context) -> tuple[np.ndarray, np.ndarray] | None:
     """``(sample indices, train indices)`` of the samples nearest to a training example and
     their neighbours, if a memorization metric ran in this evaluation; else ``None``."""
     return ev.memo(PAIRS_KEY, lambda: None) if ev.computed(PAIRS_KEY) else None
 
 
-def _space_note(ev: Evaluation) -> str:
+def _space_note(ev: Context) -> str:
     return ("headline in the evaluation's feature space; pixel-space value in "
             "details.pixels" if _pixels_differ(ev) else "feature space is pixels")
 
 
-def _nn_distance_ratio(ev: Evaluation) -> Measurement:
+def _nn_distance_ratio(ev: Context) -> Measurement:
     s, t = _distances(ev, "features")
     est = mem.nn_distance_ratio(s, t, rng=ev.rng("nn_distance_ratio"))
     details = {"headline_space": "features", "note": _space_note(ev),
@@ -89,7 +87,7 @@ def _nn_distance_ratio(ev: Evaluation) -> Measurement:
     return Measurement(est, feature_space=ev.feature_space, details=details)
 
 
-def _copy_rate(ev: Evaluation) -> Measurement:
+def _copy_rate(ev: Context) -> Measurement:
     s, t = _distances(ev, "features")
     threshold = mem.copy_threshold(t)
     details = {
@@ -111,7 +109,7 @@ def _copy_rate(ev: Evaluation) -> Measurement:
                        details=details)
 
 
-def _data_copying_ct(ev: Evaluation) -> Measurement:
+def _data_copying_ct(ev: Context) -> Measurement:
     train = ev.features("train")
     samples, test = ev.features("samples"), ev.features("test")
     n_cells = mem.n_cells_for(len(test), len(samples))
@@ -156,17 +154,14 @@ def _data_copying_ct(ev: Evaluation) -> Measurement:
 
 
 for _metric in (
-    Metric(key="nn_distance_ratio", group="memorization",
-           description="median sample-to-train NN distance / median test-to-train NN distance "
+    Metric(key="nn_distance_ratio", description="median sample-to-train NN distance / median test-to-train NN distance "
                        "(1 ideal, near 0 = copying, above 1 = underfitting)",
            needs=("sample",), higher_is_better=False, ideal=1.0, protocol=2, unit="ratio",
            compute=_nn_distance_ratio),
-    Metric(key="copy_rate", group="memorization",
-           description="fraction of samples nearer to a training example than the 1% quantile "
+    Metric(key="copy_rate", description="fraction of samples nearer to a training example than the 1% quantile "
                        "of test-to-train NN distances (real data: ~0.01)",
            needs=("sample",), higher_is_better=False, unit="fraction", compute=_copy_rate),
-    Metric(key="data_copying_ct", group="memorization",
-           description="Meehan et al. 2020 C_T z-statistic (0 ideal, < -3 = copying, > 0 = "
+    Metric(key="data_copying_ct", description="Meehan et al. 2020 C_T z-statistic (0 ideal, < -3 = copying, > 0 = "
                        "underfitting)",
            needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="z-score",
            compute=_data_copying_ct),

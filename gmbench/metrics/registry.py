@@ -1,7 +1,7 @@
 """The metric registry: each metric declares what it needs and which way is better, as data.
 
 A metric is a :class:`Metric` record whose ``compute`` is a small function of an
-:class:`~gmbench.evaluation.Evaluation` returning a :class:`Measurement`; the record adds the
+:class:`~gmbench.metrics.context.Context` returning a :class:`Measurement`; the record adds the
 declared unit and direction. Metric modules call :func:`register` at import time.
 """
 
@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gmbench.direction import Direction
-from gmbench.errors import MetricError, did_you_mean
-from gmbench.results import MetricResult
-from gmbench.stats import Estimate
+from gmbench.errors import MetricError
+from gmbench.estimators.uncertainty import Estimate
+from gmbench.registry import Registry
+from gmbench.storage.results import MetricResult
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
-    from gmbench.evaluation import Evaluation
+    from gmbench.metrics.context import Context
 
 __all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register"]
 
@@ -44,9 +45,8 @@ class Metric:
 
     Attributes:
         key: the public key (the contract, ``docs/CONTRACT.md`` section 4).
-        group: section of the report (``likelihood``, ``divergence``, ``sample quality``...).
         description: one line for ``gmbench metrics``.
-        needs: model capabilities required (subset of ``gmbench.model.CAPABILITIES``);
+        needs: model capabilities required (subset of ``gmbench.models.model.CAPABILITIES``);
             ``needs_any`` instead lists alternatives of which one suffices.
         higher_is_better: direction (``False`` for target-valued metrics: see ``ideal``).
         ideal: the value a perfect model scores, for metrics that are worse on both sides of
@@ -61,7 +61,6 @@ class Metric:
     """
 
     key: str
-    group: str
     description: str
     needs: tuple[str, ...] = ()
     needs_any: tuple[str, ...] = ()
@@ -69,7 +68,7 @@ class Metric:
     ideal: float | None = None
     protocol: int = 1
     unit: str
-    compute: Callable[[Evaluation], Measurement]
+    compute: Callable[[Context], Measurement]
     applies: Callable[[Dataset], str | None] = always
 
     @property
@@ -85,7 +84,7 @@ class Metric:
             return f"needs {' or '.join(self.needs_any)}"
         return None
 
-    def run(self, evaluation: Evaluation) -> MetricResult:
+    def run(self, evaluation: Context) -> MetricResult:
         m = self.compute(evaluation)
         if not math.isfinite(m.estimate.value) and "not_estimable" not in m.details:
             m = replace(m, details={**m.details, "not_estimable": (
@@ -96,19 +95,15 @@ class Metric:
                             kind=m.kind, details=m.details)
 
 
-METRICS: dict[str, Metric] = {}
+METRICS: Registry[Metric] = Registry("metric", error=MetricError, listing="gmbench metrics")
 
 
 def register(metric: Metric) -> Metric:
-    assert metric.key not in METRICS, f"metric {metric.key} registered twice"
+    """Add ``metric`` to :data:`METRICS` (metric modules call this at import time)."""
     assert metric.ideal is None or not metric.higher_is_better, metric.key
-    METRICS[metric.key] = metric
-    return metric
+    return METRICS.register(metric.key, metric)
 
 
 def get_metric(key: str) -> Metric:
-    try:
-        return METRICS[key]
-    except KeyError:
-        raise MetricError(f"Unknown metric '{key}'.{did_you_mean(key, METRICS)} Run "
-                          "`gmbench metrics` to list them.") from None
+    """The registered metric ``key``; a :class:`MetricError` with a suggestion otherwise."""
+    return METRICS.get(key)

@@ -22,9 +22,9 @@ Definitions (each record's ``details`` repeats them):
   the samples' U-statistic first-order variance plus torch-fidelity's subset spread / sqrt(100).
 - ``precision`` / ``recall``: Kynkäänniemi et al. 2019 with k = 3 and ``<=`` (torch-fidelity
   ``calculate_precision_recall_part``, chunked).
-- ``density`` / ``coverage``: Naeem et al. 2020, k = 5, with ``<=`` (see :mod:`gmbench.prdc`).
+- ``density`` / ``coverage``: Naeem et al. 2020, k = 5, with ``<=`` (see :mod:`gmbench.estimators.prdc`).
 - the intervals of these four: normal, with a delete-a-group jackknife standard error over both
-  the samples and the test points (:func:`gmbench.prdc.prdc`), since the k-NN balls of either
+  the samples and the test points (:func:`gmbench.estimators.prdc.prdc`), since the k-NN balls of either
   set move when its points change.
 
 References:
@@ -44,11 +44,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from gmbench.errors import MetricError
-from gmbench.extractors import BUNDLED_DATASETS, classifier_available
-from gmbench.feature_cache import cached_arrays
-from gmbench.frechet import frechet_distance, gaussian_statistics
-from gmbench.metrics.registry import Measurement, Metric, register
-from gmbench.prdc import (
+from gmbench.estimators.frechet import frechet_distance, gaussian_statistics
+from gmbench.estimators.prdc import (
     LIST_MARGIN,
     NeighbourLists,
     PRDCResult,
@@ -56,12 +53,14 @@ from gmbench.prdc import (
     prdc,
     self_neighbours,
 )
+from gmbench.estimators.uncertainty import Z95, Estimate, clopper_pearson
+from gmbench.features.classifier import BUNDLED_DATASETS, classifier_available
+from gmbench.metrics.context import Context
+from gmbench.metrics.registry import Measurement, Metric, register
 from gmbench.rng import child_seed
-from gmbench.stats import Z95, Estimate, clopper_pearson
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
-    from gmbench.evaluation import Evaluation
 
 __all__ = [
     "ISC_SPLITS",
@@ -119,7 +118,7 @@ def fid_estimate(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator
                  n_boot: int | None = None) -> Estimate:
     """FID of ``fake`` ``(M, F)`` against ``real`` ``(N, F)``: torch-fidelity's value; stderr
     from ``n_boot`` bootstrap resamples of the samples, the test statistics held fixed (our
-    closed form, :mod:`gmbench.frechet`): what changes between runs."""
+    closed form, :mod:`gmbench.estimators.frechet`): what changes between runs."""
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
     small = fake.shape[1] <= 512
@@ -234,7 +233,7 @@ def prdc_estimates(fake: np.ndarray, real: np.ndarray, *, seed: int,
                    real_lists: NeighbourLists | None = None
                    ) -> tuple[dict[str, Estimate], dict[str, float]]:
     """Precision, recall (values from torch-fidelity), density and coverage, each with a
-    jackknife interval over the samples (:func:`gmbench.prdc.prdc`; the test split is the
+    jackknife interval over the samples (:func:`gmbench.estimators.prdc.prdc`; the test split is the
     fixed reference of every run), and each one's jackknife standard error over the test
     points (what a different test split would change), for the record."""
     if len(real) <= PRDC_K:
@@ -270,11 +269,11 @@ def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarra
         seed: run seed (IS shuffle, KID subsets, FID bootstrap and jackknife groups derive
             from it).
         real_lists: precomputed nearest-neighbour lists of ``real``
-            (:func:`gmbench.prdc.self_neighbours`).
+            (:func:`gmbench.estimators.prdc.self_neighbours`).
     """
     import torch_fidelity
 
-    from gmbench.extractors.fidelity import register_with_torch_fidelity
+    from gmbench.features.fidelity import register_with_torch_fidelity
 
     register_with_torch_fidelity()
     est: dict[str, Estimate] = {}
@@ -296,50 +295,45 @@ def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarra
                 "implementation": f"{tf} kid_features_to_metric"},
         "precision": {"k": PRC_K, "ball": "closed (<=)",
                       "implementation": f"{tf} calculate_precision_recall_part; interval: "
-                                        "gmbench.prdc jackknife"},
+                                        "gmbench.estimators.prdc jackknife"},
         "recall": {"k": PRC_K, "ball": "closed (<=)",
                    "implementation": f"{tf} calculate_precision_recall_part; interval: "
-                                     "gmbench.prdc jackknife"},
+                                     "gmbench.estimators.prdc jackknife"},
         "density": {"k": PRDC_K, "ball": "closed (<=; the reference code's < drops exact "
-                    "duplicates)", "implementation": "gmbench.prdc (chunked, float64)"},
+                    "duplicates)", "implementation": "gmbench.estimators.prdc (chunked, float64)"},
         "coverage": {"k": PRDC_K, "ball": "closed (<=; the reference code's < drops exact "
-                     "duplicates)", "implementation": "gmbench.prdc (chunked, float64)"},
+                     "duplicates)", "implementation": "gmbench.estimators.prdc (chunked, float64)"},
     }
     for key, se in test_side.items():
         details[key]["stderr_test_split"] = se
     return SampleQuality(est, details)
 
 
-# ---------------------------------------------------------------- wiring into Evaluation
+# ---------------------------------------------------------------- wiring into Context
 def images_with_extractor(dataset: Dataset) -> str | None:
     if dataset.info.kind != "image":
         return "defined for image datasets only"
     name = dataset.info.name
     if name in BUNDLED_DATASETS and not classifier_available(name):
         return (f"needs the bundled {name} classifier, which is not trained yet (run `python -m "
-                f"gmbench.extractors.train --dataset {name}`)")
+                f"gmbench.features.train --dataset {name}`)")
     return None
 
 
-def _test_lists(ev: Evaluation) -> NeighbourLists:
+def _test_lists(ev: Context) -> NeighbourLists:
     """Nearest-neighbour lists of the test features, cached on disk beside them."""
-    real, extractor = ev.features("test"), ev.extractor
+    real = ev.features("test")
     keep = PRDC_K + LIST_MARGIN
 
     def compute() -> dict[str, np.ndarray]:
         lists = self_neighbours(real, keep=keep)
         return {"dist": lists.dist, "idx": lists.idx}
 
-    if not extractor.sha256:
-        arrays = compute()
-    else:
-        arrays = cached_arrays(dataset=ev.info.name, split=f"test-nn{keep}",
-                               dataset_sha256=ev.dataset.sha256, extractor=extractor.name,
-                               extractor_sha256=extractor.sha256, n=len(real), compute=compute)
+    arrays = ev.model_independent(f"test-nn{keep}", compute, rows=len(real))
     return NeighbourLists(arrays["dist"], arrays["idx"])
 
 
-def _results(ev: Evaluation) -> SampleQuality:
+def _results(ev: Context) -> SampleQuality:
     def compute() -> SampleQuality:
         fake, real = ev.features("samples"), ev.features("test")
         outputs = ev.feature_pass("samples")
@@ -350,7 +344,7 @@ def _results(ev: Evaluation) -> SampleQuality:
 
 
 def _measure(key: str):  # noqa: ANN202 - returns a compute function
-    def compute(ev: Evaluation) -> Measurement:
+    def compute(ev: Context) -> Measurement:
         if key == "inception_score":
             ev.logits("samples")  # a clear error when the extractor has no classifier head
         res = _results(ev)
@@ -387,6 +381,6 @@ for _key, _desc, _hib, _ideal, _protocol, _unit in (
     ("coverage", "fraction of test k-NN balls (k=5) holding a sample", True, None, 1,
      "fraction"),
 ):
-    register(Metric(key=_key, group="sample quality", description=_desc, needs=("sample",),
+    register(Metric(key=_key, description=_desc, needs=("sample",),
                     higher_is_better=_hib, ideal=_ideal, protocol=_protocol, unit=_unit,
                     compute=_measure(_key), applies=images_with_extractor))

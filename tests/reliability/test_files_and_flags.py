@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gmbench.leaderboard import add_results, read_board
+from gmbench.storage.leaderboard import add_results, read_board
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "examples" / "minimal_model.py"
@@ -69,7 +69,7 @@ def test_a_damaged_results_file_is_refused_naming_the_field(digits_run, gmbench_
 
 
 def test_an_altered_feature_cache_entry_is_recomputed_with_a_warning(gmbench_cli):
-    from gmbench.feature_cache import cache_dir
+    from gmbench.features.cache import cache_dir
 
     first = gmbench_cli("evaluate", MINIMAL, "--metrics", "fid", "--n-samples", "100")
     assert first.code == 0, first.err

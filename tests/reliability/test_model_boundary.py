@@ -83,7 +83,7 @@ def test_a_model_refilling_one_output_buffer_keeps_every_sample(write_model, gmb
                 return self.buffer[:n].normal_()  # the same memory every call
         model = M()
     """)
-    from gmbench.model import build_model, import_model_file
+    from gmbench.models.model import build_model, import_model_file
 
     module, source = import_model_file(path)
     model = build_model(module, source, get_dataset("gauss-2").info, "cpu")
@@ -166,7 +166,7 @@ def test_process_state_the_model_changes_is_restored(write_model, gmbench_cli):
 
 
 def test_loading_an_extractor_leaves_the_global_rng_alone():
-    from gmbench.extractors import _load, classifier_for
+    from gmbench.features.classifier import _load, classifier_for
 
     _load.cache_clear()
     state = torch.random.get_rng_state().clone()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gmbench.errors import DatasetError, did_you_mean
-from gmbench.leaderboard import BoardRow, baseline_rows, latest_rows
+from gmbench.storage.leaderboard import BoardRow, baseline_rows, latest_rows
 
 __all__ = ["HEADLINE_METRICS", "baseline_table", "bundled_datasets", "cmd_baselines",
            "render_baselines"]
@@ -31,7 +31,7 @@ def _families() -> dict[str, tuple[tuple[str, ...], str]]:
 
 
 def _cell(row: BoardRow | None) -> str:
-    from gmbench.table import format_number
+    from gmbench.present.format import format_number
 
     if row is None or row.value is None:
         return ""

@@ -2,7 +2,7 @@
 distance of real held-out data to it.
 
 Pure functions of nearest-neighbour distances (computed elsewhere with
-:func:`gmbench.neighbors.knn`); :mod:`gmbench.metrics.memorization` wires them to an
+:func:`gmbench.estimators.neighbours.knn`); :mod:`gmbench.metrics.memorization` wires them to an
 evaluation. Three views:
 
 * :func:`nn_distance_ratio`: median sample-to-train distance over the median test-to-train
@@ -23,15 +23,14 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from gmbench.neighbors import knn
-from gmbench.stats import Estimate, clopper_pearson
+from gmbench.estimators.neighbours import knn
+from gmbench.estimators.uncertainty import Estimate, clopper_pearson
 
 __all__ = [
     "COPY_QUANTILE",
@@ -51,7 +50,6 @@ __all__ = [
     "n_cells_for",
     "nn_distance_ratio",
     "two_sample_bootstrap",
-    "verdict",
     "within_cell_distances",
 ]
 
@@ -163,7 +161,7 @@ def fit_cells(train: np.ndarray, *, n_cells: int, seed: int, max_fit: int = 10_0
 
     k-means++ seeding (Arthur and Vassilvitskii 2007), then Lloyd iterations until no point
     changes cell or ``max_iter``; assignments use the exact chunked search of
-    :func:`gmbench.neighbors.knn` (torch, so CPU or CUDA); a cell that empties keeps its
+    :func:`gmbench.estimators.neighbours.knn` (torch, so CPU or CUDA); a cell that empties keeps its
     previous centre.
     """
     rng = np.random.default_rng(seed)
@@ -304,65 +302,3 @@ def data_copying_ct_estimate(sample_dist: np.ndarray, sample_cells: np.ndarray,
 def most_suspicious(sample_dist: np.ndarray, *, count: int = 16) -> np.ndarray:
     """Indices of the ``count`` samples nearest to a training example, nearest first."""
     return np.argsort(np.asarray(sample_dist), kind="stable")[:count]
-
-
-# ------------------------------------------------------------------------- verdict
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
-
-
-def verdict(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The memorization line printed under the table, or ``None`` if nothing to say.
-
-    Flagged when any of: ``copy_rate`` above :data:`COPY_RATE_FLAG` with its interval above it
-    too; ``data_copying_ct`` below :data:`CT_FLAG`; ``nn_distance_ratio`` below
-    :data:`RATIO_FLAG` with its interval below it too; ``generalization_gap`` above
-    :data:`GAP_FLAG` of ``nll`` with its interval above 0. ``generalization_gap`` is shown
-    whenever it was measured.
-
-    Args:
-        metrics: the ``"metrics"`` mapping of a ``results.json`` dictionary.
-    """
-    def get(key: str) -> Mapping[str, Any] | None:
-        rec = metrics.get(key)
-        return rec if rec is not None and rec.get("value") is not None else None
-
-    reasons, fine = [], []
-    rec = get("copy_rate")
-    if rec is not None:
-        text = f"copy_rate {_fmt(rec['value'])}"
-        if rec["value"] > COPY_RATE_FLAG and (rec.get("ci_low") or 0) > COPY_RATE_FLAG:
-            reasons.append(f"{text} > {COPY_RATE_FLAG} (real held-out data: ~{COPY_QUANTILE})")
-        else:
-            fine.append(text)
-    rec = get("data_copying_ct")
-    if rec is not None:
-        text = f"data_copying_ct {_fmt(rec['value'])}"
-        (reasons if rec["value"] < CT_FLAG else fine).append(
-            f"{text} < {CT_FLAG:g}" if rec["value"] < CT_FLAG else text)
-    rec = get("nn_distance_ratio")
-    if rec is not None:
-        text = f"nn_distance_ratio {_fmt(rec['value'])}"
-        high = rec.get("ci_high")
-        if rec["value"] < RATIO_FLAG and (high is None or high < RATIO_FLAG):
-            reasons.append(f"{text} < {RATIO_FLAG}")
-        else:
-            fine.append(text)
-    gap, nll = get("generalization_gap"), get("nll")
-    gap_text = ""
-    if gap is not None:
-        gap_text = (f"generalization_gap {_fmt(gap['value'])} nats "
-                    f"[{_fmt(gap['ci_low'])}, {_fmt(gap['ci_high'])}]")
-        if (nll is not None and gap["value"] > GAP_FLAG * abs(nll["value"])
-                and (gap.get("ci_low") or 0) > 0):
-            reasons.append(f"{gap_text} > {GAP_FLAG:.0%} of nll")
-            gap_text = ""
-    if not reasons and not fine and not gap_text:
-        return None
-    if reasons:
-        line = "memorization: flagged (" + "; ".join(reasons) + ")"
-    else:
-        line = "memorization: not flagged (" + "; ".join(fine or ["no sample-based check"]) + ")"
-    if gap_text:
-        line += f"; {gap_text}"
-    return line

@@ -12,7 +12,7 @@ tab or carriage return) are stored with a leading apostrophe (OWASP "CSV injecti
 
 Python API (used by the baselines to build ``leaderboards/<dataset>.csv``)::
 
-    from gmbench.leaderboard import add_results
+    from gmbench.storage.leaderboard import add_results
     add_results("leaderboards/digits.csv", ["out/pca/results.json", "out/vae/results.json"])
 
 References:
@@ -37,30 +37,24 @@ from typing import Any
 from gmbench.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.files import atomic_write
-from gmbench.results import neutralise, read_results
+from gmbench.storage.results import neutralise, read_results
 
 __all__ = [
     "COLUMNS",
     "IDENTITY",
     "AddSummary",
     "BoardRow",
-    "Comparison",
     "add_results",
     "add_rows",
     "baseline_rows",
     "board_lock",
     "boards_dir",
-    "compare_with_baselines",
-    "dominates",
     "format_board",
     "latest_rows",
     "merge_rows",
     "neutralise",
-    "pareto_front",
     "parse_board",
-    "rank_of",
     "read_board",
-    "render_board",
     "rows_from_results",
     "select_model",
     "write_board",
@@ -476,102 +470,6 @@ def latest_rows(rows: Sequence[BoardRow]) -> dict[tuple[str, str, str], BoardRow
     return chosen
 
 
-def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direction]
-              ) -> bool:
-    """``a`` is at least as good as ``b`` in every coordinate and better in one (each axis
-    judged by its :class:`~gmbench.direction.Direction`: a target-valued axis by the distance
-    from its ideal)."""
-    pairs = [(d.badness(x), d.badness(y)) for x, y, d in zip(a, b, directions, strict=True)]
-    return any(x < y for x, y in pairs) and not any(x > y for x, y in pairs)
-
-
-def pareto_front(points: Mapping[str, Sequence[float]], directions: Sequence[Direction]
-                 ) -> set[str]:
-    """Names of the points no other point dominates."""
-    return {name for name, p in points.items()
-            if not any(dominates(q, p, directions) for other, q in points.items()
-                       if other != name)}
-
-
-def _fmt(x: float | None) -> str:
-    from gmbench.table import format_number
-    return format_number(x)
-
-
-def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
-                 pareto: tuple[str, str] | None = None) -> str:
-    """The wide table: one line per model, one column per metric (``value ±95% half-width``).
-
-    Args:
-        rows: board rows (several datasets give one table each).
-        sort: a metric; models are ordered best first in its direction (missing last).
-        pareto: two metrics; models on their Pareto front are marked ``*``.
-    """
-    if not rows:
-        return "(empty board)"
-    chosen = latest_rows(rows)
-    out = []
-    known = sorted({r.metric for r in rows})
-    for wanted in [m for m in (sort, *(pareto or ())) if m]:
-        if wanted not in known:
-            raise BoardError(f"Metric '{wanted}' is not on this board.{did_you_mean(wanted, known)}"
-                             f" Metrics on the board: {', '.join(known)}.")
-    for dataset in sorted({r.dataset for r in rows}):
-        here = {k: r for k, r in chosen.items() if k[0] == dataset}
-        models = sorted({k[1] for k in here})
-        metrics = [m for m in known if any(k[2] == m for k in here)]
-        cell = {(k[1], k[2]): r for k, r in here.items()}
-        if sort:
-            def key(model: str, cell: dict = cell) -> tuple[int, float, str]:
-                r = cell.get((model, sort))
-                if r is None or r.value is None:
-                    return (1, 0.0, model)
-                return (0, r.direction.badness(r.value), model)
-            models.sort(key=key)
-        front: set[str] = set()
-        if pareto:
-            m1, m2 = pareto
-            pts: dict[str, tuple[float, float]] = {}
-            for m in models:
-                a, b = cell.get((m, m1)), cell.get((m, m2))
-                if a is not None and b is not None and a.value is not None \
-                        and b.value is not None:
-                    pts[m] = (a.value, b.value)
-            dirs = [next((r.direction for r in here.values() if r.metric == m), None)
-                    for m in (m1, m2)]
-            if dirs[0] is not None and dirs[1] is not None:  # both metrics on this dataset
-                front = pareto_front(pts, [dirs[0], dirs[1]])
-        arrows = {m: next(r.direction for r in here.values() if r.metric == m).arrow
-                  for m in metrics}
-        header = ["", "model", *[f"{arrows[m]}{m}" for m in metrics]]
-        table = [header]
-        for model in models:
-            cells = ["*" if model in front else "", model]
-            for m in metrics:
-                r = cell.get((model, m))
-                if r is None:
-                    cells.append("")
-                elif r.halfwidth is None:
-                    cells.append(_fmt(r.value))
-                else:
-                    cells.append(f"{_fmt(r.value)} ±{r.halfwidth:.2g}")
-            table.append(cells)
-        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        out.append(f"{dataset}: {len(models)} model(s)"
-                   + (f", sorted by {sort}" if sort else ""))
-        for i, row in enumerate(table):
-            out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-            if i == 0:
-                out.append("  ".join("-" * w for w in widths))
-        notes = ["values ± 95% half-width; ↑ higher is better, ↓ lower is better, ◎ closest "
-                 "to the metric's ideal is best; each cell is the model's most recent evaluation"]
-        if pareto:
-            notes.append(f"* on the Pareto front of {pareto[0]} and {pareto[1]}")
-        out.append("; ".join(notes) + ".")
-        out.append("")
-    return "\n".join(out).rstrip("\n")
-
-
 # ------------------------------------------------------------------ where boards live
 def boards_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The directory holding ``<dataset>.csv`` boards of the bundled baselines.
@@ -585,7 +483,7 @@ def boards_dir(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     env = os.environ.get("GMBENCH_BOARDS")
     if env:
         return Path(env)
-    repo = Path(__file__).resolve().parent.parent / "leaderboards"
+    repo = Path(__file__).resolve().parents[2] / "leaderboards"
     return repo if repo.is_dir() else None
 
 
@@ -614,64 +512,3 @@ def select_model(rows: Sequence[BoardRow], model: str, dataset: str | None = Non
                          f"{did_you_mean(name, names)} Models there: "
                          f"{', '.join(names) or '(none)'}. Pass --model with one of them.")
     return mine
-
-
-
-# ------------------------------------------------------------------ a run beside the baselines
-@dataclass(frozen=True)
-class Comparison:
-    """One metric of a run beside the baselines' most recent values.
-
-    Attributes:
-        metric: the metric key.
-        record: the run's record of the metric (a ``results.json`` metric dict).
-        baselines: baseline model name -> its row for this metric.
-        rank: the run's rank among itself and the comparable baselines (1 = best), or ``None``
-            when the run's value is not finite.
-        ranked: how many values were ranked.
-        mismatched: baselines measured in another feature space (not ranked against).
-    """
-
-    metric: str
-    record: Mapping[str, Any]
-    baselines: Mapping[str, BoardRow]
-    rank: int | None
-    ranked: int
-    mismatched: frozenset[str]
-
-
-def rank_of(value: float, others: Sequence[float], *, direction: Direction) -> int:
-    """1 + the number of ``others`` strictly better than ``value`` in ``direction``; values
-    whose badness is equal to within floating-point rounding (relative 1e-9) tie and share a
-    rank."""
-    mine = direction.badness(value)
-    better = [o for o in others if direction.badness(o) < mine
-              and not math.isclose(direction.badness(o), mine, rel_tol=1e-9, abs_tol=1e-12)]
-    return 1 + len(better)
-
-
-def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardRow]
-                           ) -> tuple[list[str], list[Comparison]]:
-    """Pure: the baseline names and, per metric of ``result``, its :class:`Comparison`.
-
-    Rows of the run's own model file (same sha256) are left out, so re-evaluating a baseline
-    compares it with the others rather than with itself.
-    """
-    own = neutralise(str(result["model"].get("sha256") or ""))
-    dataset = neutralise(str(result["dataset"]["name"]))
-    chosen = {k: r for k, r in latest_rows(baselines).items()
-              if k[0] == dataset and r.model_sha256 != own}
-    names = sorted({k[1] for k in chosen})
-    out = []
-    for key, rec in result["metrics"].items():
-        metric = neutralise(str(key))
-        rows = {name: chosen[(dataset, name, metric)] for name in names
-                if (dataset, name, metric) in chosen}
-        space = neutralise(str(rec.get("feature_space") or ""))
-        mismatched = frozenset(n for n, r in rows.items() if r.feature_space != space)
-        others = [r.value for n, r in rows.items() if n not in mismatched and r.value is not None]
-        value = rec.get("value")
-        rank = (None if value is None else
-                rank_of(float(value), others, direction=Direction.of(rec)))
-        out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched))
-    return names, out

@@ -18,16 +18,10 @@ from typing import Any
 
 from gmbench.direction import Direction
 from gmbench.files import atomic_write
-from gmbench.leaderboard import (
-    BoardRow,
-    Comparison,
-    compare_with_baselines,
-    latest_rows,
-    neutralise,
-    pareto_front,
-)
-from gmbench.memorization import verdict as memorization_verdict
-from gmbench.table import format_number, format_pm
+from gmbench.present.compare import Comparison, compare_with_baselines, pareto_front
+from gmbench.present.format import format_number, format_pm
+from gmbench.present.verdicts import memorization_line
+from gmbench.storage.leaderboard import BoardRow, latest_rows, neutralise
 
 __all__ = ["PARETO_PAIRS", "build_report", "metric_plot_svg", "pareto_plot_svg",
            "pick_pareto_pair", "write_report"]
@@ -264,7 +258,7 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
            + (f", from {_e(board)}" if board else "")
            + "; rank among this model and the baselines (1 = best); † another feature space, "
              "not ranked.</p>"]
-    memo = memorization_verdict(dict(result["metrics"]))
+    memo = memorization_line(dict(result["metrics"]))
     if memo:
         out.append(f"<p><b>{_e(memo)}</b></p>")
     if not names:

@@ -20,7 +20,7 @@ on real data. gmbench's protocol (version 2):
   on digits with protocol 1).
 * **Interval.** The same classifier is trained on the full synthetic set and, in the same
   pass, on ``replicates`` bootstrap resamples of it (Poisson multiplicities as loss weights,
-  each from its own initialization; :func:`gmbench.classifier.train_parallel_mlp`). The value
+  each from its own initialization; :func:`gmbench.estimators.classifier.train_parallel_mlp`). The value
   is the full classifier's accuracy on the real test split; its variance adds the spread of
   the replicates' accuracies (the randomness of the samples and of training, which is what
   changes between runs) and the binomial variance over test examples.
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from gmbench.classifier import predict_parallel, train_parallel_mlp
-from gmbench.stats import Z95, Estimate
+from gmbench.estimators.classifier import predict_parallel, train_parallel_mlp
+from gmbench.estimators.uncertainty import Z95, Estimate
 
 __all__ = [
     "ClassifierSpec",

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from gmbench.errors import BoardError
+from gmbench.estimators.uncertainty import Estimate
 from gmbench.files import atomic_write
-from gmbench.stats import Estimate
 
 __all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise",
            "read_results", "validate_results"]

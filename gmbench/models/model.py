@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gmbench.boundary import ModelExit, model_code, owned
 from gmbench.datasets import DatasetInfo
 from gmbench.errors import ModelError
+from gmbench.estimators.uncertainty import logmeanexp
 from gmbench.files import sha256_file
-from gmbench.identity import WeightsIdentity, weights_identity
+from gmbench.models.boundary import ModelExit, model_code, owned
+from gmbench.models.identity import WeightsIdentity, weights_identity
 from gmbench.progress import progress
 from gmbench.rng import child_seed, forked_rng
-from gmbench.stats import logmeanexp
 
 __all__ = [
     "CAPABILITIES",

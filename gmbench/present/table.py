@@ -3,36 +3,18 @@ bundled baselines (their values ± 95% half-width) and the model's rank among th
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gmbench.direction import Direction
-from gmbench.memorization import verdict as memorization_verdict
 from gmbench.names import printable
+from gmbench.present.format import format_number, format_pm
+from gmbench.present.verdicts import memorization_line
 
-__all__ = ["format_number", "render_table"]
+__all__ = ["render_table"]
 
-
-
-def format_number(x: float | None) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
-        return f"{x:.3e}"
-    return f"{x:.5g}"
-
-
-def format_pm(value: float | None, halfwidth: float | None, *, digits: int = 5) -> str:
-    """``"12.3 ±0.45"`` (value ± 95% half-width, two significant digits), or the value alone."""
-    if value is None:
-        return "-"
-    text = format_number(value) if digits == 5 else (
-        f"{value:.{digits - 1}e}" if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3)
-        else f"{value:.{digits}g}")
-    return text if halfwidth is None else f"{text} ±{halfwidth:.2g}"
 
 
 SHA = re.compile(r" \(sha256 ([0-9a-f]+)\)$")
@@ -62,11 +44,11 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
 
     Args:
         result: the run (``RunResult.to_dict()`` or a read ``results.json``).
-        baselines: :class:`~gmbench.leaderboard.BoardRow` rows of the bundled baselines on the
+        baselines: :class:`~gmbench.storage.leaderboard.BoardRow` rows of the bundled baselines on the
             same dataset (each baseline's most recent evaluation is shown).
         board: where the baselines came from (named in the footer; ``None``: not looked up).
     """
-    from gmbench.leaderboard import compare_with_baselines
+    from gmbench.present.compare import compare_with_baselines
 
     model, data = result["model"], result["dataset"]
     lines = [f"gmbench: {printable(model['name'])} on {data['name']} (seed {result['seed']}, "
@@ -94,7 +76,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
                 row.append(cell)
         rows.append(row)
     lines += _align(rows)
-    lines += filter(None, [memorization_verdict(result["metrics"])])
+    lines += filter(None, [memorization_line(result["metrics"])])
     for key, rec in result["metrics"].items():
         if rec.get("not_estimable"):
             lines.append(f"not estimable: {key}: {rec['not_estimable']}")

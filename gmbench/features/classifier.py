@@ -1,7 +1,7 @@
 """The bundled classifiers: one small convolutional network per image dataset.
 
 Each classifier is trained by the project on its dataset's train split
-(``python -m gmbench.extractors.train --dataset NAME``) and ships in this package as
+(``python -m gmbench.features.train --dataset NAME``) and ships in this package as
 ``<dataset>.safetensors`` (weights, loaded without pickle) beside ``<dataset>.json`` (its
 architecture, test accuracy, weights sha256 and how it was trained). Its penultimate layer is
 the feature space of every sample metric on that dataset; its logits give the Inception Score
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from gmbench.boundary import process_state
 from gmbench.errors import GmbenchError
-from gmbench.extractors.net import ARCHITECTURES, Architecture, ConvClassifier
+from gmbench.features.net import ARCHITECTURES, Architecture, ConvClassifier
 from gmbench.files import sha256_file
+from gmbench.models.boundary import process_state
 
 __all__ = [
     "BUNDLED_DATASETS",
@@ -38,7 +38,7 @@ __all__ = [
     "classifier_for",
 ]
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED_DATASETS = tuple(sorted(ARCHITECTURES))
 DEFAULT_BATCH = 1000
 
@@ -51,7 +51,7 @@ def _paths(dataset: str, directory: Path) -> tuple[Path, Path]:
     return directory / f"{dataset}.safetensors", directory / f"{dataset}.json"
 
 
-def classifier_available(dataset: str, directory: Path = PACKAGE_DIR) -> bool:
+def classifier_available(dataset: str, directory: Path = WEIGHTS_DIR) -> bool:
     """Whether trained weights for ``dataset`` exist."""
     weights, record = _paths(dataset, directory)
     return dataset in ARCHITECTURES and weights.is_file() and record.is_file()
@@ -59,7 +59,7 @@ def classifier_available(dataset: str, directory: Path = PACKAGE_DIR) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class BundledClassifier:
-    """A trained :class:`~gmbench.extractors.net.ConvClassifier` and its record.
+    """A trained :class:`~gmbench.features.net.ConvClassifier` and its record.
 
     Inputs ``x`` are ``(n, *shape)`` in the dataset's representation: integers
     ``0..levels-1`` (any integer dtype) are scaled by ``1 / (levels - 1)``; floating arrays
@@ -133,7 +133,7 @@ def _missing_message(dataset: str, directory: Path) -> str:
     return (
         f"No trained classifier for '{dataset}' in {directory}: the sample-quality feature "
         f"extractor for this dataset has not been trained yet. Train it with `python -m "
-        f"gmbench.extractors.train --dataset {dataset}` (needs the dataset's train split; "
+        f"gmbench.features.train --dataset {dataset}` (needs the dataset's train split; "
         "add --device cuda if you have a GPU), which writes the weights into the package, or "
         "choose another feature space with --feature-extractor pixels or "
         "--feature-extractor inception-v3-compat."
@@ -154,7 +154,7 @@ def _load(dataset: str, directory: Path, device: str) -> BundledClassifier:
             f"The classifier weights {weights} do not match the sha256 in {record_path.name} "
             f"(file {digest[:12]}, record {str(record.get('weights_sha256'))[:12]}): the file is "
             "corrupt or was replaced. Reinstall gmbench, or retrain with `python -m "
-            f"gmbench.extractors.train --dataset {dataset}`."
+            f"gmbench.features.train --dataset {dataset}`."
         )
     arch = Architecture.from_dict(record["architecture"])
     with process_state():  # building the network draws initial weights: not from our caller
@@ -184,4 +184,4 @@ def classifier_for(dataset: str, *, device: str = "cpu", directory: str | Path |
             f"image datasets only: {', '.join(BUNDLED_DATASETS)}. Use --feature-extractor "
             "pixels for other data."
         )
-    return _load(dataset, Path(directory) if directory else PACKAGE_DIR, device)
+    return _load(dataset, Path(directory) if directory else WEIGHTS_DIR, device)

@@ -1,11 +1,11 @@
-"""Train a bundled classifier: ``python -m gmbench.extractors.train --dataset fashion-mnist``.
+"""Train a bundled classifier: ``python -m gmbench.features.train --dataset fashion-mnist``.
 
-Seeded and rerunnable on CPU or CUDA. Trains :class:`~gmbench.extractors.net.ConvClassifier`
+Seeded and rerunnable on CPU or CUDA. Trains :class:`~gmbench.features.net.ConvClassifier`
 on the dataset's train split (Adam, cosine learning-rate decay, cross-entropy), measures its
 accuracy on the test split, and writes, atomically, ``<out>/<dataset>.safetensors`` (the
 weights; loaded without pickle) and ``<out>/<dataset>.json`` (architecture, test accuracy,
 weights sha256, training time, device, seed and settings). ``--out`` defaults to the package
-directory, which is where :func:`gmbench.extractors.classifier_for` looks.
+directory, which is where :func:`gmbench.features.classifier.classifier_for` looks.
 
 On CPU, results are bit-reproducible for a given seed, torch version and thread count; CUDA
 runs are reproducible up to the usual nondeterminism of cuDNN kernels.
@@ -29,13 +29,11 @@ import torch
 from torch.nn import functional as F
 
 from gmbench.datasets import get_dataset
-from gmbench.extractors.net import ARCHITECTURES, ConvClassifier
+from gmbench.features.classifier import WEIGHTS_DIR
+from gmbench.features.net import ARCHITECTURES, ConvClassifier
 from gmbench.files import atomic_write, sha256_bytes
 
 __all__ = ["TrainConfig", "main", "train_classifier"]
-
-PACKAGE_DIR = Path(__file__).resolve().parent
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -137,7 +135,7 @@ def train_classifier(dataset_name: str, *, config: TrainConfig, device: str = "c
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": f"python -m gmbench.extractors.train --dataset {dataset_name} "
+            "command": f"python -m gmbench.features.train --dataset {dataset_name} "
                        f"--seed {config.seed} --device {device}",
         },
     }
@@ -168,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=PACKAGE_DIR)
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     base = DEFAULTS[args.dataset]

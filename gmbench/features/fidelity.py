@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from gmbench.extractors import BUNDLED_DATASETS, classifier_for
+from gmbench.features.classifier import BUNDLED_DATASETS, classifier_for
 
 __all__ = ["FidelityClassifier", "fidelity_name", "register_with_torch_fidelity"]
 
@@ -36,7 +36,7 @@ def fidelity_name(dataset: str) -> str:
 
 
 class FidelityClassifier(FeatureExtractorBase):
-    """torch-fidelity wrapper of :class:`~gmbench.extractors.BundledClassifier`."""
+    """torch-fidelity wrapper of :class:`~gmbench.features.classifier.BundledClassifier`."""
 
     def __init__(self, name: str, features_list: list[str], **kwargs: object) -> None:
         super().__init__(name, features_list)

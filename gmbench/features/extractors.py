@@ -5,7 +5,7 @@ A feature extractor maps a batch in the dataset's own representation ``(n, *shap
 pass (:func:`extract_all`). Choices (``--feature-extractor``):
 
 - ``auto`` (default): the dataset's bundled classifier when its weights exist
-  (:mod:`gmbench.extractors`), else ``pixels``.
+  (:mod:`gmbench.features.classifier`), else ``pixels``.
 - ``classifier``: the bundled classifier; an :class:`ExtractorError` says how to train it
   when its weights are missing (``mnist`` here).
 - ``pixels``: :class:`PixelFeatures`, flattened values scaled to ``[0, 1]``.
@@ -27,16 +27,16 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gmbench.boundary import process_state
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.errors import did_you_mean
-from gmbench.extractors import (
+from gmbench.features.classifier import (
     BundledClassifier,
     ExtractorError,
     classifier_available,
     classifier_for,
 )
 from gmbench.files import sha256_file
+from gmbench.models.boundary import process_state
 
 __all__ = [
     "EXTRACTOR_NAMES",

@@ -37,8 +37,8 @@ from scipy import stats
 
 from gmbench.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
-from gmbench.leaderboard import BoardRow, neutralise, rows_from_results, select_model
-from gmbench.stats import Z95
+from gmbench.estimators.uncertainty import Z95
+from gmbench.storage.leaderboard import BoardRow, neutralise, rows_from_results, select_model
 
 __all__ = [
     "ALPHA",
@@ -111,28 +111,6 @@ class Verdict:
     def noise(self) -> float:
         """The 95% noise of the difference, ``1.96 se``."""
         return Z95 * self.se
-
-    def line(self) -> str:
-        from gmbench.table import format_number as f
-
-        label = {"regression": "REGRESSION"}.get(self.status, self.status)
-        head = f"{label:<10}  {self.direction.arrow} {self.metric:<22}"
-        if self.status == "new":
-            return f"{head} {f(self.new)} (no reference on the board)"
-        if self.status == "missing":
-            return f"{head} reference {f(self.reference)}, not in the new results"
-        if self.new is None:
-            return f"{head} new value is not finite (reference {f(self.reference)})"
-        assert self.worse_by is not None
-        unit = f" {self.unit}" if self.unit else ""
-        toward = f" (from the ideal {self.direction.ideal:g})" if self.direction.targeted else ""
-        change = (f"worse by {f(self.worse_by)}{unit}{toward}" if self.worse_by > 0 else
-                  f"better by {f(-self.worse_by)}{unit}{toward}" if self.worse_by < 0 else
-                  "unchanged")
-        p = "" if self.p_value is None else f"p {self.p_value:.2g}; "
-        detect = ("" if self.detectable is None
-                  else f"detects a worsening of {f(self.detectable)}{unit}")
-        return f"{head} {f(self.new)} vs {f(self.reference)}: {change}; {p}{detect}"
 
 
 def judge(*, metric: str, new: float | None, new_stderr: float, reference: float | None,

@@ -1,0 +1,92 @@
+"""Comparing results: ranks among baselines, Pareto fronts, dominance; every comparison judges
+a metric in its :class:`~gmbench.direction.Direction` (a target-valued metric by its distance
+from the ideal)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gmbench.direction import Direction
+from gmbench.storage.leaderboard import BoardRow, latest_rows
+from gmbench.storage.results import neutralise
+
+__all__ = ["Comparison", "compare_with_baselines", "dominates", "pareto_front", "rank_of"]
+
+
+def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direction]
+              ) -> bool:
+    """``a`` is at least as good as ``b`` in every coordinate and better in one (each axis
+    judged by its :class:`~gmbench.direction.Direction`: a target-valued axis by the distance
+    from its ideal)."""
+    pairs = [(d.badness(x), d.badness(y)) for x, y, d in zip(a, b, directions, strict=True)]
+    return any(x < y for x, y in pairs) and not any(x > y for x, y in pairs)
+
+
+def pareto_front(points: Mapping[str, Sequence[float]], directions: Sequence[Direction]
+                 ) -> set[str]:
+    """Names of the points no other point dominates."""
+    return {name for name, p in points.items()
+            if not any(dominates(q, p, directions) for other, q in points.items()
+                       if other != name)}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric of a run beside the baselines' most recent values.
+
+    Attributes:
+        metric: the metric key.
+        record: the run's record of the metric (a ``results.json`` metric dict).
+        baselines: baseline model name -> its row for this metric.
+        rank: the run's rank among itself and the comparable baselines (1 = best), or ``None``
+            when the run's value is not finite.
+        ranked: how many values were ranked.
+        mismatched: baselines measured in another feature space (not ranked against).
+    """
+
+    metric: str
+    record: Mapping[str, Any]
+    baselines: Mapping[str, BoardRow]
+    rank: int | None
+    ranked: int
+    mismatched: frozenset[str]
+
+
+def rank_of(value: float, others: Sequence[float], *, direction: Direction) -> int:
+    """1 + the number of ``others`` strictly better than ``value`` in ``direction``; values
+    whose badness is equal to within floating-point rounding (relative 1e-9) tie and share a
+    rank."""
+    mine = direction.badness(value)
+    better = [o for o in others if direction.badness(o) < mine
+              and not math.isclose(direction.badness(o), mine, rel_tol=1e-9, abs_tol=1e-12)]
+    return 1 + len(better)
+
+
+def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardRow]
+                           ) -> tuple[list[str], list[Comparison]]:
+    """Pure: the baseline names and, per metric of ``result``, its :class:`Comparison`.
+
+    Rows of the run's own model file (same sha256) are left out, so re-evaluating a baseline
+    compares it with the others rather than with itself.
+    """
+    own = neutralise(str(result["model"].get("sha256") or ""))
+    dataset = neutralise(str(result["dataset"]["name"]))
+    chosen = {k: r for k, r in latest_rows(baselines).items()
+              if k[0] == dataset and r.model_sha256 != own}
+    names = sorted({k[1] for k in chosen})
+    out = []
+    for key, rec in result["metrics"].items():
+        metric = neutralise(str(key))
+        rows = {name: chosen[(dataset, name, metric)] for name in names
+                if (dataset, name, metric) in chosen}
+        space = neutralise(str(rec.get("feature_space") or ""))
+        mismatched = frozenset(n for n, r in rows.items() if r.feature_space != space)
+        others = [r.value for n, r in rows.items() if n not in mismatched and r.value is not None]
+        value = rec.get("value")
+        rank = (None if value is None else
+                rank_of(float(value), others, direction=Direction.of(rec)))
+        out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched))
+    return names, out
