@@ -1,50 +1,84 @@
-"""The bundled baselines (SPEC section 8): model files in exactly the user's format.
+"""The bundled baselines (the contract's section 8): model files in exactly the user's format.
 
 Every family is one model file, ``baselines/<family>.py``, that defines
 ``load(dataset, device)`` and so evaluates with ``gmbench evaluate baselines/<family>.py
 --dataset NAME`` like any user's model. Trained weights live in
-``baselines/weights/<family>-<dataset>.safetensors`` beside a JSON training record; they are
-rebuilt by ``python -m baselines.train --family FAMILY --dataset NAME`` and the leaderboards by
-``python -m baselines.record --dataset NAME``.
+``baselines/weights/<family>-<dataset>.safetensors`` beside a JSON training record. How they
+are trained and recorded is in :mod:`.training`. Installed, this folder is the package
+``gmbench_baselines`` (it claims no generic top-level ``baselines`` name).
 """
 
 from __future__ import annotations
 
-__all__ = ["BASELINES", "IMAGE_DATASETS", "TOY_DATASETS", "families_for", "trained_families"]
+from dataclasses import dataclass
+
+from gmbench.registry import Registry
+
+__all__ = ["BASELINES", "IMAGE_DATASETS", "TOY_DATASETS", "Baseline", "families_for",
+           "trained_families"]
 
 IMAGE_DATASETS = ("digits", "fashion-mnist")
 TOY_DATASETS = ("toy2d-gmm8", "gauss-2")
 
-# family -> (datasets it is bundled for, one line for `gmbench baselines`)
-BASELINES: dict[str, tuple[tuple[str, ...], str]] = {
-    "categorical": (IMAGE_DATASETS,
-                    "independent per-dimension categorical (add-one smoothing): the floor"),
-    "ppca": (IMAGE_DATASETS + TOY_DATASETS,
-             "probabilistic PCA, closed form; images: in logit space of dequantized pixels"),
-    "ae": (IMAGE_DATASETS, "MLP autoencoder; samples decode a Gaussian mixture fitted to latents"),
-    "ae_conditional": (IMAGE_DATASETS,
-                       "the same autoencoder; one Gaussian per class in latent space "
-                       "(sample_conditional)"),
-    "vae": (IMAGE_DATASETS, "MLP VAE, discretized-logistic decoder; log_prob = IWAE estimate"),
-    "vae_elbo": (IMAGE_DATASETS, "the same VAE scored by its ELBO (a lower bound)"),
-    "flow": (IMAGE_DATASETS + TOY_DATASETS,
-             "RealNVP-style affine coupling flow; images: dequantized, logit preprocessing"),
-    "gan": (IMAGE_DATASETS + TOY_DATASETS, "DCGAN (MLP GAN on 2-D data); samples only"),
-    "memorizer": (IMAGE_DATASETS + TOY_DATASETS,
-                  "replays training examples; log_prob: replay + 10% PPCA back-off"),
-    "truth": (TOY_DATASETS, "the generated dataset's exact ground truth"),
-}
 
-# Families whose fit needs no iterative training (closed form or no parameters at all).
-TRAINED_BY_DATA = ("memorizer", "truth")
+@dataclass(frozen=True)
+class Baseline:
+    """One bundled baseline.
+
+    Attributes:
+        name: the family, also its model file ``baselines/<name>.py``.
+        datasets: the datasets it is bundled for.
+        description: one line for ``gmbench baselines``.
+        weights: the family whose trained weights it loads (itself, another family's for a
+            variant such as ``vae_elbo``), or ``None`` when it is fitted from the data at load
+            time (closed form or no parameters).
+    """
+
+    name: str
+    datasets: tuple[str, ...]
+    description: str
+    weights: str | None
+
+    @property
+    def trained(self) -> bool:
+        """Whether ``python -m gmbench_baselines.training.train`` fits its own weights."""
+        return self.weights == self.name
+
+
+BASELINES: Registry[Baseline] = Registry("baseline", listing="gmbench baselines")
+for _b in (
+    Baseline("categorical", IMAGE_DATASETS,
+             "independent per-dimension categorical (add-one smoothing): the floor",
+             "categorical"),
+    Baseline("ppca", IMAGE_DATASETS + TOY_DATASETS,
+             "probabilistic PCA, closed form; images: in logit space of dequantized pixels",
+             "ppca"),
+    Baseline("ae", IMAGE_DATASETS,
+             "MLP autoencoder; samples decode a Gaussian mixture fitted to latents", "ae"),
+    Baseline("ae_conditional", IMAGE_DATASETS, "the same autoencoder; one Gaussian per class "
+             "in latent space (sample_conditional)", "ae"),
+    Baseline("vae", IMAGE_DATASETS,
+             "MLP VAE, discretized-logistic decoder; log_prob = IWAE estimate", "vae"),
+    Baseline("vae_elbo", IMAGE_DATASETS, "the same VAE scored by its ELBO (a lower bound)",
+             "vae"),
+    Baseline("flow", IMAGE_DATASETS + TOY_DATASETS,
+             "RealNVP-style affine coupling flow; images: dequantized, logit preprocessing",
+             "flow"),
+    Baseline("gan", IMAGE_DATASETS + TOY_DATASETS, "DCGAN (MLP GAN on 2-D data); samples only",
+             "gan"),
+    Baseline("memorizer", IMAGE_DATASETS + TOY_DATASETS,
+             "replays training examples; log_prob: replay + 10% PPCA back-off", None),
+    Baseline("truth", TOY_DATASETS, "the generated dataset's exact ground truth", None),
+):
+    BASELINES.register(_b.name, _b)
 
 
 def families_for(dataset: str) -> list[str]:
     """The baseline families bundled for ``dataset``, in table order."""
-    return [f for f, (datasets, _) in BASELINES.items() if dataset in datasets]
+    return [b.name for b in BASELINES.values() if dataset in b.datasets]
 
 
 def trained_families(dataset: str) -> list[str]:
-    """Families of ``dataset`` that have their own weights file (trained by baselines.train)."""
-    return [f for f in families_for(dataset)
-            if f not in TRAINED_BY_DATA and f not in ("ae_conditional", "vae_elbo")]
+    """Families of ``dataset`` with their own weights file (trained by
+    ``python -m gmbench_baselines.training.train``)."""
+    return [b.name for b in BASELINES.values() if dataset in b.datasets and b.trained]

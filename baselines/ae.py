@@ -16,10 +16,10 @@ import math
 
 import numpy as np
 import torch
+from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_unit, minimize
+from gmbench_baselines.weights import load_weights
 from torch import nn
 
-from baselines.fitting import Fitted, TrainLog, flat_unit, minimize
-from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.errors import ModelError
 

@@ -6,8 +6,8 @@ Classification Accuracy Score runs with true labels.
 from __future__ import annotations
 
 import torch
+from gmbench_baselines.ae import Autoencoder, build
 
-from baselines.ae import Autoencoder, build
 from gmbench.datasets import DatasetInfo
 
 __all__ = ["ConditionalAutoencoder", "load"]

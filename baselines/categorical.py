@@ -10,10 +10,10 @@ Evaluate: ``gmbench evaluate baselines/categorical.py --dataset digits``.
 from __future__ import annotations
 
 import torch
+from gmbench_baselines.training.fitting import Fitted, flat_levels
+from gmbench_baselines.weights import load_weights
 from torch import nn
 
-from baselines.fitting import Fitted, flat_levels
-from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.errors import ModelError
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 
 import torch
+from gmbench_baselines.densities import logit_inverse, logit_transform, std_normal_log_density
+from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels, minibatches
+from gmbench_baselines.weights import load_weights
 from torch import nn
 
-from baselines.densities import logit_inverse, logit_transform, std_normal_log_density
-from baselines.fitting import Fitted, TrainLog, flat_levels, minibatches
-from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 
 __all__ = ["AffineCoupling", "CouplingFlow", "fit", "load"]

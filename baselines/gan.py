@@ -17,10 +17,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_unit, minibatches
+from gmbench_baselines.weights import load_weights
 from torch import nn
 
-from baselines.fitting import Fitted, TrainLog, flat_unit, minibatches
-from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 
 __all__ = ["Generator", "fit", "load"]

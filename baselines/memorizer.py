@@ -20,10 +20,10 @@ import math
 
 import numpy as np
 import torch
+from gmbench_baselines import ppca
+from gmbench_baselines.densities import LOG_2PI
 from torch import nn
 
-from baselines import ppca
-from baselines.densities import LOG_2PI
 from gmbench.datasets import DatasetInfo, get_dataset
 
 __all__ = ["BACKOFF", "Memorizer", "load"]

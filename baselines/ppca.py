@@ -17,11 +17,11 @@ import math
 
 import numpy as np
 import torch
+from gmbench_baselines.densities import LOG_2PI, logit_inverse, logit_transform
+from gmbench_baselines.training.fitting import Fitted, flat_levels
+from gmbench_baselines.weights import load_weights
 from torch import nn
 
-from baselines.densities import LOG_2PI, logit_inverse, logit_transform
-from baselines.fitting import Fitted, flat_levels
-from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 
 __all__ = ["PPCA", "fit", "fit_ppca", "load"]

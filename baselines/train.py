@@ -1,88 +1,11 @@
-"""Train one baseline and save its weights and training record.
+"""Moved: ``python -m gmbench_baselines.training.train`` (this name keeps working from a source
+checkout, with a note)."""
 
-    python -m baselines.train --family vae --dataset fashion-mnist [--device cuda]
-                              [--epochs N] [--seed S] [--threads T]
-
-Every family module has ``fit(dataset, *, seed, epochs, device) -> Fitted``; this entry point
-seeds, times and records it: ``baselines/weights/<family>-<dataset>.safetensors`` and a JSON
-record (device, wall time, epochs, final train loss, torch version, seed, command).
-"""
-
-from __future__ import annotations
-
-import argparse
-import importlib
-import platform
 import sys
-import time
-from collections.abc import Sequence
-from datetime import datetime, timezone
 
-import torch
-
-from baselines import BASELINES, trained_families
-from baselines.weights import save_weights
-from gmbench.datasets import get_dataset
-from gmbench.errors import GmbenchError
-
-__all__ = ["main", "train"]
-
-
-def train(*, family: str, dataset: str, seed: int = 0, epochs: int | None = None,
-          device: str = "cpu") -> dict:
-    """Fit ``family`` on ``dataset`` and write its weights; returns the training record."""
-    if family not in BASELINES or family not in trained_families(dataset):
-        options = ", ".join(trained_families(dataset)) or "none"
-        raise GmbenchError(f"No trainable baseline '{family}' for dataset '{dataset}'. "
-                           f"Trainable for {dataset}: {options}.")
-    data = get_dataset(dataset)
-    module = importlib.import_module(f"baselines.{family}")
-    started = time.time()
-    fitted = module.fit(data, seed=seed, epochs=epochs, device=device)
-    wall = time.time() - started
-    record = {
-        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name()})",
-        "threads": torch.get_num_threads(),
-        "wall_time_s": round(wall, 2),
-        "epochs": fitted.epochs,
-        "final_train_loss": fitted.final_train_loss,
-        "seed": seed,
-        "torch_version": torch.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "trained": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": f"python -m baselines.train --family {family} --dataset {dataset} "
-                   f"--seed {seed}" + (f" --epochs {epochs}" if epochs else "")
-                   + (f" --device {device}" if device != "cpu" else ""),
-        **fitted.extra,
-    }
-    path = save_weights(family=family, dataset=dataset, tensors=fitted.tensors,
-                        config=fitted.config, record=record)
-    print(f"[{family} {dataset}] wrote {path} in {wall:.1f}s (final train loss "
-          f"{fitted.final_train_loss})", file=sys.stderr)
-    return record
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m baselines.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--family", required=True, help="; ".join(BASELINES))
-    parser.add_argument("--dataset", required=True)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--epochs", type=int, default=None, help="default: per family/dataset")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (default 1: faster than 2 on a shared machine)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
-        train(family=args.family, dataset=args.dataset, seed=args.seed, epochs=args.epochs,
-              device=args.device)
-    except GmbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
+from gmbench_baselines.training.train import main
 
 if __name__ == "__main__":
+    print("note: `python -m baselines.train` is now `python -m gmbench_baselines.training.train`",
+          file=sys.stderr)
     sys.exit(main())

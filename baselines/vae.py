@@ -17,11 +17,11 @@ from __future__ import annotations
 import math
 
 import torch
+from gmbench_baselines.densities import discretized_logistic_log_mass, std_normal_log_density
+from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels, minimize
+from gmbench_baselines.weights import load_weights
 from torch import nn
 
-from baselines.densities import discretized_logistic_log_mass, std_normal_log_density
-from baselines.fitting import Fitted, TrainLog, flat_levels, minimize
-from baselines.weights import load_weights
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.errors import ModelError
 

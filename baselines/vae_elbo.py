@@ -6,8 +6,8 @@ shows how loose the bound is.
 from __future__ import annotations
 
 import torch
+from gmbench_baselines.vae import VAE, build
 
-from baselines.vae import VAE, build
 from gmbench.datasets import DatasetInfo
 
 __all__ = ["ElboVAE", "load"]

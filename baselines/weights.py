@@ -18,8 +18,7 @@ from safetensors.torch import save as safetensors_save
 from gmbench.errors import ModelError
 from gmbench.files import atomic_write, sha256_file
 
-__all__ = ["WEIGHTS_DIR", "load_weights", "read_record", "record_path", "save_weights",
-           "weights_path"]
+__all__ = ["WEIGHTS_DIR", "load_weights", "record_path", "save_weights", "weights_path"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -61,7 +60,7 @@ def load_weights(family: str, dataset: str, device: str = "cpu"
         raise ModelError(
             f"baselines/{family}.py has no weights for dataset '{dataset}' (looked for "
             f"{path}). Bundled: {', '.join(have) or 'none'}. Train them with `python -m "
-            f"baselines.train --family {family} --dataset {dataset}`, or evaluate on a "
+            f"gmbench_baselines.training.train --family {family} --dataset {dataset}`, or evaluate on a "
             "bundled dataset with --dataset.")
     tensors: dict[str, torch.Tensor] = {}
     with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -69,9 +68,3 @@ def load_weights(family: str, dataset: str, device: str = "cpu"
         for key in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
             tensors[key] = handle.get_tensor(key).to(device)
     return tensors, config
-
-
-def read_record(family: str, dataset: str) -> dict[str, Any] | None:
-    """The training record of a baseline, or ``None`` when it has not been trained."""
-    path = record_path(family, dataset)
-    return json.loads(path.read_text()) if path.is_file() else None

@@ -32,8 +32,8 @@ import torch_fidelity
 from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from gmbench.estimators.image_quality import sample_quality
 from gmbench.features.classifier import classifier_available, classifier_for
-from gmbench.metrics.sample_quality import sample_quality
 
 N = 10_000
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from gmbench.datasets import get_dataset  # noqa: E402
 from gmbench.estimators.uncertainty import clopper_pearson  # noqa: E402
-from gmbench.evaluation import EvalConfig, evaluate  # noqa: E402
+from gmbench.evaluation import EvalConfig, run_evaluation  # noqa: E402
 from gmbench.models.model import Model, build_model, import_model_file  # noqa: E402
 from gmbench.storage.check import check_results  # noqa: E402
 from gmbench.storage.leaderboard import latest_rows, read_board  # noqa: E402
@@ -94,7 +94,7 @@ def recorded_options(rows: list) -> tuple[list[str], dict[str, Any], int | None]
 def run_check(model: Model, seed: int, board: list, name: str, metrics: list[str],
               options: dict[str, Any], n_samples: int | None) -> tuple[Any, dict[str, Any]]:
     dataset = get_dataset("digits")
-    result, _ = evaluate(model, dataset, EvalConfig(seed=seed, n_samples=n_samples, **options),
+    result, _ = run_evaluation(model, dataset, EvalConfig(seed=seed, n_samples=n_samples, **options),
                          metrics)
     data = json.loads(json.dumps(result.to_dict()))
     return check_results(data, board, model=name), data["metrics"]

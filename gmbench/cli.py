@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,57 +20,44 @@ def _metric_list(text: str) -> list[str]:
     return [k.strip() for k in text.split(",") if k.strip()]
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from gmbench.datasets import get_dataset
-    from gmbench.evaluation import EvalConfig, evaluate
-    from gmbench.models.model import build_model, import_model_file
-    from gmbench.names import safe_filename
-    from gmbench.outputs import write_run
-    from gmbench.present.pictures import image_grid, png_bytes, scatter_image
-    from gmbench.present.table import render_table
+STORED_SUFFIXES = (".npz", ".npy")
 
-    device = parse_device(args.device)
-    module, source = import_model_file(args.model)
-    name = args.dataset or source.dataset or "digits"
-    dataset = get_dataset(name, args.data_root)
-    model = build_model(module, source, dataset.info, device)
-    config = EvalConfig(seed=args.seed, n_samples=args.n_samples, batch_size=args.batch_size,
-                        dequant_samples=args.dequant_samples, max_train=args.max_train,
-                        device=device, feature_extractor=args.feature_extractor,
-                        inception_weights=args.inception_weights)
-    run, ev = evaluate(model, dataset, config, args.metrics)
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from gmbench.api import evaluate
+    from gmbench.names import safe_filename
+
+    target = Path(args.model)
+    stored = target.suffix.lower() in STORED_SUFFIXES or (target.is_dir() and any(
+        p.suffix.lower() == ".png" for p in target.iterdir()))
+    results = evaluate(None if stored else target, samples=target if stored else None,
+                       dataset=args.dataset, metrics=args.metrics, seed=args.seed,
+                       n_samples=args.n_samples, device=args.device,
+                       progress=not (args.quiet or args.json), batch_size=args.batch_size,
+                       dequant_samples=args.dequant_samples, max_train=args.max_train,
+                       feature_extractor=args.feature_extractor,
+                       inception_weights=args.inception_weights, data_root=args.data_root)
+    doc = results.document
     out = Path(args.out or Path("gmbench-out") / safe_filename(
-        f"{source.name}-{dataset.info.name}"))
-    files = {"results.json": run.json_bytes(), "results.csv": run.csv_bytes()}
-    if "sample" in model.capabilities and (args.metrics is None or ev.computed("samples")):
-        grid = ev.samples[:64] if ev.computed("samples") else model.sample(64, seed=args.seed)
-        if dataset.info.kind == "image":
-            files["samples.png"] = png_bytes(image_grid(grid, dataset.info))
-        elif dataset.info.shape == (2,):
-            pts = ev.samples if ev.computed("samples") else grid
-            files["samples.png"] = png_bytes(scatter_image(pts))
-    from gmbench.metrics.memorization import suspicious_pairs
-    pairs = suspicious_pairs(ev)  # samples nearest to a training example, and that example
-    if pairs is not None and dataset.info.kind == "image":
-        from gmbench.present.pictures import pairs_grid
-        files["neighbours.png"] = png_bytes(pairs_grid(ev.samples[pairs[0]],
-                                                       dataset.train.x[pairs[1]], dataset.info))
+        f"{doc['model']['name']}-{doc['dataset']['name']}"))
+    if args.out or not args.json:  # --json alone prints the document and writes nothing
+        results.save(out, report=args.report, boards=args.boards)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
     from gmbench.errors import BoardError
-    from gmbench.storage.leaderboard import baseline_rows
+
     try:
-        baselines, board = baseline_rows(dataset.info.name, boards=args.boards)
+        table = results.table(boards=args.boards, wide=args.wide)
     except BoardError as exc:  # the run is written; show it without baselines
         warn(f"baselines not shown: {exc}")
-        baselines, board = [], None
-    if args.report:
-        from gmbench.present.report import build_report
-        files["report.html"] = build_report(
-            run.to_dict(), baselines=baselines, board=board,
-            samples_png=files.get("samples.png"),
-            neighbours_png=files.get("neighbours.png")).encode()
-    write_run(out, files)
-    print(printable_lines(render_table(run.to_dict(), baselines=baselines, board=board)))
-    print(printable(f"wrote {', '.join(files)} to {out}/"))
+        from gmbench.present.table import render_table
+        table = render_table(dict(doc), wide=args.wide)
+    print(printable_lines(table))
+    written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    print(printable(f"wrote {', '.join(written)} to {out}/"), file=sys.stderr)
     return 0
 
 
@@ -84,7 +72,7 @@ def cmd_datasets(_args: argparse.Namespace) -> int:
 
 
 def cmd_baselines(args: argparse.Namespace) -> int:
-    from gmbench.present.baselines import cmd_baselines as listing
+    from gmbench.present.baseline_list import cmd_baselines as listing
 
     print(printable_lines(listing(args.dataset, boards=args.boards)))
     return 0
@@ -155,42 +143,53 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="gmbench", description="Evaluate generative models with uncertainty and provenance.")
-    from gmbench import __version__
+    from gmbench.version import __version__
     parser.add_argument("--version", action="version", version=f"gmbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ev = sub.add_parser("evaluate", help="evaluate a model file on a dataset")
-    ev.add_argument("model", help="path to model.py (defines load(dataset, device) or model)")
+    from gmbench.evaluation import EvalConfig
+
+    d = {f.name: f.default for f in fields(EvalConfig)}  # the defaults, from their one place
+    ev = sub.add_parser("evaluate", help="evaluate a model file, or stored samples, on a dataset")
+    ev.add_argument("model", help="path to model.py (defines load(dataset, device) or model), "
+                                  "or stored samples: a .npz, a .npy or a folder of .png images")
     ev.add_argument("--dataset", help="dataset name (default: the file's DATASET, else digits)")
     ev.add_argument("--metrics", type=_metric_list, default=None,
                     help="comma-separated metric keys (default: every applicable metric)")
-    ev.add_argument("--n-samples", type=int, default=None,
-                    help="samples for sample metrics (default: test-split size, at least 2000, at most "
-                         "10000)")
-    ev.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    ev.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    ev.add_argument("--n-samples", type=int, default=d["n_samples"],
+                    help="samples for sample metrics (default: test-split size, at least 2000, "
+                         "at most 10000; stored samples: all of them)")
+    ev.add_argument("--seed", type=int, default=d["seed"], help=f"run seed (default {d['seed']})")
+    ev.add_argument("--device", default=d["device"], help="cpu, cuda or cuda:N (default cpu)")
     ev.add_argument("--out", help="output directory (default gmbench-out/<model>-<dataset>)")
     ev.add_argument("--data-root", help="directory holding dataset files (IDX for MNIST-like)")
-    ev.add_argument("--batch-size", type=int, default=500, help="examples per model call")
-    ev.add_argument("--dequant-samples", type=int, default=1,
+    ev.add_argument("--batch-size", type=int, default=d["batch_size"],
+                    help=f"examples per log_prob call (default {d['batch_size']})")
+    ev.add_argument("--dequant-samples", type=int, default=d["dequant_samples"],
                     help="dequantization draws per test point for dequantized models; K > 1 "
                          "uses the importance-weighted log-mean-exp (default 1)")
-    ev.add_argument("--feature-extractor", default="auto",
-                    choices=("auto", "classifier", "pixels", "inception-v3-compat"),
+    ev.add_argument("--feature-extractor", default=d["feature_extractor"],
                     help="feature space of sample metrics: auto (the dataset's bundled "
                          "classifier, else pixels), classifier, pixels, or inception-v3-compat "
                          "(torch-fidelity's InceptionV3; needs its weights)")
-    ev.add_argument("--inception-weights", default=None, metavar="PATH",
+    ev.add_argument("--inception-weights", default=d["inception_weights"], metavar="PATH",
                     help="torch-fidelity's InceptionV3 weights file "
                          "(weights-inception-2015-12-05-6726825d.pth), for "
                          "--feature-extractor inception-v3-compat offline")
-    ev.add_argument("--max-train", type=int, default=10_000,
-                    help="train examples scored for nll_train (seeded subset; default 10000)")
+    ev.add_argument("--max-train", type=int, default=d["max_train"],
+                    help="train examples scored for nll_train (seeded subset; default "
+                         f"{d['max_train']})")
     ev.add_argument("--report", action="store_true",
                     help="also write report.html (self-contained: tables, pictures, plots)")
     ev.add_argument("--boards", default=None,
                     help="directory of baseline boards <dataset>.csv (default: $GMBENCH_BOARDS, "
                          "else leaderboards/ of the gmbench source checkout)")
+    ev.add_argument("--json", action="store_true",
+                    help="print the results document (results.json) on stdout and nothing "
+                         "else there; files are written only with --out")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
+    ev.add_argument("--wide", action="store_true",
+                    help="show every baseline in its own column (default: the best one)")
     ev.set_defaults(func=cmd_evaluate)
 
     board = sub.add_parser("leaderboard", help="add results to a leaderboard CSV, or show one")
@@ -238,30 +237,6 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--boards", default=None, help="directory of boards <dataset>.csv")
     bl.set_defaults(func=cmd_baselines)
     return parser
-
-
-def parse_device(text: str) -> str:
-    """``cpu``, ``cuda`` or ``cuda:N`` (``cpu:0`` is read as ``cpu``); anything else, or a CUDA
-    device torch does not see, is a clear error."""
-    import torch
-
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise GmbenchError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N.") \
-            from None
-    if device.type == "cpu":
-        return "cpu"
-    if device.type != "cuda":
-        raise GmbenchError(f"--device {text!r} is not supported; use cpu, cuda or cuda:N.")
-    if not torch.cuda.is_available():
-        raise GmbenchError(f"--device {text} was given but torch sees no CUDA device; use "
-                           "--device cpu.")
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise GmbenchError(f"--device {text}: torch sees {count} CUDA device(s); use cuda or "
-                           f"cuda:0 .. cuda:{count - 1}.")
-    return str(device)
 
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-import gmbench
 from gmbench.datasets import Dataset
 from gmbench.errors import MetricError
 from gmbench.features.cache import cached_arrays
@@ -31,11 +30,15 @@ from gmbench.features.extractors import (
     get_extractor,
 )
 from gmbench.metrics import METRICS, Metric, get_metric
+from gmbench.metrics.memorization import suspicious_pairs
 from gmbench.models.model import Model
+from gmbench.outputs import Artifacts
 from gmbench.rng import child_seed, generator
 from gmbench.storage.results import MetricResult, RunResult
+from gmbench.version import __version__
 
-__all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "evaluate", "select_metrics"]
+__all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "run_evaluation",
+           "select_metrics"]
 
 T = TypeVar("T")
 MAX_DEFAULT_SAMPLES = 10_000
@@ -311,7 +314,7 @@ def provenance(device: str, started: float) -> dict[str, Any]:
             return None
 
     return {
-        "gmbench_version": gmbench.__version__,
+        "gmbench_version": __version__,
         "torch_version": torch.__version__,
         "numpy_version": np.__version__,
         "scipy_version": installed("scipy"),
@@ -325,9 +328,9 @@ def provenance(device: str, started: float) -> dict[str, Any]:
     }
 
 
-def evaluate(model: Model, dataset: Dataset, config: EvalConfig,
-             metrics: Sequence[str] | None = None) -> tuple[RunResult, Evaluation]:
-    """Run the selected (default: every applicable) metric and assemble the result."""
+def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
+                   metrics: Sequence[str] | None = None) -> tuple[RunResult, Artifacts]:
+    """Run the selected (default: every applicable) metric; the result and its artifacts."""
     started = time.time()
     chosen, skipped = select_metrics(metrics, model, dataset)
     ev = Evaluation(model, dataset, config)
@@ -351,4 +354,11 @@ def evaluate(model: Model, dataset: Dataset, config: EvalConfig,
         config=asdict(config),
         provenance={**provenance(config.device, started), "metric_seconds": seconds},
     )
-    return run, ev
+    samples = ev.samples if uses_samples else None
+    if samples is None and "sample" in model.capabilities and metrics is None:
+        samples = model.sample(64, seed=config.seed)  # for the picture only
+    pairs = suspicious_pairs(ev)
+    neighbours = None
+    if pairs is not None:
+        neighbours = (ev.samples[pairs[0]], dataset.train.x[pairs[1]])
+    return run, Artifacts(samples=samples, neighbours=neighbours)

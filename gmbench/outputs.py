@@ -19,12 +19,20 @@ import ctypes.util
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from gmbench.datasets import DatasetInfo
 from gmbench.errors import GmbenchError
 
-__all__ = ["RUN_FILES", "OutputError", "write_run"]
+if TYPE_CHECKING:
+    from gmbench.storage.leaderboard import BoardRow
+
+__all__ = ["RUN_FILES", "Artifacts", "OutputError", "run_files", "write_run"]
 
 RUN_FILES = frozenset({"results.json", "results.csv", "samples.png", "neighbours.png",
                        "report.html"})
@@ -32,6 +40,21 @@ RUN_FILES = frozenset({"results.json", "results.csv", "samples.png", "neighbours
 
 class OutputError(GmbenchError):
     """The output folder cannot be written (a file in the way, no permission, foreign files)."""
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """What a run leaves besides its numbers, for pictures.
+
+    Attributes:
+        samples: the samples the metrics used (or 64 drawn for the picture when no metric
+            needed samples), ``None`` for a model without ``sample``.
+        neighbours: the samples nearest to a training example and those training examples,
+            ``(16, *shape)`` each, when a memorization metric ran.
+    """
+
+    samples: np.ndarray | None = None
+    neighbours: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -137,3 +160,30 @@ def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
                               "Nothing was changed there.") from None
         raise
     return target
+
+
+def run_files(result: Mapping[str, Any], json_bytes: bytes, csv_bytes: bytes,
+              artifacts: Artifacts, info: DatasetInfo, *, report: bool = False,
+              baselines: Sequence[BoardRow] = (), board: str | os.PathLike[str] | None = None
+              ) -> dict[str, bytes]:
+    """Every file of a run's folder, as bytes: the results, the sample picture (a grid of 64
+    images, or a density picture of 2-D samples), the nearest-training-neighbour pairs, and
+    the HTML report on request."""
+    from gmbench.present.pictures import image_grid, pairs_grid, png_bytes, scatter_image
+
+    files = {"results.json": json_bytes, "results.csv": csv_bytes}
+    if artifacts.samples is not None:
+        if info.kind == "image":
+            files["samples.png"] = png_bytes(image_grid(artifacts.samples[:64], info))
+        elif info.shape == (2,):
+            files["samples.png"] = png_bytes(scatter_image(artifacts.samples))
+    if artifacts.neighbours is not None and info.kind == "image":
+        files["neighbours.png"] = png_bytes(pairs_grid(*artifacts.neighbours, info))
+    if report:
+        from gmbench.present.report import build_report
+
+        files["report.html"] = build_report(
+            result, baselines=baselines, board=None if board is None else Path(board),
+            samples_png=files.get("samples.png"),
+            neighbours_png=files.get("neighbours.png")).encode()
+    return files

@@ -3,7 +3,7 @@ with the same lookup and the same "did you mean" error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from gmbench.errors import GmbenchError, did_you_mean
@@ -50,9 +50,6 @@ class Registry(Generic[T]):
 
     def values(self) -> Iterator[T]:
         return iter(self._entries.values())
-
-    def select(self, keep: Callable[[T], bool]) -> list[T]:
-        return [e for e in self._entries.values() if keep(e)]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -15,10 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from gmbench_baselines import BASELINES, families_for
+from gmbench_baselines.densities import (
+    discretized_logistic_log_mass,
+    logit_inverse,
+    logit_transform,
+)
+from gmbench_baselines.weights import WEIGHTS_DIR, load_weights
 
-from baselines import BASELINES, families_for
-from baselines.densities import discretized_logistic_log_mass, logit_inverse, logit_transform
-from baselines.weights import WEIGHTS_DIR, load_weights
 from gmbench.datasets import get_dataset
 from gmbench.errors import ModelError
 
@@ -36,7 +40,7 @@ def _board(dataset: str) -> dict[tuple[str, str], object]:
 
     path = BOARDS / f"{dataset}.csv"
     if not path.is_file():
-        pytest.fail(f"{path} is missing: run `python -m baselines.record --dataset {dataset}`")
+        pytest.fail(f"{path} is missing: run `python -m gmbench_baselines.training.record --dataset {dataset}`")
     return {(model, metric): row for (_, model, metric), row in
             latest_rows(read_board(path)).items()}
 
@@ -57,14 +61,14 @@ def test_digits_baseline_evaluates_and_reproduces_its_board_row(family, gmbench_
         if recorded.feature_space != new["feature_space"]:
             pytest.fail(f"{family} {key}: the board was recorded in {recorded.feature_space}, "
                         f"this run measures in {new['feature_space']} (the feature extractor "
-                        "changed): re-run `python -m baselines.record --dataset digits`")
+                        "changed): re-run `python -m gmbench_baselines.training.record --dataset digits`")
         half = max(recorded.halfwidth or 0.0, 1e-9 * max(1.0, abs(recorded.value)))
         assert abs(new["value"] - recorded.value) <= half, (
             f"{family} {key}: {new['value']} vs recorded {recorded.value} ± {half}")
 
 
 def test_every_bundled_dataset_has_weights_for_every_trained_family():
-    from baselines import trained_families
+    from gmbench_baselines import trained_families
 
     for dataset in ("digits", "fashion-mnist", "toy2d-gmm8", "gauss-2"):
         for family in trained_families(dataset):
@@ -121,9 +125,8 @@ def test_logit_transform_log_det_matches_autograd():
 
 
 def test_ppca_fit_matches_scikit_learn():
+    from gmbench_baselines.ppca import PPCA, fit_ppca
     from sklearn.decomposition import PCA
-
-    from baselines.ppca import PPCA, fit_ppca
 
     x = np.random.default_rng(0).standard_normal((500, 6)) @ np.diag([3, 2, 1, 0.5, 0.4, 0.3])
     from scipy.stats import multivariate_normal
@@ -140,7 +143,7 @@ def test_ppca_fit_matches_scikit_learn():
 
 
 def test_coupling_flow_inverts_and_its_density_integrates_to_one():
-    from baselines.flow import CouplingFlow
+    from gmbench_baselines.flow import CouplingFlow
 
     torch.manual_seed(0)
     flow = CouplingFlow(shape=(2,), hidden=16, layers=4, alpha=None).double()
@@ -162,8 +165,8 @@ def test_coupling_flow_inverts_and_its_density_integrates_to_one():
 
 
 def test_categorical_and_vae_masses_are_normalized_on_a_tiny_space():
-    from baselines.categorical import IndependentCategorical
-    from baselines.vae import VAE
+    from gmbench_baselines.categorical import IndependentCategorical
+    from gmbench_baselines.vae import VAE
 
     levels = 3
     every = torch.cartesian_prod(*[torch.arange(levels)] * 4).reshape(-1, 1, 2, 2)
@@ -181,7 +184,7 @@ def test_categorical_and_vae_masses_are_normalized_on_a_tiny_space():
 
 
 def test_iwae_estimate_is_at_least_the_elbo_on_average():
-    from baselines.vae import build
+    from gmbench_baselines.vae import build
 
     model = build(get_dataset("digits").info, "cpu")
     x = torch.from_numpy(get_dataset("digits").test.x[:64].astype(np.int64))
@@ -193,7 +196,7 @@ def test_iwae_estimate_is_at_least_the_elbo_on_average():
 
 
 def test_memorizer_replays_and_scores_training_images_by_their_count():
-    from baselines.memorizer import BACKOFF, load
+    from gmbench_baselines.memorizer import BACKOFF, load
 
     data = get_dataset("digits")
     model = load(data.info, "cpu")
@@ -211,7 +214,7 @@ def test_memorizer_replays_and_scores_training_images_by_their_count():
 # ------------------------------------------------------------------ training and errors
 @pytest.mark.slow
 def test_training_is_seeded():
-    from baselines import vae
+    from gmbench_baselines import vae
 
     data = get_dataset("digits")
     a = vae.fit(data, seed=3, epochs=1, device="cpu")
@@ -224,7 +227,7 @@ def test_missing_weights_name_the_training_command(gmbench_cli):
     run = gmbench_cli("evaluate", ROOT / "baselines" / "flow.py", "--dataset", "toy2d-banana",
                       "--metrics", "cross_entropy")
     assert run.code == 2
-    assert "python -m baselines.train --family flow --dataset toy2d-banana" in run.err
+    assert "python -m gmbench_baselines.training.train --family flow --dataset toy2d-banana" in run.err
     with pytest.raises(ModelError, match="baselines.train"):
         load_weights("vae", "mnist")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from gmbench.datasets import Dataset, Split, get_dataset
-from gmbench.estimators import cas
+from gmbench.estimators import train_on_synthetic as cas
 from gmbench.evaluation import EvalConfig, Evaluation
 from gmbench.metrics import get_metric
 from gmbench.metrics.cas import majority_vote
@@ -59,7 +59,7 @@ def test_support_gate_keeps_labels_inside_and_randomizes_outside():
 def test_parallel_training_equals_training_each_member_alone():
     """Members share nothing but the minibatch order: member r of a joint run equals a run of
     member r alone, given the same initial weights."""
-    from gmbench.estimators.classifier import ParallelMLP, predict_parallel, train_parallel_mlp
+    from gmbench.estimators.mlp import ParallelMLP, predict_parallel, train_parallel_mlp
 
     rng = np.random.default_rng(0)
     x, y = rng.random((300, 12)).astype(np.float32), rng.integers(0, 3, 300)

@@ -85,7 +85,7 @@ def test_integer_and_scaled_inputs_agree():
 
 
 def test_mnist_without_weights_says_how_to_train(tmp_path):
-    with pytest.raises(ExtractorError, match=r"gmbench\.features\.train --dataset mnist"):
+    with pytest.raises(ExtractorError, match=r"gmbench\.features\.train_classifier --dataset mnist"):
         classifier_for("mnist", directory=tmp_path)
     with pytest.raises(ExtractorError, match="image datasets only"):
         classifier_for("toy2d-gmm8")
@@ -202,7 +202,7 @@ def test_torch_fidelity_calculate_metrics_matches_ours():
     import torch_fidelity
 
     import gmbench.features.fidelity  # noqa: F401  (registers gmbench-<dataset>)
-    from gmbench.metrics.sample_quality import (
+    from gmbench.estimators.image_quality import (
         fid_estimate,
         inception_score_estimate,
         kid_estimate,

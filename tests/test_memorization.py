@@ -237,7 +237,10 @@ def test_cli_shows_the_flag_beside_the_generalization_gap(write_model, gmbench_c
                       "nll,nll_train,generalization_gap,nn_distance_ratio,copy_rate,"
                       "data_copying_ct")
     assert run.code == 0, run.err
-    line = next(ln for ln in run.out.splitlines() if ln.startswith("memorization:"))
+    lines = run.out.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("memorization:"))
+    line = " ".join([lines[at], *(ln.strip() for ln in lines[at + 1:]
+                                  if ln.startswith("  "))][:3])  # wrapped at 120 columns
     assert line.startswith("memorization: flagged")
     assert "copy_rate" in line and "generalization_gap" in line
     m = run.results["metrics"]

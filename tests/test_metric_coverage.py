@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from gmbench.datasets import get_dataset
-from gmbench.evaluation import EvalConfig, evaluate
+from gmbench.evaluation import EvalConfig, run_evaluation
 from gmbench.metrics import METRICS
 from gmbench.models.model import Model, ModelSource
 
@@ -127,7 +127,7 @@ def runs() -> dict[str, list[dict]]:
             torch.set_num_threads(1)
             try:
                 cache[name] = [
-                    evaluate(model, dataset, EvalConfig(seed=s, n_samples=SCENARIOS[name][1]),
+                    run_evaluation(model, dataset, EvalConfig(seed=s, n_samples=SCENARIOS[name][1]),
                              wanted)[0].to_dict()["metrics"] for s in range(SEEDS)]
             finally:
                 torch.set_num_threads(before)

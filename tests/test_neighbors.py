@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from gmbench.estimators.neighbours import knn, kth_neighbor_distance
+from gmbench.estimators.neighbours import knn
 
 
 @pytest.mark.parametrize("chunk", [1, 37, 4096])
@@ -27,7 +27,7 @@ def test_exclude_self_keeps_exact_duplicates():
     np.testing.assert_array_equal(idx[:, 0], [1, 0, 3, 2])
     np.testing.assert_allclose(dist[:, 0], [0, 0, 1, 1], atol=1e-6)
     # second-nearest other point of (5,5) is a duplicate origin; of (6,5) likewise
-    np.testing.assert_allclose(kth_neighbor_distance(x, 2, chunk=2)[2:],
+    np.testing.assert_allclose(_kth(x, 2, chunk=2)[2:],
                                [np.hypot(5, 5), np.hypot(6, 5)], rtol=1e-6)
 
 
@@ -44,3 +44,8 @@ def test_float32_precision_on_off_centre_data():
     d64, i64 = knn(q, r, k=2, dtype=torch.float64)
     np.testing.assert_allclose(d32, d64, rtol=1e-4)
     np.testing.assert_array_equal(i32[:, 0], i64[:, 0])
+
+
+def _kth(x, k, **kwargs):
+    """Distance from each point to its ``k``-th nearest other point."""
+    return knn(x, x, k=k, exclude_self=True, **kwargs)[0][:, -1]

@@ -88,7 +88,7 @@ def test_every_metric_declares_a_protocol_and_target_metrics_a_lower_is_better_d
 
 # ------------------------------------------------------------------ weights identity
 def _flow_model(tensors: dict, config: dict) -> torch.nn.Module:
-    from baselines.flow import CouplingFlow
+    from gmbench_baselines.flow import CouplingFlow
 
     info = get_dataset("digits").info
     model = CouplingFlow(shape=info.shape, hidden=config["hidden"], layers=config["layers"],
@@ -101,8 +101,8 @@ def _flow_model(tensors: dict, config: dict) -> torch.nn.Module:
 def test_weights_identity_follows_the_parameters(one_thread):
     """Retraining a baseline for one more epoch changes its weights identity; loading the
     same weights again does not."""
-    from baselines.flow import fit
-    from baselines.weights import load_weights
+    from gmbench_baselines.flow import fit
+    from gmbench_baselines.weights import load_weights
 
     where = ROOT / "baselines" / "flow.py"
     digits = get_dataset("digits")

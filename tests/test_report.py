@@ -62,9 +62,13 @@ def test_rank_among_baselines_respects_direction_and_skips_itself():
     by = {c.metric: c for c in comps}
     assert (by["nll"].rank, by["nll"].ranked) == (2, 3)          # 90 < 100 < 120
     assert (by["precision"].rank, by["precision"].ranked) == (2, 3)  # 0.6 > 0.5 > 0.45
-    text = render_table(run, baselines=baselines, board="digits.csv")
+    text = render_table(run, baselines=baselines, board="digits.csv", wide=True)
     nll_line = next(ln for ln in text.splitlines() if " nll " in ln)
     assert "2/3" in nll_line and "90 ±0.18" in nll_line and "120 ±0.24" in nll_line
+    compact = render_table(run, baselines=baselines, board="digits.csv")
+    nll_line = next(ln for ln in compact.splitlines() if " nll " in ln)
+    assert "2/3" in nll_line and "better 90 ±0.18" in nll_line and "120" not in nll_line
+    assert max(len(ln) for ln in compact.splitlines()) <= 120
     assert "itself" not in text and "baselines from digits.csv" in text
 
 
@@ -74,12 +78,12 @@ def test_other_feature_space_is_marked_not_ranked():
     other = [BoardRow(**{**r.__dict__, "feature_space": "inception (sha256 123)"}) for r in other]
     (comp,) = compare_with_baselines(run, other)[1]
     assert comp.mismatched == {"b"} and (comp.rank, comp.ranked) == (1, 1)
-    assert "5 ±0.1 †" in render_table(run, baselines=other)
+    assert "5 ±0.1 †" in render_table(run, baselines=other, wide=True)
 
 
 def test_table_without_baselines_keeps_the_old_form():
     run = result({"nll": (100.0, False)})
-    assert render_table(run).splitlines()[1].split() == ["metric", "value", "95%", "CI", "n",
+    assert render_table(run, wide=True).splitlines()[1].split() == ["metric", "value", "95%", "CI", "n",
                                                          "unit", "kind", "/", "space"]
 
 

@@ -15,9 +15,7 @@ from torch_fidelity.metric_prc import calculate_precision_recall_part
 
 from gmbench.datasets import get_dataset
 from gmbench.estimators.frechet import frechet_distance, gaussian_statistics
-from gmbench.estimators.prdc import density_coverage, jackknife_se, kth_neighbor_radius, prdc
-from gmbench.features.classifier import classifier_available, classifier_for
-from gmbench.metrics.sample_quality import (
+from gmbench.estimators.image_quality import (
     fid_estimate,
     inception_score_estimate,
     kid_estimate,
@@ -25,6 +23,8 @@ from gmbench.metrics.sample_quality import (
     precision_recall_values,
     sample_quality,
 )
+from gmbench.estimators.prdc import density_coverage, jackknife_se, kth_neighbor_radius, prdc
+from gmbench.features.classifier import classifier_available, classifier_for
 
 
 def _cov(rng: np.random.Generator, d: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gmbench.estimators.classifier import (
+from gmbench.estimators.mlp import (
     MLPSpec,
     Stopping,
     TrainedMLP,
@@ -20,7 +20,7 @@ from gmbench.estimators.classifier import (
     torch_threads,
     train_mlp,
 )
-from gmbench.estimators.uncertainty import Z95, Estimate, clopper_pearson
+from gmbench.estimators.uncertainty import Estimate, clopper_pearson
 from gmbench.rng import child_seed
 
 __all__ = ["C2STClassifier", "C2STResult", "c2st"]
@@ -31,7 +31,7 @@ class C2STClassifier:
 
     Each training fold is split (balanced) into a fit part and a ``validation_fraction``
     part. Every network of ``grid`` is trained on the fit part with early stopping on the
-    validation loss (:class:`~gmbench.estimators.classifier.Stopping`: patience and learning-rate decay
+    validation loss (:class:`~gmbench.estimators.mlp.Stopping`: patience and learning-rate decay
     counted in steps); the network with the lowest validation loss is kept. Capacity (the
     grid), regularisation and stopping are thus chosen on held-out training data, never on
     the test fold. Features are standardised with the training fold's mean and deviation.
@@ -120,7 +120,7 @@ class C2STResult:
         p, n = self.accuracy, self.n_test
         n_fold = n / max(len(self.fold_n), 1)
         se = math.sqrt(p * (1 - p) / n_fold + self.classifier_variance())
-        return Estimate(p, se, max(0.0, p - Z95 * se), min(1.0, p + Z95 * se), n,
+        return Estimate.normal(p, se, n=n, low=0.0, high=1.0, method=
                         "normal: binomial over one fold's held-out points (the folds are "
                         "correlated) + classifier-training variance (two independently "
                         "trained folds)")

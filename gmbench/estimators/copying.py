@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from gmbench.estimators.neighbours import knn
-from gmbench.estimators.uncertainty import Estimate, clopper_pearson
+from gmbench.estimators.uncertainty import Estimate
 
 __all__ = [
     "COPY_QUANTILE",
@@ -91,7 +91,8 @@ def two_sample_bootstrap(statistic: Callable[[np.ndarray, np.ndarray], float], n
     boots = boots[np.isfinite(boots)]
     low, high = np.quantile(boots, [0.025, 0.975])
     what = f" of {label}" if label else ""
-    return Estimate(float(point), float(boots.std(ddof=1)), float(low), float(high), n1,
+    return Estimate(value=float(point), stderr=float(boots.std(ddof=1)), ci_low=float(low),
+                    ci_high=float(high), n=n1, ci_method=
                     f"bootstrap-percentile ({n_boot} resamples{what})")
 
 
@@ -139,9 +140,7 @@ def copy_rate(sample_dist: np.ndarray, threshold: float) -> Estimate:
     d = np.asarray(sample_dist)
     n = int(d.size)
     k = int((d < threshold).sum())
-    low, high = clopper_pearson(k, n)
-    p = k / n
-    return Estimate(p, math.sqrt(p * (1 - p) / n), low, high, n, "clopper-pearson")
+    return Estimate.binomial(k, n)
 
 
 # ------------------------------------------------------------------------- C_T (Meehan 2020)
@@ -291,7 +290,7 @@ def data_copying_ct_estimate(sample_dist: np.ndarray, sample_cells: np.ndarray,
                                n_cells=n_cells, min_cell_samples=min_cell_samples).value
 
     if not math.isfinite(point.value):
-        est = Estimate(math.nan, math.nan, math.nan, math.nan, len(sample_dist), "none")
+        est = Estimate.not_estimable(n=len(sample_dist))
         return est, point
     est = two_sample_bootstrap(stat, len(sample_dist), len(test_dist), rng=rng, n_boot=n_boot,
                                value=point.value, label="the samples; test split and cells "

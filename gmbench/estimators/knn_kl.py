@@ -15,32 +15,25 @@ import numpy as np
 import torch
 from scipy import special
 
-from gmbench.estimators.neighbours import DEFAULT_CHUNK
+from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks
 from gmbench.estimators.prdc import jackknife_se
-from gmbench.estimators.uncertainty import Z95, Estimate
+from gmbench.estimators.uncertainty import Estimate
 
 __all__ = ["WKVResult", "knn_dimension_warning", "wkv_kl_knn"]
 
-def _partial_squared_distances(q: torch.Tensor, r: torch.Tensor, r_sq: torch.Tensor
-                               ) -> torch.Tensor:
-    """``|r_j|^2 - 2 q_i . r_j`` as ``(B, m)``: the squared distance less ``|q_i|^2``, a
-    per-row constant that changes no row's ordering, so it is added only where needed."""
-    return torch.addmm(r_sq[None], q, r.T, alpha=-2.0)
-
-
-def _ball_statistics(partial: torch.Tensor, q_sq: torch.Tensor, top: torch.Tensor,
-                     eps2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _ball_statistics(d2: torch.Tensor, top: torch.Tensor, eps2: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row: points with squared distance ``<= eps2`` and the largest such squared distance.
 
-    ``top`` holds the ``K`` smallest squared distances of each row (sorted); rows whose ball
-    holds all ``K`` of them are recounted on the full row (``partial + q_sq``).
+    ``top`` holds the ``K`` smallest squared distances of each row of ``d2`` (sorted); rows
+    whose ball holds all ``K`` of them are recounted on the full row.
     """
     inside = top <= eps2[:, None]  # (B, K)
     count = inside.sum(1)
     far = torch.where(inside, top, torch.zeros_like(top)).amax(1)
     full = torch.nonzero(count == top.shape[1]).flatten()
     if full.numel():
-        rows = (partial[full] + q_sq[full, None]).clamp_min_(0)
+        rows = d2[full]
         inside_rows = rows <= eps2[full, None]
         count[full] = inside_rows.sum(1)
         far[full] = torch.where(inside_rows, rows, torch.zeros_like(rows)).amax(1)
@@ -74,30 +67,26 @@ def _wkv_distances(x: torch.Tensor, y: torch.Tensor, *, k: int, keep: int, chunk
         ``(6, n)`` float64: ``rho_k, nu_k, k_i, l_i, rho_{k_i}, nu_{l_i}``, and the lists.
     """
     n, m = x.shape[0], y.shape[0]
-    x_sq, y_sq = (x * x).sum(1), (y * y).sum(1)
     kx, ky = min(max(keep, k), n - 1), min(max(keep, k), m)
     out = np.empty((6, n), dtype=np.float64)
     q_dist = np.empty((n, ky), dtype=np.float64)
     q_idx = np.empty((n, ky), dtype=np.int64)
     p_dist = np.empty((n, kx), dtype=np.float64)
     p_idx = np.empty((n, kx), dtype=np.int64)
-    for start in range(0, n, chunk):
-        q, q_sq = x[start:start + chunk], x_sq[start:start + chunk]
-        rows = torch.arange(q.shape[0])
-        pxx = _partial_squared_distances(q, x, x_sq)  # (B, n)
-        pxx[rows, rows + start] = torch.inf  # a point is not its own neighbour
-        pxy = _partial_squared_distances(q, y, y_sq)  # (B, m)
-        top_x, idx_x = torch.topk(pxx, kx, dim=1, largest=False, sorted=True)
-        top_y, idx_y = torch.topk(pxy, ky, dim=1, largest=False, sorted=True)
-        top_x = top_x.add_(q_sq[:, None]).clamp_min_(0)
-        top_y = top_y.add_(q_sq[:, None]).clamp_min_(0)
+    blocks = zip(squared_distance_blocks(x, x, chunk=chunk),
+                 squared_distance_blocks(x, y, chunk=chunk), strict=True)
+    for (start, dxx), (_, dxy) in blocks:  # (B, n), (B, m)
+        rows = torch.arange(dxx.shape[0])
+        dxx[rows, rows + start] = torch.inf  # a point is not its own neighbour
+        top_x, idx_x = torch.topk(dxx, kx, dim=1, largest=False, sorted=True)
+        top_y, idx_y = torch.topk(dxy, ky, dim=1, largest=False, sorted=True)
         rho2, nu2 = top_x[:, k - 1], top_y[:, k - 1]
         eps2 = torch.maximum(rho2, nu2)
-        k_i, rho_ball = _ball_statistics(pxx, q_sq, top_x, eps2)
-        l_i, nu_ball = _ball_statistics(pxy, q_sq, top_y, eps2)
+        k_i, rho_ball = _ball_statistics(dxx, top_x, eps2)
+        l_i, nu_ball = _ball_statistics(dxy, top_y, eps2)
         block = torch.stack([rho2.sqrt(), nu2.sqrt(), k_i.to(rho2.dtype), l_i.to(rho2.dtype),
                              rho_ball.sqrt(), nu_ball.sqrt()])
-        stop = start + q.shape[0]
+        stop = start + dxx.shape[0]
         out[:, start:stop] = block.double().numpy()
         q_dist[start:stop] = top_y.sqrt().double().numpy()
         q_idx[start:stop] = idx_y.numpy()
@@ -164,7 +153,7 @@ class WKVResult:
         the ``Q`` points flagged in ``q_out`` ``(m,)`` left out: every remaining ``P`` point's
         radii, ball and neighbour counts recomputed from its sorted neighbour lists."""
         assert self.base is not None and self.lists is not None
-        rho_k_base, nu_k_base, k_base, l_base, rho_ball_base, nu_ball_base = self.base
+        _, _, k_base, l_base, rho_ball_base, nu_ball_base = self.base
         q_dist, p_dist = self.lists.q_dist, self.lists.p_dist
         keep_q = ~q_out[self.lists.q_idx]  # (n, K)
         keep_p = ~p_out[self.lists.p_idx]  # (n, Kp)
@@ -218,9 +207,8 @@ class WKVResult:
         se_p, se_q = self.jackknife(seed=seed, groups=groups)
         se = math.hypot(se_p, se_q) if both_sets else se_q
         which = "both sets" if both_sets else "the Q sample (P fixed)"
-        return Estimate(self.value, se, self.value - Z95 * se, self.value + Z95 * se,
-                        len(self.terms),
-                        f"normal, delete-a-group jackknife stderr over {which} ({groups} "
+        return Estimate.normal(self.value, se, n=len(self.terms),
+                        method=f"normal, delete-a-group jackknife stderr over {which} ({groups} "
                         "groups, neighbours recounted)")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gmbench.estimators.neighbours import DEFAULT_CHUNK
+from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks
 from gmbench.estimators.uncertainty import Estimate
 
 __all__ = ["MMDResult", "MULTISCALE_FACTORS", "gaussian_rbf_mmd2", "median_bandwidth", "mmd2_unbiased", "multiscale_bandwidths"]
@@ -67,12 +67,13 @@ class MMDResult:
         :func:`mmd2_unbiased`)."""
         b = self.boot
         if b.size < 2:
-            return Estimate(self.value, math.nan, math.nan, math.nan, min(self.n_x, self.n_y),
+            return Estimate(value=self.value, stderr=math.nan, ci_low=math.nan, ci_high=math.nan,
+                            n=min(self.n_x, self.n_y), ci_method=
                             "none")
         low, high = np.quantile(b, [0.025, 0.975])
-        return Estimate(self.value, float(b.std(ddof=1)), float(low), float(high),
-                        min(self.n_x, self.n_y),
-                        f"bootstrap-percentile ({b.size} resamples; replicates drop "
+        return Estimate(value=self.value, stderr=float(b.std(ddof=1)), ci_low=float(low),
+                        ci_high=float(high), n=min(self.n_x, self.n_y),
+                        ci_method=f"bootstrap-percentile ({b.size} resamples; replicates drop "
                         "self-pairs)")
 
 
@@ -88,24 +89,19 @@ def _kernel_sums(a: torch.Tensor, b: torch.Tensor, wa: torch.Tensor, wb: torch.T
     Returns:
         ``(1 + R,)`` float64: the plain sum, then one weighted sum per replicate.
     """
-    b_sq = (b * b).sum(1)
     plain = torch.zeros((), dtype=torch.float64)
     weighted = torch.zeros(wa.shape[0], dtype=torch.float64)
-    for start in range(0, a.shape[0], chunk):
-        ab = a[start:start + chunk]  # (B, d)
-        # -|a - b|^2 = 2 a.b - |b|^2 - |a|^2, built in place
-        neg_d2 = torch.addmm(b_sq[None], ab, b.T, beta=-1.0, alpha=2.0)  # (B, m)
-        neg_d2.sub_((ab * ab).sum(1, keepdim=True)).clamp_max_(0)
+    for start, d2 in squared_distance_blocks(a, b, chunk=chunk):  # (B, m)
         if len(gammas) == 1:
-            kern = neg_d2.mul_(gammas[0]).exp_()
+            kern = d2.mul_(-gammas[0]).exp_()
         else:
-            kern = torch.zeros_like(neg_d2)
+            kern = torch.zeros_like(d2)
             for gamma in gammas:
-                kern.add_(torch.exp(neg_d2 * gamma))
+                kern.add_(torch.exp(d2 * -gamma))
         plain += kern.sum(1).double().sum()
         if wa.shape[0]:
             kw = kern @ wb.T  # (B, R)
-            weighted += (kw * wa[:, start:start + ab.shape[0]].T).sum(0, dtype=torch.float64)
+            weighted += (kw * wa[:, start:start + d2.shape[0]].T).sum(0, dtype=torch.float64)
     return torch.cat([plain[None], weighted])
 
 

@@ -41,13 +41,16 @@ def kl_tv_from_log_ratios(log_p: np.ndarray, log_q: np.ndarray, *,
     assert log_p.shape == log_q.shape and log_p.ndim == 1
     log_ratio = log_p - log_q  # (n,)
     kl = mean_estimate(log_ratio)
-    kl = Estimate(kl.value, kl.stderr, kl.ci_low - rounding_tol, kl.ci_high + rounding_tol, kl.n,
+    kl = Estimate(value=kl.value, stderr=kl.stderr, ci_low=kl.ci_low - rounding_tol,
+                  ci_high=kl.ci_high + rounding_tol, n=kl.n, ci_method=
                   f"normal (CLT over {kl.n} fresh draws x ~ P)")
     tv_terms = np.where(log_ratio > rounding_tol, -np.expm1(-np.maximum(log_ratio, 0.0)), 0.0)
     tv = mean_estimate(tv_terms)
     if not math.isfinite(tv.stderr):
-        tv = Estimate(tv.value, 0.0, tv.value, tv.value, tv.n, tv.ci_method)
-    tv = Estimate(tv.value, tv.stderr, max(0.0, tv.ci_low), min(1.0, tv.ci_high), tv.n,
+        tv = Estimate(value=tv.value, stderr=0.0, ci_low=tv.value, ci_high=tv.value, n=tv.n,
+                      ci_method=tv.ci_method)
+    tv = Estimate(value=tv.value, stderr=tv.stderr, ci_low=max(0.0, tv.ci_low),
+                  ci_high=min(1.0, tv.ci_high), n=tv.n, ci_method=
                   f"normal (CLT over {tv.n} fresh draws x ~ P), clipped to [0, 1]")
     return kl, tv
 

@@ -6,12 +6,37 @@ processed ``chunk`` at a time, and only the ``k`` smallest distances of each are
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_CHUNK", "knn", "kth_neighbor_distance"]
+__all__ = ["DEFAULT_CHUNK", "knn", "squared_distance_blocks"]
 
 DEFAULT_CHUNK = 1024
+
+
+def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DEFAULT_CHUNK,
+                            snap: float | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield ``(start, d2)``: the ``(B, m)`` squared Euclidean distances from the queries
+    ``q[start:start + B]`` to all of ``r``, one block of ``chunk`` queries at a time (memory
+    ``O(chunk * m)``), as ``|r|^2 - 2 q.r + |q|^2`` built in the product's own buffer.
+
+    Centre both sets (on the reference mean) before calling: the expansion then loses far
+    less precision on off-centre data. Negative round-off is clipped to 0; with ``snap``,
+    values below ``snap * (|q|^2 + |r|^2)`` (the round-off of an exact duplicate) become 0.
+    This is the one distance kernel of every k-NN statistic in gmbench.
+    """
+    r_sq = (r * r).sum(1)  # (m,)
+    for start in range(0, q.shape[0], chunk):
+        qb = q[start:start + chunk]  # (B, d)
+        q_sq = (qb * qb).sum(1, keepdim=True)  # (B, 1)
+        d2 = torch.addmm(r_sq[None], qb, r.T, alpha=-2.0).add_(q_sq)  # (B, m)
+        if snap is None:
+            d2.clamp_min_(0)
+        else:
+            d2.masked_fill_(d2 <= (q_sq + r_sq[None]).mul_(snap), 0.0)
+        yield start, d2
 
 
 def _as_tensor(x: np.ndarray | torch.Tensor, device: str, dtype: torch.dtype) -> torch.Tensor:
@@ -46,22 +71,14 @@ def knn(queries: np.ndarray | torch.Tensor, refs: np.ndarray | torch.Tensor, *, 
     kk = k + 1 if exclude_self else k
     if kk > m:
         raise ValueError(f"k = {k} neighbours requested from {m} reference points")
-    r_sq = (r * r).sum(1)  # (m,)
     dist = np.empty((n, k), dtype=np.float64)
     index = np.empty((n, k), dtype=np.int64)
-    for start in range(0, n, chunk):
-        qb = q[start:start + chunk]  # (B, d)
-        # |q|^2 + |r|^2 - 2 q.r, built in place in the one (B, m) buffer the product makes
-        d2 = (qb @ r.T).mul_(-2.0).add_(r_sq[None]).add_((qb * qb).sum(1, keepdim=True))
+    for start, d2 in squared_distance_blocks(q, r, chunk=chunk):
+        stop = start + d2.shape[0]
         if exclude_self:
-            rows = torch.arange(qb.shape[0], device=device)
+            rows = torch.arange(d2.shape[0], device=device)
             d2[rows, rows + start] = torch.inf
         vals, idx = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-        dist[start:start + qb.shape[0]] = vals.clamp_min_(0).sqrt_().double().cpu().numpy()
-        index[start:start + qb.shape[0]] = idx.cpu().numpy()
+        dist[start:stop] = vals.sqrt_().double().cpu().numpy()
+        index[start:stop] = idx.cpu().numpy()
     return dist, index
-
-
-def kth_neighbor_distance(x: np.ndarray | torch.Tensor, k: int, **kwargs) -> np.ndarray:
-    """Distance from each point of ``x`` to its ``k``-th nearest *other* point, ``(n,)``."""
-    return knn(x, x, k=k, exclude_self=True, **kwargs)[0][:, -1]

@@ -39,11 +39,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks
+
 __all__ = ["JACKKNIFE_GROUPS", "DensityCoverage", "NeighbourLists", "PRDCResult",
            "density_coverage", "jackknife_se", "kth_neighbor_radius", "prdc",
            "radii_without", "self_neighbours"]
 
-DEFAULT_CHUNK = 1024
 SNAP = 1e-10  # relative round-off below which a squared distance is an exact duplicate
 JACKKNIFE_GROUPS = 10
 LIST_MARGIN = 8  # neighbours kept beyond k, so radii survive leaving a group out
@@ -59,14 +60,7 @@ def _tensor(x: np.ndarray | torch.Tensor, center: torch.Tensor | None, device: s
 
 def _sq_dist_blocks(q: torch.Tensor, r: torch.Tensor, chunk: int
                     ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, d2)`` with ``d2`` the ``(B, m)`` squared distances of a query block."""
-    r_sq = (r * r).sum(1)  # (m,)
-    for start in range(0, q.shape[0], chunk):
-        qb = q[start:start + chunk]  # (B, d)
-        scale = (qb * qb).sum(1, keepdim=True) + r_sq[None]  # (B, m): |a|^2 + |b|^2
-        d2 = torch.addmm(scale, qb, r.T, alpha=-2.0)  # (B, m)
-        d2.masked_fill_(d2 <= scale.mul_(SNAP), 0.0)  # in place: memory stays O(B * m)
-        yield start, d2
+    return squared_distance_blocks(q, r, chunk=chunk, snap=SNAP)
 
 
 def kth_neighbor_radius(real: np.ndarray | torch.Tensor, *, k: int, chunk: int = DEFAULT_CHUNK,

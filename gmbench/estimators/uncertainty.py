@@ -27,9 +27,10 @@ __all__ = [
 Z95 = float(stats.norm.ppf(0.975))  # 1.959963984540054
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Estimate:
-    """A point estimate with its spread.
+    """A point estimate with its spread. Build one with a named constructor
+    (:meth:`normal`, :meth:`binomial`, :meth:`not_estimable`) or with every field named.
 
     Attributes:
         value: the estimate.
@@ -46,6 +47,32 @@ class Estimate:
     n: int
     ci_method: str
 
+    @classmethod
+    def normal(cls, value: float, stderr: float, *, n: int, method: str,
+               low: float = -math.inf, high: float = math.inf) -> Estimate:
+        """``value ± 1.96 stderr``, clipped to ``[low, high]`` (the metric's range)."""
+        return cls(value=value, stderr=stderr, ci_low=max(low, value - Z95 * stderr),
+                   ci_high=min(high, value + Z95 * stderr), n=n, ci_method=method)
+
+    @classmethod
+    def binomial(cls, successes: int, n: int, *, method: str = "clopper-pearson") -> Estimate:
+        """A proportion ``successes / n`` with its exact (Clopper–Pearson) interval."""
+        p = successes / n
+        low, high = clopper_pearson(successes, n)
+        return cls(value=p, stderr=math.sqrt(p * (1 - p) / n), ci_low=low, ci_high=high, n=n,
+                   ci_method=method)
+
+    @classmethod
+    def not_estimable(cls, *, n: int, method: str = "not estimable") -> Estimate:
+        """No value: every number ``nan`` (written as null)."""
+        return cls(value=math.nan, stderr=math.nan, ci_low=math.nan, ci_high=math.nan, n=n,
+                   ci_method=method)
+
+    def shifted(self, delta: float, *, method: str | None = None) -> Estimate:
+        """The same estimate moved by ``delta`` (value and interval)."""
+        return replace(self, value=self.value + delta, ci_low=self.ci_low + delta,
+                       ci_high=self.ci_high + delta, ci_method=method or self.ci_method)
+
     def contains(self, x: float) -> bool:
         return self.ci_low <= x <= self.ci_high
 
@@ -60,14 +87,14 @@ def mean_estimate(values: np.ndarray) -> Estimate:
     n = int(v.size)
     mean = float(v.mean())
     se = float(v.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
-    return Estimate(mean, se, mean - Z95 * se, mean + Z95 * se, n, "normal")
+    return Estimate.normal(mean, se, n=n, method="normal")
 
 
 def difference(a: Estimate, b: Estimate) -> Estimate:
     """``a - b`` for independent estimates; standard errors add in quadrature."""
     se = math.hypot(a.stderr, b.stderr)
     value = a.value - b.value
-    return Estimate(value, se, value - Z95 * se, value + Z95 * se, min(a.n, b.n), "normal")
+    return Estimate.normal(value, se, n=min(a.n, b.n), method="normal")
 
 
 def monotone_transform(
@@ -117,7 +144,8 @@ def bootstrap_estimate(
     boots = np.array([statistic(rng.integers(0, n, size=n)) for _ in range(n_boot)])
     boots = boots[np.isfinite(boots)]
     low, high = np.quantile(boots, [0.025, 0.975])
-    return Estimate(float(point), float(boots.std(ddof=1)), float(low), float(high), n,
+    return Estimate(value=float(point), stderr=float(boots.std(ddof=1)), ci_low=float(low),
+                    ci_high=float(high), n=n, ci_method=
                     f"bootstrap-percentile ({n_boot} resamples)")
 
 

@@ -1,7 +1,7 @@
 """The bundled classifiers: one small convolutional network per image dataset.
 
 Each classifier is trained by the project on its dataset's train split
-(``python -m gmbench.features.train --dataset NAME``) and ships in this package as
+(``python -m gmbench.features.train_classifier --dataset NAME``) and ships in this package as
 ``<dataset>.safetensors`` (weights, loaded without pickle) beside ``<dataset>.json`` (its
 architecture, test accuracy, weights sha256 and how it was trained). Its penultimate layer is
 the feature space of every sample metric on that dataset; its logits give the Inception Score
@@ -133,7 +133,7 @@ def _missing_message(dataset: str, directory: Path) -> str:
     return (
         f"No trained classifier for '{dataset}' in {directory}: the sample-quality feature "
         f"extractor for this dataset has not been trained yet. Train it with `python -m "
-        f"gmbench.features.train --dataset {dataset}` (needs the dataset's train split; "
+        f"gmbench.features.train_classifier --dataset {dataset}` (needs the dataset's train split; "
         "add --device cuda if you have a GPU), which writes the weights into the package, or "
         "choose another feature space with --feature-extractor pixels or "
         "--feature-extractor inception-v3-compat."
@@ -154,7 +154,7 @@ def _load(dataset: str, directory: Path, device: str) -> BundledClassifier:
             f"The classifier weights {weights} do not match the sha256 in {record_path.name} "
             f"(file {digest[:12]}, record {str(record.get('weights_sha256'))[:12]}): the file is "
             "corrupt or was replaced. Reinstall gmbench, or retrain with `python -m "
-            f"gmbench.features.train --dataset {dataset}`."
+            f"gmbench.features.train_classifier --dataset {dataset}`."
         )
     arch = Architecture.from_dict(record["architecture"])
     with process_state():  # building the network draws initial weights: not from our caller

@@ -20,6 +20,7 @@ pixels ``D``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +29,6 @@ import numpy as np
 import torch
 
 from gmbench.datasets import Dataset, DatasetInfo
-from gmbench.errors import did_you_mean
 from gmbench.features.classifier import (
     BundledClassifier,
     ExtractorError,
@@ -37,9 +37,12 @@ from gmbench.features.classifier import (
 )
 from gmbench.files import sha256_file
 from gmbench.models.boundary import process_state
+from gmbench.registry import Registry
 
 __all__ = [
+    "EXTRACTORS",
     "EXTRACTOR_NAMES",
+    "ExtractorSpec",
     "INCEPTION_URL",
     "INCEPTION_WEIGHTS_FILE",
     "ClassifierFeatures",
@@ -53,7 +56,6 @@ __all__ = [
     "get_extractor",
 ]
 
-EXTRACTOR_NAMES = ("auto", "classifier", "pixels", "inception-v3-compat")
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                  "weights-inception-2015-12-05-6726825d.pth")
 INCEPTION_WEIGHTS_FILE = INCEPTION_URL.rsplit("/", 1)[1]
@@ -228,27 +230,52 @@ def default_extractor(dataset: Dataset, *, device: str = "cpu") -> FeatureExtrac
     return PixelFeatures(dataset.info)
 
 
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """A registered feature space: how to build it for a dataset, and what it is.
+
+    Attributes:
+        name: the ``--feature-extractor`` value.
+        description: one line for ``--help``.
+        images_only: refused on non-image data.
+        build: ``build(dataset, inception_weights, device)``.
+    """
+
+    name: str
+    description: str
+    images_only: bool
+    build: Callable[[Dataset, str | Path | None, str], FeatureExtractor]
+
+
+EXTRACTORS: Registry[ExtractorSpec] = Registry("feature extractor", error=ExtractorError)
+for _spec in (
+    ExtractorSpec("auto", "the dataset's bundled classifier where one is trained, else pixels",
+                  False, lambda ds, w, dev: default_extractor(ds, device=dev)),
+    ExtractorSpec("classifier", "the dataset's bundled classifier (128-d penultimate layer)",
+                  True, lambda ds, w, dev: ClassifierFeatures.for_dataset(ds.info.name,
+                                                                          device=dev)),
+    ExtractorSpec("pixels", "the flattened data, scaled to [0, 1]", False,
+                  lambda ds, w, dev: PixelFeatures(ds.info)),
+    ExtractorSpec("inception-v3-compat", "torch-fidelity's ImageNet InceptionV3 (needs its "
+                  "weights file)", True,
+                  lambda ds, w, dev: InceptionFeatures.load(levels=ds.info.levels, weights=w,
+                                                            device=dev)),
+):
+    EXTRACTORS.register(_spec.name, _spec)
+EXTRACTOR_NAMES = EXTRACTORS.names()
+
+
 def get_extractor(name: str, dataset: Dataset, *, inception_weights: str | Path | None = None,
                   device: str = "cpu") -> FeatureExtractor:
-    """The extractor called ``name`` (one of :data:`EXTRACTOR_NAMES`) for ``dataset``.
+    """The registered extractor ``name`` (:data:`EXTRACTORS`) built for ``dataset``.
 
     Raises:
         ExtractorError: unknown name, a non-image dataset for an image extractor, or missing
             weights.
     """
-    if name == "auto":
-        return default_extractor(dataset, device=device)
-    if name == "pixels":
-        return PixelFeatures(dataset.info)
-    if name not in EXTRACTOR_NAMES:
-        raise ExtractorError(f"Unknown feature extractor '{name}'."
-                             f"{did_you_mean(name, EXTRACTOR_NAMES)} Choose one of "
-                             f"{', '.join(EXTRACTOR_NAMES)}.")
-    if dataset.info.kind != "image":
+    spec = EXTRACTORS.get(name)
+    if spec.images_only and dataset.info.kind != "image":
         raise ExtractorError(f"--feature-extractor {name} works on images, but "
                              f"{dataset.info.name} is {dataset.info.kind} data. Use "
                              "--feature-extractor pixels (or leave it at auto).")
-    if name == "classifier":
-        return ClassifierFeatures.for_dataset(dataset.info.name, device=device)
-    return InceptionFeatures.load(levels=dataset.info.levels, weights=inception_weights,
-                                  device=device)
+    return spec.build(dataset, inception_weights, device)

@@ -11,6 +11,6 @@ from gmbench.metrics import sample_quality
 from gmbench.metrics import memorization
 from gmbench.metrics import cas
 from gmbench.metrics import autoencoder
-from gmbench.metrics.registry import METRICS, Measurement, Metric, get_metric, register
+from gmbench.metrics.metric import METRICS, Measurement, Metric, get_metric, register
 
 __all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register"]

@@ -14,7 +14,7 @@ import numpy as np
 from gmbench.estimators.uncertainty import mean_estimate
 from gmbench.features.extractors import PixelFeatures
 from gmbench.metrics.context import Context
-from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.metrics.metric import Measurement, Metric, register
 
 __all__ = ["squared_error_per_dim"]
 

@@ -1,6 +1,6 @@
 """Classification Accuracy Score metrics: ``cas`` and ``cas_ratio`` (SPEC section 4).
 
-Wiring only; the protocol, classifier and estimates live in :mod:`gmbench.estimators.cas`. With
+Wiring only; the protocol, classifier and estimates live in :mod:`gmbench.estimators.train_on_synthetic`. With
 ``sample_conditional`` the model is asked for a balanced set of classes and those requested
 classes are the labels (true CAS, ``labels: "conditional"``); otherwise ``ev.samples`` are
 labelled by :func:`pseudo_labels` behind the support gate (``labels: "pseudo"``). The
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from gmbench.estimators import cas
+from gmbench.estimators import train_on_synthetic as cas
 from gmbench.estimators.prdc import kth_neighbor_radius
-from gmbench.estimators.uncertainty import Z95, Estimate
+from gmbench.estimators.uncertainty import Estimate
 from gmbench.features.extractors import ClassifierFeatures, PixelFeatures
 from gmbench.files import sha256_bytes
 from gmbench.metrics.context import Context
 from gmbench.metrics.memorization import nearest_train
-from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.metrics.metric import Measurement, Metric, register
 from gmbench.rng import child_seed
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def _cas_ratio(ev: Context) -> Measurement:
     ref = float(r.reference_correct.mean())
     acc = r.fit.estimate()
     value, se = acc.value / ref, acc.stderr / ref
-    est = Estimate(value, se, max(0.0, value - Z95 * se), value + Z95 * se, acc.n,
+    est = Estimate.normal(value, se, n=acc.n, low=0.0, method=
                    "normal: the cas interval divided by the reference accuracy (fixed)")
     return Measurement(est, feature_space="data", details={
         **r.details, "ratio": "cas / accuracy of the same classifier trained on n real "

@@ -33,7 +33,7 @@ from gmbench.estimators.montecarlo import (
 from gmbench.estimators.uncertainty import Z95, Estimate
 from gmbench.metrics.context import Context
 from gmbench.metrics.likelihood import likelihood_details
-from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.metrics.metric import Measurement, Metric, register
 from gmbench.rng import child_seed
 
 if TYPE_CHECKING:
@@ -146,7 +146,8 @@ def _tv_lower_bound(ev: Context) -> Measurement:
     res = c2st_result(ev)
     acc = res.accuracy_estimate()
     bound = res.tv_lower_bound()
-    est = Estimate(bound, 2 * acc.stderr, bound, 1.0, acc.n,
+    est = Estimate(value=bound, stderr=2 * acc.stderr, ci_low=bound, ci_high=1.0, n=acc.n,
+                   ci_method=
                    "one-sided 95%: 2 * (exact Clopper-Pearson lower bound on held-out accuracy, "
                    "one fold's worth of trials) - 1, floored at 0; the value is the bound")
     details = _c2st_details(res)
@@ -169,8 +170,7 @@ def _kl_knn(ev: Context) -> Measurement:
     res = wkv_result(ev)
     jack_seed = child_seed(ev.seed, "kl_knn", "jackknife")
     se_test, se_samples = res.jackknife(seed=jack_seed)
-    est = Estimate(res.value, se_samples, res.value - Z95 * se_samples,
-                   res.value + Z95 * se_samples, len(res.terms),
+    est = Estimate.normal(res.value, se_samples, n=len(res.terms), method=
                    "normal, delete-a-group jackknife stderr over the samples (10 groups, "
                    "neighbours recounted; test split fixed)")
     n_q = len(ev.features("samples"))
@@ -211,7 +211,7 @@ def _kl_knn(ev: Context) -> Measurement:
     if reason is not None:
         details["not_estimable"] = reason
         details["value_if_estimable"] = est.value
-        est = Estimate(math.nan, math.nan, math.nan, math.nan, est.n,
+        est = Estimate.not_estimable(n=est.n, method=
                        "not estimable (see not_estimable)")
     return Measurement(est, feature_space=ev.feature_space, details=details)
 

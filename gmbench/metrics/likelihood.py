@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gmbench.estimators.uncertainty import Estimate, difference, mean_estimate, monotone_transform
 from gmbench.metrics.context import Context
-from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.metrics.metric import Measurement, Metric, register
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
@@ -104,8 +104,7 @@ def _cross_entropy(ev: Context) -> Measurement:
 def _entropy_gap(ev: Context) -> Measurement:
     h = float(ev.dataset.truth.entropy)  # type: ignore[union-attr, arg-type]
     est = nll_estimate(ev)
-    shifted = Estimate(est.value - h, est.stderr, est.ci_low - h, est.ci_high - h, est.n,
-                       est.ci_method)
+    shifted = est.shifted(-h)
     return _measure(ev, shifted, entropy=h, note="nll - H(P) = KL(P||Q) for exact log_prob")
 
 

@@ -18,7 +18,7 @@ from gmbench.estimators import copying as mem
 from gmbench.estimators.neighbours import knn
 from gmbench.features.extractors import PixelFeatures
 from gmbench.metrics.context import Context
-from gmbench.metrics.registry import Measurement, Metric, register
+from gmbench.metrics.metric import Measurement, Metric, register
 from gmbench.rng import child_seed
 
 __all__ = ["PAIRS_KEY", "SHARED_K", "nearest_train", "suspicious_pairs"]

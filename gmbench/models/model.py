@@ -41,7 +41,6 @@ __all__ = [
     "ModelSource",
     "build_model",
     "import_model_file",
-    "load_model",
 ]
 
 CAPABILITIES = ("sample", "log_prob", "encode_decode", "sample_conditional")
@@ -460,10 +459,3 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
     identity = weights_identity(obj, model_file=source.path,
                                 module_weights=getattr(module, "WEIGHTS", None))
     return Model(obj, source=replace(source, weights=identity), info=info, device=device)
-
-
-def load_model(path: str | Path, info_for: Callable[[str | None], DatasetInfo], device: str
-               ) -> Model:
-    """Import ``path`` and build its model for the dataset that ``info_for(declared)`` picks."""
-    module, source = import_model_file(path)
-    return build_model(module, source, info_for(source.dataset), device)

@@ -4,6 +4,7 @@ bundled baselines (their values ± 95% half-width) and the model's rank among th
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,6 @@ from gmbench.present.format import format_number, format_pm
 from gmbench.present.verdicts import memorization_line
 
 __all__ = ["render_table"]
-
-
 
 SHA = re.compile(r" \(sha256 ([0-9a-f]+)\)$")
 
@@ -38,15 +37,39 @@ def _align(rows: list[list[str]]) -> list[str]:
     return lines
 
 
+WIDTH = 120  # the compact table fits a terminal this wide
+BEST_CELL = 30
+
+
+def _best_baseline(comp: Any) -> str:
+    """``name value ±hw`` of the best comparable baseline for this metric."""
+    best_name, best_row = None, None
+    direction = Direction.of(comp.record)
+    for name, row in comp.baselines.items():
+        if name in comp.mismatched or row.value is None:
+            continue
+        if best_row is None or direction.badness(row.value) < direction.badness(best_row.value):
+            best_name, best_row = name, row
+    if best_row is None:
+        return ""
+    cell = f"{best_name} {format_pm(best_row.value, best_row.halfwidth, digits=3)}"
+    return cell if len(cell) <= BEST_CELL else cell[:BEST_CELL - 1] + "…"
+
+
 def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
-                 board: str | Path | None = None) -> str:
+                 board: str | Path | None = None, wide: bool = False) -> str:
     """Render a ``results.json`` dictionary as aligned text, beside the baselines.
+
+    The default table fits a 120-column terminal: each metric's value, 95% interval, the
+    model's rank among itself and the baselines, and the best baseline; ``wide`` adds the
+    sample size and unit and shows every baseline in its own column.
 
     Args:
         result: the run (``RunResult.to_dict()`` or a read ``results.json``).
-        baselines: :class:`~gmbench.storage.leaderboard.BoardRow` rows of the bundled baselines on the
-            same dataset (each baseline's most recent evaluation is shown).
+        baselines: :class:`~gmbench.storage.leaderboard.BoardRow` rows of the bundled baselines
+            on the same dataset (each baseline's most recent evaluation is shown).
         board: where the baselines came from (named in the footer; ``None``: not looked up).
+        wide: every baseline in its own column.
     """
     from gmbench.present.compare import compare_with_baselines
 
@@ -54,25 +77,28 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     lines = [f"gmbench: {printable(model['name'])} on {data['name']} (seed {result['seed']}, "
              f"dataset sha256 {data['sha256'][:12]}, model sha256 {model['sha256'][:12]})"]
     names, comparisons = compare_with_baselines(result, baselines)
-    header = ["", "metric", "value", "95% CI", "n", "unit", "kind / space"]
+    header = ["", "metric", "value", "95% CI"]
+    header += ["n", "unit", "kind / space"] if wide else ["kind / space"]
     if names:
-        header += ["rank", *names]
+        header += ["rank", *names] if wide else ["rank", "best baseline"]
     rows = [header]
     any_mismatch = False
     for comp in comparisons:
         rec = comp.record
         ci = f"[{format_number(rec['ci_low'])}, {format_number(rec['ci_high'])}]"
         value = "not estimable" if rec.get("not_estimable") else format_number(rec["value"])
-        row = [Direction.of(rec).arrow, comp.metric, value,
-               ci, str(rec["n"]), rec["unit"], _where(rec)]
+        row = [Direction.of(rec).arrow, comp.metric, value, ci]
+        row += [str(rec["n"]), rec["unit"], _where(rec)] if wide else [_where(rec)[:18]]
         if names:
             row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
-            for name in names:
+            any_mismatch |= bool(comp.mismatched)
+            if not wide:
+                row.append(_best_baseline(comp))
+            for name in names if wide else ():
                 r = comp.baselines.get(name)
                 cell = "" if r is None else format_pm(r.value, r.halfwidth, digits=4)
                 if name in comp.mismatched:
                     cell += " †"
-                    any_mismatch = True
                 row.append(cell)
         rows.append(row)
     lines += _align(rows)
@@ -90,7 +116,8 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         lines.append("feature spaces: " + "; ".join(spaces) + ".")
     if names:
         lines.append(f"baselines from {board}: value ±95% half-width; rank among this model and "
-                     "the baselines (1 = best)."
+                     "the baselines (1 = best)" + ("." if wide else "; --wide shows every "
+                                                   "baseline.")
                      + (" † measured in another feature space: not ranked." if any_mismatch
                         else ""))
         stale = sorted({r.dataset_sha256[:12] for r in baselines} - {data["sha256"][:12]})
@@ -100,4 +127,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     elif board is not None:
         lines.append(f"no baselines for {data['name']} (looked for {board}; set --boards DIR or "
                      "GMBENCH_BOARDS).")
-    return "\n".join(lines)
+    table_end = 2 + len(rows)  # the title, the header rule and the rows stay as they are
+    notes = [textwrap.fill(line, width=WIDTH, subsequent_indent="  ", break_long_words=False,
+                           break_on_hyphens=False) for line in lines[table_end:]]
+    return "\n".join(lines[:table_end] + notes)

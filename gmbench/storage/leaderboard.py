@@ -242,13 +242,6 @@ def parse_board(text: str, *, where: str = "board") -> list[BoardRow]:
     return _parse_board(text, where=where)[0]
 
 
-def board_format(text: str) -> int:
-    """1 for a gmbench 0.1 board (its header lacks ``ideal``, ``protocol``,
-    ``weights_sha256``), 2 for the current format."""
-    first = text.removeprefix("\ufeff").split("\n", 1)[0].strip().split(",")
-    return 1 if tuple(first) == COLUMNS_V1 else 2
-
-
 def _parse_board(text: str, *, where: str) -> tuple[list[BoardRow], int]:
     if not text:
         raise BoardError(f"{where} is empty. A board has at least its header line; delete the "

@@ -12,10 +12,9 @@ from typing import Any
 
 from gmbench.errors import BoardError
 from gmbench.estimators.uncertainty import Estimate
-from gmbench.files import atomic_write
 
 __all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise",
-           "read_results", "validate_results"]
+           "read_results", "results_csv", "validate_results"]
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)  # version 1: gmbench 0.1 (no protocol, ideal or weights fields)
@@ -108,26 +107,22 @@ class RunResult:
 
     def csv_bytes(self) -> bytes:
         """``results.csv``: one row per metric, formula-like cells neutralised."""
-        data = self.to_dict()
-        columns = ["model", "dataset", "metric", *CORE_FIELDS, "seed", "n_samples",
-                   "model_sha256", "weights_sha256", "dataset_sha256"]
-        buffer = io.StringIO(newline="")
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        for key, rec in data["metrics"].items():
-            writer.writerow([neutralise(data["model"]["name"]), data["dataset"]["name"], key,
-                             *[rec.get(c) for c in CORE_FIELDS], data["seed"],
-                             data["n_samples"], data["model"]["sha256"],
-                             data["model"].get("weights_sha256"), data["dataset"]["sha256"]])
-        return buffer.getvalue().encode()
+        return results_csv(self.to_dict())
 
-    def write_json(self, path: str | Path) -> None:
-        with atomic_write(path, mode="wb") as handle:
-            handle.write(self.json_bytes())
 
-    def write_csv(self, path: str | Path) -> None:
-        with atomic_write(path, mode="wb") as handle:
-            handle.write(self.csv_bytes())
+def results_csv(data: dict[str, Any]) -> bytes:
+    """The ``results.csv`` of a ``results.json`` document: one row per metric."""
+    columns = ["model", "dataset", "metric", *CORE_FIELDS, "seed", "n_samples",
+               "model_sha256", "weights_sha256", "dataset_sha256"]
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    for key, rec in data["metrics"].items():
+        writer.writerow([neutralise(data["model"]["name"]), data["dataset"]["name"], key,
+                         *[rec.get(c) for c in CORE_FIELDS], data["seed"], data["n_samples"],
+                         data["model"]["sha256"], data["model"].get("weights_sha256"),
+                         data["dataset"]["sha256"]])
+    return buffer.getvalue().encode()
 
 
 # ------------------------------------------------------------------ reading, validating

@@ -1,4 +1,4 @@
-"""Train a bundled classifier: ``python -m gmbench.features.train --dataset fashion-mnist``.
+"""Train a bundled classifier: ``python -m gmbench.features.train_classifier --dataset fashion-mnist``.
 
 Seeded and rerunnable on CPU or CUDA. Trains :class:`~gmbench.features.net.ConvClassifier`
 on the dataset's train split (Adam, cosine learning-rate decay, cross-entropy), measures its
@@ -135,7 +135,7 @@ def train_classifier(dataset_name: str, *, config: TrainConfig, device: str = "c
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": f"python -m gmbench.features.train --dataset {dataset_name} "
+            "command": f"python -m gmbench.features.train_classifier --dataset {dataset_name} "
                        f"--seed {config.seed} --device {device}",
         },
     }

@@ -20,7 +20,7 @@ on real data. gmbench's protocol (version 2):
   on digits with protocol 1).
 * **Interval.** The same classifier is trained on the full synthetic set and, in the same
   pass, on ``replicates`` bootstrap resamples of it (Poisson multiplicities as loss weights,
-  each from its own initialization; :func:`gmbench.estimators.classifier.train_parallel_mlp`). The value
+  each from its own initialization; :func:`gmbench.estimators.mlp.train_parallel_mlp`). The value
   is the full classifier's accuracy on the real test split; its variance adds the spread of
   the replicates' accuracies (the randomness of the samples and of training, which is what
   changes between runs) and the binomial variance over test examples.
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from gmbench.estimators.classifier import predict_parallel, train_parallel_mlp
-from gmbench.estimators.uncertainty import Z95, Estimate
+from gmbench.estimators.mlp import predict_parallel, train_parallel_mlp
+from gmbench.estimators.uncertainty import Estimate
 
 __all__ = [
     "ClassifierSpec",
@@ -130,9 +130,8 @@ class FitResult:
 
     def estimate(self) -> Estimate:
         p, se = self.accuracy, math.sqrt(self.variance())
-        return Estimate(p, se, max(0.0, p - Z95 * se), min(1.0, p + Z95 * se),
-                        len(self.correct),
-                        f"normal: spread of {len(self.replicate_accuracy)} bootstrap-retrained "
+        return Estimate.normal(p, se, low=0.0, high=1.0, n=len(self.correct),
+                        method=f"normal: spread of {len(self.replicate_accuracy)} bootstrap-retrained "
                         "classifiers (samples and training) + binomial over test examples")
 
 

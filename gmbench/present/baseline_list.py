@@ -14,7 +14,8 @@ from pathlib import Path
 from gmbench.errors import DatasetError, did_you_mean
 from gmbench.storage.leaderboard import BoardRow, baseline_rows, latest_rows
 
-__all__ = ["HEADLINE_METRICS", "baseline_table", "bundled_datasets", "cmd_baselines",
+__all__ = ["HEADLINE_METRICS", "baseline_table", "bundled_datasets", "bundled_families",
+           "cmd_baselines",
            "render_baselines"]
 
 # the columns shown, in order, where a board has them
@@ -23,11 +24,12 @@ HEADLINE_METRICS = ("bits_per_dim", "cross_entropy", "nll_train", "kl_exact", "f
 
 
 def _families() -> dict[str, tuple[tuple[str, ...], str]]:
+    """Bundled baselines: name -> (datasets, description); empty without the package."""
     try:
-        from baselines import BASELINES
-    except ImportError:  # gmbench installed without its source tree
+        from gmbench_baselines import BASELINES
+    except ImportError:  # gmbench installed without its baselines
         return {}
-    return BASELINES
+    return {b.name: (b.datasets, b.description) for b in BASELINES.values()}
 
 
 def _cell(row: BoardRow | None) -> str:
@@ -70,8 +72,9 @@ def render_baselines(datasets: Sequence[str], *, boards: str | None = None) -> s
             continue
         widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
         out.append(f"{dataset}" + (f"  (results from {path})" if path else
-                                   "  (no recorded results: run `python -m baselines.record "
-                                   f"--dataset {dataset}`)"))
+                                   "  (no recorded results: run `python -m "
+                                   "gmbench_baselines.training.record --dataset "
+                                   f"{dataset}`)"))
         for i, row in enumerate(table):
             out.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
                        + "  " + row[-1])
@@ -81,6 +84,11 @@ def render_baselines(datasets: Sequence[str], *, boards: str | None = None) -> s
     out.append("value ±95% half-width of the recorded run; evaluate one yourself with "
                "`gmbench evaluate baselines/<baseline>.py --dataset NAME`.")
     return "\n".join(out)
+
+
+def bundled_families(dataset: str | None = None) -> list[str]:
+    """The bundled baseline families, of ``dataset`` or of every dataset."""
+    return [f for f, (ds, _) in _families().items() if dataset is None or dataset in ds]
 
 
 def bundled_datasets() -> list[str]:

@@ -145,7 +145,7 @@ def train_mlp(x: np.ndarray, y: np.ndarray, *, out: int, spec: MLPSpec, seed: in
     wt = None if weights is None else torch.as_tensor(weights, dtype=torch.float32,
                                                       device=device)
     n = len(xt)
-    with forked_rng(seed):
+    with forked_rng(seed), torch.enable_grad():
         net = mlp(xt.shape[1], out, spec.hidden).to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
         order_gen = torch.Generator().manual_seed(seed)
@@ -247,7 +247,7 @@ def train_parallel_mlp(x: np.ndarray, y: np.ndarray, *, classes: int, hidden: in
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
     wt = torch.as_tensor(np.asarray(weights), dtype=torch.float32, device=device)  # (M, n)
     n, members = len(xt), wt.shape[0]
-    with forked_rng(seed):
+    with forked_rng(seed), torch.enable_grad():
         net = ParallelMLP(xt.shape[1], hidden, classes, members).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         order_gen = torch.Generator().manual_seed(seed)
