@@ -10,13 +10,16 @@ from functools import lru_cache
 
 from gmbench.datasets.base import Dataset, DatasetInfo, GroundTruth, Split
 from gmbench.errors import DatasetError, did_you_mean
+from gmbench.registry import Registry
 
 __all__ = [
     "Dataset",
     "DatasetInfo",
+    "DATASETS",
     "DatasetSpec",
     "GroundTruth",
     "Split",
+    "example_names",
     "get_dataset",
     "list_datasets",
 ]
@@ -31,6 +34,11 @@ class DatasetSpec:
     build: Callable[[re.Match[str], str | None], Dataset]
     description: str
     source: str
+    examples: tuple[str, ...] = ()
+
+    def example_names(self) -> tuple[str, ...]:
+        """Concrete names this entry accepts: the name itself, or examples of its pattern."""
+        return self.examples or (self.name,)
 
 
 def _toy(m: re.Match[str], _root: str | None) -> Dataset:
@@ -69,39 +77,45 @@ def _idx(m: re.Match[str], root: str | None) -> Dataset:
     return make_idx_dataset(m.group(0), root)
 
 
-def _exact(name: str) -> re.Pattern[str]:
-    return re.compile(re.escape(name))
+DATASETS: Registry[DatasetSpec] = Registry("dataset", error=DatasetError,
+                                           listing="gmbench datasets")
 
 
-REGISTRY: tuple[DatasetSpec, ...] = (
-    DatasetSpec("toy2d-gmm8", _exact("toy2d-gmm8"), _toy,
-                "2-D mixture of 8 Gaussians on a circle; exact log_prob", "generated"),
-    DatasetSpec("toy2d-checkerboard", _exact("toy2d-checkerboard"), _toy,
-                "2-D uniform checkerboard; exact log_prob and entropy", "generated"),
-    DatasetSpec("toy2d-banana", _exact("toy2d-banana"), _toy,
-                "2-D banana (x2 | x1 Gaussian); exact log_prob and entropy", "generated"),
-    DatasetSpec("toy2d-rings", _exact("toy2d-rings"), _toy,
-                "2-D two log-normal rings; exact log_prob", "generated"),
-    DatasetSpec("gauss-<d>", re.compile(r"gauss-(\d+)"), _gauss,
-                "d-dim N(0, S), S[i,j] = 0.5**|i-j|; closed-form KL/TV/entropy", "generated"),
-    DatasetSpec("markov-<v>", re.compile(r"markov-(\d+)"), _markov,
-                "64-token sequences from a seeded v-state Markov chain; exact entropy rate",
-                "generated"),
-    DatasetSpec("digits", _exact("digits"), _digits,
-                "scikit-learn 8x8 digits (1, 8, 8), 17 levels, 10 classes; embedded default",
-                "scikit-learn"),
-    DatasetSpec("fashion-mnist", _exact("fashion-mnist"), _idx,
-                "Fashion-MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files"),
-    DatasetSpec("mnist", _exact("mnist"), _idx,
-                "MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files"),
-)
+def _register(name: str, build: Callable[[re.Match[str], str | None], Dataset],
+              description: str, source: str, *, pattern: str | None = None,
+              examples: tuple[str, ...] = ()) -> None:
+    regex = re.compile(pattern) if pattern is not None else re.compile(re.escape(name))
+    DATASETS.register(name, DatasetSpec(name, regex, build, description, source, examples))
 
-EXAMPLE_NAMES = ("toy2d-gmm8", "toy2d-checkerboard", "toy2d-banana", "toy2d-rings", "gauss-2",
-                 "gauss-16", "markov-8", "markov-32", "digits", "fashion-mnist", "mnist")
+
+_register("toy2d-gmm8", _toy, "2-D mixture of 8 Gaussians on a circle; exact log_prob",
+          "generated")
+_register("toy2d-checkerboard", _toy, "2-D uniform checkerboard; exact log_prob and entropy",
+          "generated")
+_register("toy2d-banana", _toy, "2-D banana (x2 | x1 Gaussian); exact log_prob and entropy",
+          "generated")
+_register("toy2d-rings", _toy, "2-D two log-normal rings; exact log_prob", "generated")
+_register("gauss-<d>", _gauss,
+          "d-dim N(0, S), S[i,j] = 0.5**|i-j|; closed-form KL/TV/entropy", "generated",
+          pattern=r"gauss-(\d+)", examples=("gauss-2", "gauss-16"))
+_register("markov-<v>", _markov,
+          "64-token sequences from a seeded v-state Markov chain; exact entropy rate",
+          "generated", pattern=r"markov-(\d+)", examples=("markov-8", "markov-32"))
+_register("digits", _digits,
+          "scikit-learn 8x8 digits (1, 8, 8), 17 levels, 10 classes; embedded default",
+          "scikit-learn")
+_register("fashion-mnist", _idx, "Fashion-MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k",
+          "IDX files")
+_register("mnist", _idx, "MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files")
+
+
+def example_names() -> tuple[str, ...]:
+    """Concrete dataset names, one or more per registry entry (for tests and suggestions)."""
+    return tuple(n for spec in DATASETS.values() for n in spec.example_names())
 
 
 def list_datasets() -> tuple[DatasetSpec, ...]:
-    return REGISTRY
+    return tuple(DATASETS.values())
 
 
 def _resolve_root(data_root: str | os.PathLike[str] | None) -> str | None:
@@ -115,11 +129,11 @@ def get_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> D
 
 @lru_cache(maxsize=16)
 def _load(name: str, data_root: str | None) -> Dataset:
-    for spec in REGISTRY:
+    for spec in DATASETS.values():
         match = spec.pattern.fullmatch(name)
         if match:
             return spec.build(match, data_root)
     raise DatasetError(
-        f"Unknown dataset '{name}'.{did_you_mean(name, EXAMPLE_NAMES)} "
+        f"Unknown dataset '{name}'.{did_you_mean(name, example_names())} "
         "Run `gmbench datasets` to list them."
     )

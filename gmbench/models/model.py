@@ -89,7 +89,7 @@ def _what_happened(exc: BaseException) -> str:
         return f"called sys.exit({exc.code!r})"
     if isinstance(exc, ModelExit):
         return f"called os._exit({exc.status})"
-    return f"raised {type(exc).__name__}: {exc}"
+    return f"raised {type(exc).__name__}: {str(exc).rstrip('.')}"
 
 
 def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
@@ -281,8 +281,21 @@ class Model:
             s = child_seed(seed, "sample", i)
             with forked_rng(s):
                 out = self._call("sample", self._sample_call, stop - start, s)
+            out = self._drop_log_density(out, stop - start)
             chunks.append(self.check_samples(out, stop - start, member="sample"))
         return np.concatenate(chunks) if chunks else np.empty((0, *self.info.shape))
+
+    def _drop_log_density(self, out: Any, n: int) -> Any:
+        """normflows' ``NormalizingFlow.sample(n)`` returns ``(z, log_q)``: samples and their
+        log-densities. Keep the samples when the pair has exactly that form (``z`` of shape
+        ``(n, *shape)``, ``log_q`` of shape ``(n,)``)."""
+        if not (isinstance(out, tuple) and len(out) == 2):
+            return out
+        z, log_q = out
+        if (isinstance(z, (torch.Tensor, np.ndarray)) and isinstance(log_q, (torch.Tensor, np.ndarray))
+                and tuple(z.shape) == (n, *self.info.shape) and tuple(log_q.shape) == (n,)):
+            return z
+        return out
 
     def sample_conditional(self, labels: np.ndarray, *, seed: int) -> np.ndarray:
         """One validated sample per integer label, shape ``(len(labels), *shape)``, in blocks
