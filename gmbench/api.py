@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from gmbench.datasets import Dataset, get_dataset, list_datasets
 from gmbench.device import parse_device
 from gmbench.errors import ModelError
-from gmbench.evaluation import EvalConfig, run_evaluation
+from gmbench.evaluation import MIN_SAMPLES, EvalConfig, run_evaluation
 from gmbench.models.boundary import process_state
 from gmbench.models.identity import weights_identity
 from gmbench.models.model import Model, ModelSource, build_model, import_model_file
@@ -288,8 +288,13 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
         else:
             data = _dataset(dataset or "digits", data_root)
             built = _as_model(model, samples, data, device, name)
-        if samples is not None and n_samples is None:
-            n_samples = len(built.obj)
+        if samples is not None:
+            stored = len(built.obj)
+            if stored < MIN_SAMPLES:
+                raise ModelError(f"{built.source.path} holds {stored} samples; sample metrics "
+                                 f"need at least {MIN_SAMPLES} (the Inception Score's 10 "
+                                 "splits, the k-NN balls). Store more samples.")
+            n_samples = stored if n_samples is None else n_samples
         config = EvalConfig(seed=seed, n_samples=n_samples, batch_size=batch_size,
                             dequant_samples=dequant_samples, max_train=max_train,
                             device=device, feature_extractor=feature_extractor,

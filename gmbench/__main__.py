@@ -1,0 +1,5 @@
+"""``python -m gmbench``: the command line, as ``gmbench``."""
+
+from gmbench.cli import main
+
+raise SystemExit(main())
