@@ -162,6 +162,9 @@ def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
     return target
 
 
+SHOWN = 64  # samples in the picture of a run's image samples
+
+
 def run_files(result: Mapping[str, Any], json_bytes: bytes, csv_bytes: bytes,
               artifacts: Artifacts, info: DatasetInfo, *, report: bool = False,
               baselines: Sequence[BoardRow] = (), board: str | os.PathLike[str] | None = None
@@ -174,7 +177,7 @@ def run_files(result: Mapping[str, Any], json_bytes: bytes, csv_bytes: bytes,
     files = {"results.json": json_bytes, "results.csv": csv_bytes}
     if artifacts.samples is not None:
         if info.kind == "image":
-            files["samples.png"] = png_bytes(image_grid(artifacts.samples[:64], info))
+            files["samples.png"] = png_bytes(image_grid(artifacts.samples[:SHOWN], info))
         elif info.shape == (2,):
             files["samples.png"] = png_bytes(scatter_image(artifacts.samples))
     if artifacts.neighbours is not None and info.kind == "image":
@@ -182,8 +185,10 @@ def run_files(result: Mapping[str, Any], json_bytes: bytes, csv_bytes: bytes,
     if report:
         from gmbench.present.report import build_report
 
+        shown = None if artifacts.samples is None else min(len(artifacts.samples), SHOWN)
+        pairs = None if artifacts.neighbours is None else len(artifacts.neighbours[0])
         files["report.html"] = build_report(
             result, baselines=baselines, board=None if board is None else Path(board),
-            samples_png=files.get("samples.png"),
-            neighbours_png=files.get("neighbours.png")).encode()
+            samples_png=files.get("samples.png"), neighbours_png=files.get("neighbours.png"),
+            samples_shown=shown, pairs_shown=pairs).encode()
     return files

@@ -100,19 +100,53 @@ def test_report_escapes_names_and_marks_the_pareto_front():
     assert ">a *<" in svg and ">b *<" in svg and ">c<" in svg
 
 
-def dump_dom(page: Path) -> str:
+def chromium(page: Path, *args: str) -> str:
+    """Load ``page`` in headless Chromium with ``args`` (``--dump-dom``, ``--screenshot``)."""
     profile = tempfile.mkdtemp(prefix="gmbench-chromium-")
     try:
         proc = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=5000",
-             "--dump-dom", page.resolve().as_uri()],
+             "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
+             "--virtual-time-budget=5000", *args, page.resolve().as_uri()],
             capture_output=True, text=True, timeout=120, check=False)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
+
+
+def dump_dom(page: Path) -> str:
+    return chromium(page, "--window-size=1280,900", "--dump-dom")
+
+
+FRAME = """<!DOCTYPE html><html><body style="margin:0"><iframe id="f" src="{src}"
+style="width:{width}px;height:900px;border:0"></iframe><script>
+document.getElementById("f").addEventListener("load", function () {{
+  var inner = this.contentDocument.body;
+  for (var i = 0; i < inner.attributes.length; i++) {{
+    var a = inner.attributes[i];
+    if (a.name.indexOf("data-") === 0) document.body.setAttribute(a.name, a.value);
+  }}
+}});
+</script></body></html>"""
+
+
+def at_width(page: Path, width: int, screenshot: Path) -> dict[str, str]:
+    """The report in a window ``width`` pixels wide: the in-page measurements, and a
+    screenshot cropped to the window. Headless Chromium's windows are at least 500 pixels
+    wide, so the page is shown in an iframe of exactly ``width`` pixels."""
+    frame = page.with_name(f"frame-{width}.html")
+    frame.write_text(FRAME.format(src=page.name, width=width))
+    window = f"--window-size={max(width, 500)},900"
+    extra = "--allow-file-access-from-files"
+    attrs = body_attributes(chromium(frame, window, extra, "--dump-dom"))
+    chromium(frame, window, extra, f"--screenshot={screenshot}")
+    return attrs
+
+
+def body_attributes(dom: str) -> dict[str, str]:
+    return dict(re.findall(r'(data-[a-z-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom)[1]))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it with "
@@ -138,10 +172,12 @@ def test_report_loads_in_chromium_with_every_image_decoded(tmp_path):
     n_images = 2 + 3 + 1  # sample grid, neighbour pairs, one plot per metric, Pareto plot
     assert f'data-images="{n_images}"' in body and f'data-decoded="{n_images}"' in body, body
     assert dom.count('data-decoded="true"') == n_images and 'data-decoded="false"' not in dom
-    assert 'data-tables="2"' in body and '<table id="metrics">' in dom
+    # the compact table, the baseline matrix, the provenance
+    assert 'data-tables="3"' in body and '<table id="metrics">' in dom
     row = re.search(r"<tr[^>]*><td class=\"l\">↓</td><td class=\"l\">nll</td>(.*?)</tr>", dom)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
-    assert cells[5] == "2/3"  # 0.9x (pca) beats it, 1.1x (vae) does not
+    assert cells[2] == "2/3"  # 0.9x (pca) beats it, 1.1x (vae) does not
+    assert cells[3].startswith("pca ")  # the best baseline
     assert {"pca", "vae"} <= set(re.findall(r"<th>(\w+)</th>", dom))
     assert "Pareto plot of bits_per_dim and copy_rate" in dom
 
@@ -154,6 +190,42 @@ def test_chromium_check_catches_a_broken_image(tmp_path):
     page.write_text(build_report(result({"nll": (1.0, False)}), samples_png=b"not a png"))
     body = re.search(r"<body([^>]*)>", dump_dom(page)).group(1)
     assert 'data-images="2"' in body and 'data-decoded="1"' in body, body
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it with "
+                                             "`apt-get install chromium`)")
+def test_report_fits_the_window_at_1280_and_390_pixels(tmp_path):
+    """Against the real digits board (nine baselines): the page never scrolls sideways; the
+    full matrix scrolls inside its own box; the pictures are captioned and shown at twice
+    their size where the window allows. Screenshots of both widths are taken and checked."""
+    from PIL import Image
+
+    model = tmp_path / "indep.py"
+    model.write_text(INDEPENDENT)
+    out = tmp_path / "out"
+    metrics = "nll,bits_per_dim,fid,kid,precision,recall,coverage,copy_rate,nn_distance_ratio"
+    assert main(["evaluate", str(model), "--metrics", metrics, "--n-samples", "300",
+                 "--out", str(out), "--report", "--quiet"]) == 0
+    page = out / "report.html"
+    html_text = page.read_text()
+    assert "64 of the 300 samples of indep on digits, seed 0" in html_text
+    assert re.search(r"The \d+ samples of indep on digits, seed 0 nearest to a training "
+                     "example", html_text)
+    for width in (1280, 390):
+        shot = tmp_path / f"report-{width}.png"
+        attrs = at_width(page, width, shot)
+        assert int(attrs["data-view-width"]) == width
+        assert int(attrs["data-page-width"]) <= width, (width, attrs)  # no page overflow
+        assert int(attrs["data-matrix-box"]) <= width
+        assert attrs["data-decoded"] == attrs["data-images"]
+        if width == 390:  # nine baselines do not fit: the box scrolls, the page does not
+            assert int(attrs["data-matrix-width"]) > int(attrs["data-matrix-box"])
+        with Image.open(shot) as img:
+            grey = img.convert("L").crop((0, 0, width, 900))
+            # the page's right margin is white: nothing is drawn beyond the body's edge
+            right = grey.crop((width - 4, 0, width, 900))
+            assert right.getextrema()[0] > 240, width
+            assert grey.getextrema()[0] < 100  # and the page is not blank
 
 
 def test_evaluate_survives_a_corrupt_baseline_board(tmp_path, write_model, gmbench_cli):

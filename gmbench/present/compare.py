@@ -54,6 +54,15 @@ class Comparison:
     ranked: int
     mismatched: frozenset[str]
 
+    def best(self) -> tuple[str, BoardRow] | None:
+        """The best baseline measured in the run's feature space, in the metric's direction."""
+        direction = Direction.of(self.record)
+        candidates = [(name, row) for name, row in self.baselines.items()
+                      if name not in self.mismatched and row.value is not None]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda item: direction.badness(item[1].value))
+
 
 def rank_of(value: float, others: Sequence[float], *, direction: Direction) -> int:
     """1 + the number of ``others`` strictly better than ``value`` in ``direction``; values

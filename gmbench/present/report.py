@@ -1,5 +1,7 @@
-"""The HTML report: one self-contained file (no network, no external files) with the metrics
-table beside the baselines, the sample grid, the memorization neighbour pairs and plots.
+"""The HTML report: one self-contained file (no network, no external files). It leads with
+the compact metrics table (value, interval, rank, best baseline), then the captioned sample
+grid and memorization neighbour pairs, the full baseline matrix in a box that scrolls on its
+own, and plots; the page itself never scrolls sideways, at 1280 or at 390 pixels.
 
 Pictures are embedded as ``data:`` URIs: the PNGs that ``gmbench evaluate`` wrote, and plots
 drawn here as SVG (one dot-and-whisker chart per metric against the baselines, and the Pareto
@@ -17,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from gmbench.direction import Direction
-from gmbench.files import atomic_write
 from gmbench.present.compare import Comparison, compare_with_baselines, pareto_front
-from gmbench.present.format import format_number, format_pm
+from gmbench.present.format import feature_spaces, format_number, format_pm, where_measured
 from gmbench.present.verdicts import memorization_line
 from gmbench.storage.leaderboard import BoardRow, latest_rows, neutralise
 
 __all__ = ["PARETO_PAIRS", "build_report", "metric_plot_svg", "pareto_plot_svg",
-           "pick_pareto_pair", "write_report"]
+           "pick_pareto_pair"]
 
 # Pairs that trade off against each other, in order of preference for the Pareto plot.
 PARETO_PAIRS = (("precision", "recall"), ("density", "coverage"), ("bits_per_dim", "fid"),
@@ -35,15 +36,21 @@ PARETO_PAIRS = (("precision", "recall"), ("density", "coverage"), ("bits_per_dim
 HIGHLIGHT, BASE, FRONT = "#c0392b", "#34495e", "#2980b9"
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1400px}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em;color:#222;max-width:1200px;
+     overflow-wrap:anywhere}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}
-td.space{white-space:normal;max-width:14em;font-size:11px;text-align:left}
+td.space{white-space:normal;min-width:8em;font-size:11px;text-align:left}
 tr.best td.rank{font-weight:bold;color:#1e8449}
+.scroll{overflow-x:auto;max-width:100%}
+#provenance td{white-space:normal;word-break:break-all;text-align:left}
 .plots{display:flex;flex-wrap:wrap;gap:12px}
-img.pix{image-rendering:pixelated;border:1px solid #ccc}
-.note{color:#666;font-size:12px}
+img{max-width:100%;height:auto}
+figure{margin:.5em 0}
+figure img.pix{image-rendering:pixelated;border:1px solid #ccc;width:var(--w);max-width:100%}
+figcaption,.note{color:#666;font-size:12px}
 """
 
 SCRIPT = """
@@ -57,6 +64,14 @@ window.addEventListener("load", function () {
   document.body.setAttribute("data-images", String(imgs.length));
   document.body.setAttribute("data-decoded", String(ok));
   document.body.setAttribute("data-tables", String(document.querySelectorAll("table").length));
+  // horizontal overflow of the page itself (scroll containers may scroll inside it)
+  document.body.setAttribute("data-page-width", String(document.documentElement.scrollWidth));
+  document.body.setAttribute("data-view-width", String(document.documentElement.clientWidth));
+  var matrix = document.getElementById("matrix");
+  if (matrix) {
+    document.body.setAttribute("data-matrix-width", String(matrix.scrollWidth));
+    document.body.setAttribute("data-matrix-box", String(matrix.clientWidth));
+  }
 });
 """
 
@@ -69,9 +84,10 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _img(data: bytes, mime: str, alt: str, css: str = "") -> str:
+def _img(data: bytes, mime: str, alt: str, css: str = "", style: str = "") -> str:
     cls = f' class="{css}"' if css else ""
-    return f'<img{cls} alt="{_e(alt)}" src="{_data_uri(data, mime)}">'
+    sty = f' style="{_e(style)}"' if style else ""
+    return f'<img{cls}{sty} alt="{_e(alt)}" src="{_data_uri(data, mime)}">'
 
 
 # ------------------------------------------------------------------ SVG plots
@@ -192,36 +208,81 @@ def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[st
 
 
 # ------------------------------------------------------------------ the page
+def _head(cells: Sequence[str], left: int = 2) -> str:
+    return "<thead><tr>" + "".join(
+        f'<th class="l">{_e(h)}</th>' if i < left else f"<th>{_e(h)}</th>"
+        for i, h in enumerate(cells)) + "</tr></thead>"
+
+
+def _own_cells(comp: Comparison) -> list[str]:
+    rec = comp.record
+    value = "not estimable" if rec.get("not_estimable") else format_number(rec.get("value"))
+    return [f'<td class="l">{_e(Direction.of(rec).arrow)}</td>',
+            f'<td class="l">{_e(comp.metric)}</td>', f"<td>{_e(value)}</td>",
+            f"<td>[{_e(format_number(rec.get('ci_low')))}, "
+            f"{_e(format_number(rec.get('ci_high')))}]</td>"]
+
+
+def _rank(comp: Comparison) -> str:
+    text = "" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}"
+    return f'<td class="rank">{_e(text)}</td>'
+
+
+def _where(rec: Mapping[str, Any]) -> str:
+    return f'<td class="space">{_e(where_measured(rec))}</td>'
+
+
+def _row(comp: Comparison, cells: Sequence[str]) -> str:
+    best = ' class="best"' if comp.rank == 1 and comp.ranked > 1 else ""
+    return f"<tr{best}>" + "".join(cells) + "</tr>"
+
+
 def _metrics_table(names: list[str], comparisons: list[Comparison]) -> str:
-    head = ["", "metric", "value", "95% CI", "n", "unit", "kind / space"]
-    if names:
-        head += ["rank", *names]
-    rows = ["<table id=\"metrics\"><thead><tr>"
-            + "".join(f'<th class="l">{_e(h)}</th>' if i < 2 else f"<th>{_e(h)}</th>"
-                      for i, h in enumerate(head)) + "</tr></thead><tbody>"]
+    """The compact table: each metric, its interval, its rank and the best baseline."""
+    head = ["", "metric", "value", "95% CI"] + (["rank", "best baseline"] if names else [])
+    rows = []
+    for comp in comparisons:
+        cells = _own_cells(comp)
+        if names:
+            best = comp.best()
+            text = "" if best is None else \
+                f"{best[0]} {format_pm(best[1].value, best[1].halfwidth)}"
+            cells += [_rank(comp), f'<td class="l">{_e(text)}</td>']
+        rows.append(_row(comp, [*cells, _where(comp.record)]))
+    return (f'<div class="scroll"><table id="metrics">{_head([*head, "kind / space"])}<tbody>'
+            + "".join(rows) + "</tbody></table></div>")
+
+
+def _matrix_table(names: list[str], comparisons: list[Comparison]) -> str:
+    """Every baseline in its own column; it scrolls inside its own box."""
+    head = ["", "metric", "value", "95% CI", "n", "unit", "rank", *names]
+    rows = []
     for comp in comparisons:
         rec = comp.record
-        best = ' class="best"' if comp.rank == 1 and comp.ranked > 1 else ""
-        cells = [Direction.of(rec).arrow, comp.metric]
-        cells += [format_number(rec.get("value")),
-                  f"[{format_number(rec.get('ci_low'))}, {format_number(rec.get('ci_high'))}]",
-                  str(rec.get("n")), rec.get("unit") or "",
-                  rec.get("kind") or rec.get("feature_space") or ""]
-        tds = [f'<td class="l">{_e(c)}</td>' if i < 2 else
-               f'<td class="space">{_e(c)}</td>' if i == 6 else f"<td>{_e(c)}</td>"
-               for i, c in enumerate(cells)]
-        if names:
-            rank = "" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}"
-            tds.append(f'<td class="rank">{_e(rank)}</td>')
-            for name in names:
-                r = comp.baselines.get(name)
-                text = "" if r is None else format_pm(r.value, r.halfwidth)
-                if name in comp.mismatched:
-                    text += " †"
-                tds.append(f"<td>{_e(text)}</td>")
-        rows.append(f"<tr{best}>" + "".join(tds) + "</tr>")
-    rows.append("</tbody></table>")
-    return "".join(rows)
+        cells = [*_own_cells(comp), f"<td>{_e(rec.get('n'))}</td>",
+                 f"<td>{_e(rec.get('unit') or '')}</td>", _rank(comp)]
+        for name in names:
+            r = comp.baselines.get(name)
+            text = "" if r is None else format_pm(r.value, r.halfwidth)
+            cells.append(f"<td>{_e(text + (' †' if name in comp.mismatched else ''))}</td>")
+        rows.append(_row(comp, cells))
+    return (f'<div class="scroll" id="matrix"><table id="matrix-table">{_head(head)}<tbody>'
+            + "".join(rows) + "</tbody></table></div>")
+
+
+def _png_width(data: bytes) -> int | None:
+    """Width in pixels from a PNG's header, or ``None`` when it is not a PNG."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], "big")
+
+
+def _figure(data: bytes, alt: str, caption: str) -> str:
+    """A pixel picture shown at twice its size (at most 640 px, at most the page's width)."""
+    natural = _png_width(data)
+    style = f"--w:{min(2 * natural, 640)}px" if natural else ""
+    return (f"<figure>{_img(data, 'image/png', alt, 'pix', style)}"
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
 
 
 def _kv_table(items: Sequence[tuple[str, Any]], table_id: str) -> str:
@@ -232,7 +293,8 @@ def _kv_table(items: Sequence[tuple[str, Any]], table_id: str) -> str:
 
 def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (),
                  board: str | Path | None = None, samples_png: bytes | None = None,
-                 neighbours_png: bytes | None = None,
+                 neighbours_png: bytes | None = None, samples_shown: int | None = None,
+                 pairs_shown: int | None = None,
                  pareto: tuple[str, str] | None = None) -> str:
     """Pure: the report's HTML text.
 
@@ -242,6 +304,7 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
         board: where the baselines came from (shown).
         samples_png, neighbours_png: PNG bytes of the sample grid and the nearest-training-
             neighbour pairs, or ``None`` when not written.
+        samples_shown, pairs_shown: how many samples and pairs the pictures show (captions).
         pareto: the two metrics of the Pareto plot (default: the first of
             :data:`PARETO_PAIRS` that the run has).
     """
@@ -249,15 +312,20 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
     names, comparisons = compare_with_baselines(result, baselines)
     title = f"gmbench: {model['name']} on {data['name']}"
     out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{_e(title)}</h1>",
+           f'<p class="note">seed {_e(result.get("seed"))}, {_e(result.get("n_samples"))} '
+           f'samples; dataset sha256 {_e(str(data.get("sha256"))[:12])}, model sha256 '
+           f'{_e(str(model.get("sha256"))[:12])}</p>',
            "<h2>Metrics</h2>", _metrics_table(names, comparisons),
            '<p class="note">↑ higher is better, ↓ lower is better, ◎ closest to the ideal is '
-           'best; intervals are 95% (see '
-           "ci_method in results.json); baselines show value ± 95% half-width"
-           + (f", from {_e(board)}" if board else "")
-           + "; rank among this model and the baselines (1 = best); † another feature space, "
-             "not ranked.</p>"]
+           'best; intervals are 95% (see ci_method in results.json)'
+           + ("; best baseline: value ± 95% half-width" + (f", from {_e(board)}" if board
+                                                            else "")
+              + "; rank among this model and the baselines (1 = best)" if names else "")
+           + "".join(f"; feature space {_e(space)}" for space in feature_spaces(
+               result["metrics"])) + ".</p>"]
     memo = memorization_line(dict(result["metrics"]))
     if memo:
         out.append(f"<p><b>{_e(memo)}</b></p>")
@@ -268,16 +336,35 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
         out.append('<p class="note">Skipped: ' + "; ".join(
             f"{_e(k)} ({_e(v)})" for k, v in result["skipped"].items()) + "</p>")
 
+    where = f"{model['name']} on {data['name']}, seed {result.get('seed')}"
     out.append("<h2>Samples</h2>")
-    out.append(_img(samples_png, "image/png", "sample grid", "pix") if samples_png else
-               '<p class="note">No sample grid (the model does not sample, or samples were '
-               "not drawn).</p>")
+    if samples_png:
+        if data.get("kind") == "image":
+            shown = f"{samples_shown} of the {result.get('n_samples')} samples" \
+                if samples_shown else "Samples"
+            caption = f"{shown} of {where} (in the order drawn)."
+        else:
+            caption = (f"Density of the {result.get('n_samples')} samples of {where} "
+                       "(2-D histogram, darker = more).")
+        out.append(_figure(samples_png, "sample grid", caption))
+    else:
+        out.append('<p class="note">No sample grid (the model does not sample, or samples '
+                   "were not drawn).</p>")
     out.append("<h2>Nearest training neighbours</h2>")
-    out.append(_img(neighbours_png, "image/png", "samples beside their nearest training "
-                    "examples", "pix") + '<p class="note">Each sample beside its nearest '
-               "training example (memorization check).</p>" if neighbours_png else
-               '<p class="note">No neighbour pairs (neighbours.png was not written: the '
-               "memorization metrics did not run).</p>")
+    if neighbours_png:
+        count = f"The {pairs_shown} samples" if pairs_shown else "The samples"
+        out.append(_figure(neighbours_png, "samples beside their nearest training examples",
+                           f"{count} of {where} nearest to a training example (left of each "
+                           "pair) beside that example (right): the memorization check's "
+                           "closest pairs."))
+    else:
+        out.append('<p class="note">No neighbour pairs (neighbours.png was not written: the '
+                   "memorization metrics did not run).</p>")
+    if names:
+        out.append("<h2>Every baseline</h2>" + _matrix_table(names, comparisons)
+                   + '<p class="note">Value ± 95% half-width of each baseline\'s most recent '
+                   "evaluation; † measured in another feature space, not ranked. The table "
+                   "scrolls sideways.</p>")
 
     out.append("<h2>Against the baselines</h2><div class=\"plots\">")
     for comp in comparisons:
@@ -314,21 +401,3 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
         ("n_samples", result.get("n_samples")), *sorted(prov.items())], "provenance"))
     out.append(f"<script>{SCRIPT}</script></body></html>\n")
     return "\n".join(out)
-
-
-def write_report(out_dir: str | Path, result: Mapping[str, Any], *,
-                 baselines: Sequence[BoardRow] = (), board: str | Path | None = None) -> Path:
-    """Write ``report.html`` into ``out_dir``, embedding its ``samples.png`` and
-    ``neighbours.png`` when present; returns the path."""
-    out = Path(out_dir)
-
-    def read(name: str) -> bytes | None:
-        p = out / name
-        return p.read_bytes() if p.is_file() else None
-
-    text = build_report(result, baselines=baselines, board=board,
-                        samples_png=read("samples.png"), neighbours_png=read("neighbours.png"))
-    path = out / "report.html"
-    with atomic_write(path) as handle:
-        handle.write(text)
-    return path

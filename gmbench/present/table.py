@@ -3,29 +3,18 @@ bundled baselines (their values ± 95% half-width) and the model's rank among th
 
 from __future__ import annotations
 
-import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gmbench.direction import Direction
 from gmbench.names import printable
-from gmbench.present.format import format_number, format_pm
+from gmbench.present.compare import Comparison, compare_with_baselines
+from gmbench.present.format import feature_spaces, format_number, format_pm, where_measured
 from gmbench.present.verdicts import memorization_line
 
 __all__ = ["render_table"]
-
-SHA = re.compile(r" \(sha256 ([0-9a-f]+)\)$")
-
-
-def _where(rec: Mapping[str, Any]) -> str:
-    """Likelihood kind, else the feature space's name (its weights' hash is in the footer)."""
-    where = rec.get("kind") or SHA.sub("", rec.get("feature_space") or "")
-    if rec.get("kind") and rec.get("log_prob_space") == "dequantized":
-        where += f" (dequantized, K={rec.get('dequant_samples')})"
-    return where
-
 
 def _align(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -41,18 +30,13 @@ WIDTH = 120  # the compact table fits a terminal this wide
 BEST_CELL = 30
 
 
-def _best_baseline(comp: Any) -> str:
+def _best_baseline(comp: Comparison) -> str:
     """``name value ±hw`` of the best comparable baseline for this metric."""
-    best_name, best_row = None, None
-    direction = Direction.of(comp.record)
-    for name, row in comp.baselines.items():
-        if name in comp.mismatched or row.value is None:
-            continue
-        if best_row is None or direction.badness(row.value) < direction.badness(best_row.value):
-            best_name, best_row = name, row
-    if best_row is None:
+    best = comp.best()
+    if best is None:
         return ""
-    cell = f"{best_name} {format_pm(best_row.value, best_row.halfwidth, digits=3)}"
+    name, row = best
+    cell = f"{name} {format_pm(row.value, row.halfwidth, digits=3)}"
     return cell if len(cell) <= BEST_CELL else cell[:BEST_CELL - 1] + "…"
 
 
@@ -71,8 +55,6 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         board: where the baselines came from (named in the footer; ``None``: not looked up).
         wide: every baseline in its own column.
     """
-    from gmbench.present.compare import compare_with_baselines
-
     model, data = result["model"], result["dataset"]
     lines = [f"gmbench: {printable(model['name'])} on {data['name']} (seed {result['seed']}, "
              f"dataset sha256 {data['sha256'][:12]}, model sha256 {model['sha256'][:12]})"]
@@ -88,7 +70,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         ci = f"[{format_number(rec['ci_low'])}, {format_number(rec['ci_high'])}]"
         value = "not estimable" if rec.get("not_estimable") else format_number(rec["value"])
         row = [Direction.of(rec).arrow, comp.metric, value, ci]
-        row += [str(rec["n"]), rec["unit"], _where(rec)] if wide else [_where(rec)[:18]]
+        row += [str(rec["n"]), rec["unit"], where_measured(rec)] if wide else [where_measured(rec)[:18]]
         if names:
             row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
             any_mismatch |= bool(comp.mismatched)
@@ -110,8 +92,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         lines.append("skipped: " + "; ".join(f"{k} ({why})" for k, why in result["skipped"].items()))
     lines.append("↑ higher is better, ↓ lower is better, ◎ closest to the metric's ideal is best "
                  "(ranked by the distance); intervals are 95% (see ci_method in results.json).")
-    spaces = sorted({str(rec.get("feature_space")) for rec in result["metrics"].values()
-                     if not rec.get("kind") and SHA.search(str(rec.get("feature_space") or ""))})
+    spaces = feature_spaces(result["metrics"])
     if spaces:
         lines.append("feature spaces: " + "; ".join(spaces) + ".")
     if names:

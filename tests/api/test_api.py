@@ -131,8 +131,8 @@ def test_in_memory_objects_of_every_kind():
     assert a["nll"].value == b["nll"].value  # the same log_prob
     assert a.document["model"]["name"] == "MultivariateNormal"
     assert b.document["model"]["weights_sha256"] is not None  # the module's parameters
-    assert Truth.NAME == gmbench.evaluate(Truth(), dataset=DATASET, metrics=["nll"],
-                                          progress=False).document["model"]["name"]
+    assert gmbench.evaluate(Truth(), dataset=DATASET, metrics=["nll"],
+                                          progress=False).document["model"]["name"] == Truth.NAME
 
 
 def test_bad_arguments_raise_gmbench_errors():
