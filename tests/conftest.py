@@ -15,17 +15,13 @@ from gmbench.cli import main
 
 @pytest.fixture(autouse=True, scope="session")
 def private_caches(tmp_path_factory):
-    """The suite never writes into the user's own caches: features, neighbour lists and CAS
-    references go to a temporary folder for the whole session."""
-    import os
-
-    before = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    """The suite never writes into the user's own caches (features, neighbour lists and CAS
+    references go to a temporary folder for the whole session) and never downloads."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    mp.setenv("GMBENCH_OFFLINE", "1")  # no test reaches for the network
     yield
-    if before is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = before
+    mp.undo()
 
 
 @dataclass
@@ -96,3 +92,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def random_inception_weights(tmp_path_factory) -> Path:
+    """A randomly initialised InceptionV3 state dict in torch-fidelity's format (the real
+    weights cannot be downloaded here; this tests the plumbing, not the numbers)."""
+    import torch
+    from torch_fidelity import feature_extractor_inceptionv3 as fe
+
+    from gmbench.features.extractors import INCEPTION_WEIGHTS_FILE
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: None)
+    mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
+    try:
+        torch.manual_seed(0)
+        module = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    finally:
+        mp.undo()
+    path = tmp_path_factory.mktemp("inception") / INCEPTION_WEIGHTS_FILE
+    torch.save(module.state_dict(), path)
+    return path

@@ -4,7 +4,6 @@ feature cache (issue 4)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,25 +146,6 @@ def test_cli_inception_without_weights(write_model, gmbench_cli, tmp_path, monke
                       "--feature-extractor", "inception-v3-compat")
     assert run.code == 2
     assert INCEPTION_WEIGHTS_FILE in run.err and "Traceback" not in run.err
-
-
-@pytest.fixture(scope="module")
-def random_inception_weights(tmp_path_factory) -> Path:
-    """A randomly initialised InceptionV3 state dict in torch-fidelity's format (the real
-    weights cannot be downloaded here; this tests the plumbing, not the numbers)."""
-    from torch_fidelity import feature_extractor_inceptionv3 as fe
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(fe, "load_state_dict_from_url", lambda *a, **k: None)
-    mp.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None)
-    try:
-        torch.manual_seed(0)
-        module = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    finally:
-        mp.undo()
-    path = tmp_path_factory.mktemp("inception") / INCEPTION_WEIGHTS_FILE
-    torch.save(module.state_dict(), path)
-    return path
 
 
 @pytest.mark.slow

@@ -196,10 +196,14 @@ def make_idx_dataset(name: str, data_root: str | os.PathLike[str] | None = None,
     dirs = search_dirs(name, data_root)
     paths = {key: find_file(stem, dirs) for key, stem in FILES.items()}
     if any(p is None for p in paths.values()):
-        if not allow_download:
+        offline = os.environ.get("GMBENCH_OFFLINE", "") not in ("", "0")
+        if not allow_download or offline:
             raise DatasetError(
-                f"Dataset '{name}' not found in {', '.join(map(str, dirs))}. Pass --data-root "
-                "DIR pointing at the official IDX files."
+                f"Dataset '{name}' not found in {', '.join(map(str, dirs))}"
+                + (" (downloads are off: GMBENCH_OFFLINE is set)" if offline else "")
+                + ". Pass --data-root DIR pointing at the official IDX files"
+                + (", or `apt-get install dataset-fashion-mnist`" if name == "fashion-mnist"
+                   else "") + "."
             )
         download(name, user_cache() / name)
         paths = {key: find_file(stem, [user_cache() / name]) for key, stem in FILES.items()}

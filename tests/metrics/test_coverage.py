@@ -13,16 +13,15 @@ that fixes one is noticed.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from scenarios import DigitsModel, gauss2_model, wrap
 
 from gmbench.datasets import get_dataset
 from gmbench.evaluation import EvalConfig, run_evaluation
 from gmbench.metrics import METRICS
-from gmbench.models.model import Model, ModelSource
+from gmbench.models.model import Model
 
 SEEDS = 20
 MIN_COVERED = 16
@@ -48,41 +47,6 @@ EXCEPTIONS = {
 }
 
 
-class DigitsModel:
-    """Independent per-pixel categorical fitted to the digits train split (exact log-mass),
-    with a 10-component PCA autoencoder: every capability but sample_conditional."""
-
-    def __init__(self) -> None:
-        train = torch.from_numpy(get_dataset("digits").train.x.astype(np.int64))
-        flat = train.reshape(len(train), -1)  # (N, 64)
-        counts = torch.stack([torch.bincount(col, minlength=17) for col in flat.T])
-        self.log_theta = torch.log((counts + 1.0) / (counts.sum(1, keepdim=True) + 17))
-        scaled = flat.double() / 16
-        self.mean = scaled.mean(0)
-        _, _, vt = torch.linalg.svd(scaled - self.mean, full_matrices=False)
-        self.components = vt[:10]  # (10, 64)
-
-    def sample(self, n: int) -> torch.Tensor:
-        idx = torch.multinomial(self.log_theta.exp(), n, replacement=True)  # (64, n)
-        return idx.T.reshape(n, 1, 8, 8)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return self.log_theta.gather(1, x.reshape(len(x), -1).T).sum(0).double()
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.reshape(len(x), -1).double() / 16 - self.mean) @ self.components.T
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return (z @ self.components + self.mean).clamp(0, 1).reshape(len(z), 1, 8, 8)
-
-
-def gauss2_model() -> torch.distributions.MultivariateNormal:
-    """A slightly wrong Gaussian for gauss-2 (shifted mean, inflated covariance)."""
-    cov = torch.tensor(get_dataset("gauss-2").truth.cov) * 1.3
-    return torch.distributions.MultivariateNormal(torch.tensor([0.2, -0.1]).double(),
-                                                  covariance_matrix=cov)
-
-
 SCENARIOS = {
     "digits": (DigitsModel, None),
     "gauss-2": (gauss2_model, 2000),
@@ -104,8 +68,7 @@ _CAPS: dict[str, frozenset[str]] = {}
 
 def _model(name: str) -> Model:
     factory, _ = SCENARIOS[name]
-    source = ModelSource(Path(f"{name}-fixed.py"), f"{name}-fixed", "0" * 64, None)
-    return Model(factory(), source=source, info=get_dataset(name).info, device="cpu")
+    return wrap(factory(), name, f"{name}-fixed")
 
 
 def _capabilities(name: str) -> frozenset[str]:
