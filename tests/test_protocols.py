@@ -66,10 +66,10 @@ def test_check_refuses_to_compare_across_protocol_versions(tmp_path, gmbench_cli
     assert gmbench_cli("leaderboard", "add", V01 / "minimal-digits-results.json",
                        "--board", board).code == 0
     run = gmbench_cli("evaluate", ROOT / "examples" / "minimal_model.py", "--metrics",
-                      "nll,precision,nn_distance_ratio", "--n-samples", "360")
+                      "nll,copy_rate,nn_distance_ratio", "--n-samples", "360")
     assert run.code == 0, run.err
     assert run.metric("nn_distance_ratio")["protocol"] == 2
-    assert run.metric("precision")["protocol"] == 1
+    assert run.metric("copy_rate")["protocol"] == 1  # unchanged: compared, not refused
     check = gmbench_cli("check", run.dir / "results.json", "--against", board, "--model",
                         "minimal_model")
     assert check.code == 2

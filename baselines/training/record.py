@@ -53,6 +53,26 @@ def runnable_metrics(family: str, dataset: str, wanted: str) -> list[str]:
             if not (get_metric(k).missing(model.capabilities) or get_metric(k).applies(data))]
 
 
+def platform_record() -> dict[str, str]:
+    """What a seeded run's exact digits depend on: machine, Python, torch and numpy builds."""
+    import platform
+
+    import numpy
+    import torch
+
+    return {"machine": platform.machine(), "system": platform.system(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__}
+
+
+def write_platform(board_dir: Path) -> None:
+    """``PLATFORM.json`` beside the boards: where they were recorded (the golden-row tests
+    demand exact reproduction there, and the recorded interval elsewhere)."""
+    import json
+
+    (board_dir / "PLATFORM.json").write_text(json.dumps(platform_record(), indent=2) + "\n")
+
+
 def record(*, dataset: str, families: Sequence[str] | None = None,
            out: Path = ROOT / "gmbench-out" / "baselines", board_dir: Path = BOARD_DIR,
            picture_dir: Path | None = PICTURE_DIR, metrics: str | None = None,
@@ -111,6 +131,7 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
     else:
         add_results(board, results, replace=True)
     board.chmod(0o644)  # atomic_write leaves a private (0600) file; the board is shipped
+    write_platform(board_dir)
     print(f"wrote {board} ({len(results)} baseline(s))", file=sys.stderr)
     return board
 
@@ -135,9 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     families = [f.strip() for f in args.families.split(",")] if args.families else None
     big = args.dataset == "fashion-mnist"
     metrics = args.metrics or (FASHION_MNIST_METRICS if big else None)
-    record(dataset=args.dataset, families=families, out=Path(args.out),
-           metrics=None if metrics == "all" else metrics,
-           extra_args=["--max-train", str(FASHION_MNIST_MAX_TRAIN)] if big else [])
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(args.threads):  # BLAS on as many threads as torch
+        record(dataset=args.dataset, families=families, out=Path(args.out),
+               metrics=None if metrics == "all" else metrics,
+               extra_args=["--max-train", str(FASHION_MNIST_MAX_TRAIN)] if big else [])
     return 0
 
 

@@ -284,7 +284,7 @@ for _metric in (
            needs=("sample",), higher_is_better=False, protocol=2, unit="nats",
            compute=_kl_knn),
     Metric(key="mmd", description="unbiased MMD^2, RBF kernel, median-heuristic bandwidth",
-           needs=("sample",), higher_is_better=False, unit="MMD^2", compute=_mmd),
+           needs=("sample",), higher_is_better=False, protocol=2, unit="MMD^2", compute=_mmd),
     Metric(key="mmd_multiscale", description="unbiased MMD^2, sum of RBF kernels at 1/16 to 4 times the median "
                        "heuristic",
            needs=("sample",), higher_is_better=False, unit="MMD^2", compute=_mmd_multiscale),
