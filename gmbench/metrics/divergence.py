@@ -104,6 +104,16 @@ def _kl_exact(ev: Context) -> Measurement:
                                 "grows by KL nats per draw); not a power calculation",
         "note": "KL(P||Q) = E_P[log p(x) - log q(x)]",
     })
+    if kl.ci_high is not None and kl.ci_high < 0:
+        # KL(P||Q) >= 0 for any normalised Q: a whole interval below 0 means the model's
+        # log_prob is not a normalised log-density (or log-mass) of the data.
+        details["not_estimable"] = (
+            f"KL(P||Q) = {kl.value:.4g} with its whole interval below 0, which a KL divergence "
+            "cannot be: the model's log_prob does not integrate (sum) to 1 over the data space "
+            "(an unnormalised density, a density scored on discrete data, or log_prob in the "
+            "wrong space); fix log_prob or log_prob_space")
+        details["value_if_estimable"] = kl.value
+        kl = Estimate.not_estimable(n=kl.n, method="not estimable (see not_estimable)")
     return Measurement(kl, feature_space="data", kind=ev.model.log_prob_kind, details=details)
 
 
@@ -268,7 +278,7 @@ def _mmd_multiscale(ev: Context) -> Measurement:
 
 for _metric in (
     Metric(key="kl_exact", description="KL(P||Q) by Monte Carlo over fresh draws from the true P",
-           needs=("log_prob",), higher_is_better=False, protocol=2, unit="nats",
+           needs=("log_prob",), higher_is_better=False, ideal=0.0, protocol=2, unit="nats",
            compute=_kl_exact, applies=known_truth),
     Metric(key="tv_exact", description="TV(P,Q) = E_P[(1 - q/p)_+] over fresh draws from P",
            needs=("log_prob",), higher_is_better=False, protocol=2, unit="total variation",
@@ -281,12 +291,14 @@ for _metric in (
            higher_is_better=False, protocol=2, unit="total variation",
            compute=_tv_lower_bound),
     Metric(key="kl_knn", description="Wang-Kulkarni-Verdu k-NN estimate of KL(test || samples)",
-           needs=("sample",), higher_is_better=False, protocol=2, unit="nats",
+           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="nats",
            compute=_kl_knn),
     Metric(key="mmd", description="unbiased MMD^2, RBF kernel, median-heuristic bandwidth",
-           needs=("sample",), higher_is_better=False, protocol=2, unit="MMD^2", compute=_mmd),
+           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="MMD^2",
+           compute=_mmd),
     Metric(key="mmd_multiscale", description="unbiased MMD^2, sum of RBF kernels at 1/16 to 4 times the median "
                        "heuristic",
-           needs=("sample",), higher_is_better=False, unit="MMD^2", compute=_mmd_multiscale),
+           needs=("sample",), higher_is_better=False, ideal=0.0, unit="MMD^2",
+           compute=_mmd_multiscale),
 ):
     register(_metric)
