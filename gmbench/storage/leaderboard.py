@@ -340,6 +340,9 @@ def writable_board(path: str | os.PathLike[str]) -> tuple[Path, os.stat_result |
     if target.is_dir():
         raise BoardError(f"Board {path} is a directory; pass a .csv file.")
     if not target.exists():
+        if Path(path).is_symlink() and not target.parent.is_dir():
+            raise BoardError(f"Board {path} is a symbolic link to {target}, whose folder does "
+                             "not exist; fix the link or pass another --board.")
         return target, None
     stat = target.stat()
     if not stat.st_mode & 0o222 or not os.access(target, os.W_OK):

@@ -444,3 +444,20 @@ def test_kl_exact_below_zero_is_not_estimable(write_model, gmbench_cli):
     rec = run.metric("kl_exact")
     assert rec["value"] is None and "normalised" in rec["not_estimable"]
     assert rec["value_if_estimable"] == pytest.approx(-1.0, abs=1e-4)
+
+
+def test_one_train_example_has_no_interval_and_says_so(gmbench_cli):
+    run = gmbench_cli("evaluate", ROOT / "examples" / "minimal_model.py", "--metrics",
+                      "nll,nll_train,generalization_gap", "--max-train", "1")
+    assert run.code == 0, run.err
+    assert run.metric("generalization_gap")["ci_low"] is None
+    assert "no interval: too few train examples" in run.out
+
+
+def test_a_dangling_board_link_creates_no_folders(board_and_results, gmbench_cli, tmp_path):
+    _, results = board_and_results
+    link = tmp_path / "link.csv"
+    link.symlink_to(tmp_path / "missing" / "deeper" / "board.csv")
+    assert_clear_error(gmbench_cli("leaderboard", "add", results, "--board", link),
+                       "symbolic link")
+    assert not (tmp_path / "missing").exists()
