@@ -1,5 +1,5 @@
 """``python -m gmbench``: the command line, as ``gmbench``."""
 
-from gmbench.cli import main
+from gmbench.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from gmbench.datasets import Dataset, get_dataset, list_datasets
 from gmbench.device import parse_device
-from gmbench.errors import ModelError
-from gmbench.evaluation import MIN_SAMPLES, EvalConfig, run_evaluation
+from gmbench.errors import ModelError, warn
+from gmbench.evaluation import MAX_DEQUANT_SAMPLES, MIN_SAMPLES, EvalConfig, run_evaluation
 from gmbench.models.boundary import process_state
 from gmbench.models.identity import weights_identity
 from gmbench.models.model import Model, ModelSource, build_model, import_model_file
@@ -220,7 +220,9 @@ def load_model(path: str | os.PathLike[str], *, dataset: str | Dataset | None = 
 
 def _dataset(dataset: str | Dataset, data_root: str | os.PathLike[str] | None = None
              ) -> Dataset:
-    return dataset if isinstance(dataset, Dataset) else get_dataset(dataset, data_root)
+    data = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, data_root)
+    data.sha256  # noqa: B018 - fingerprint the arrays before any model code runs
+    return data
 
 
 def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | None
@@ -295,6 +297,16 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
                                  f"need at least {MIN_SAMPLES} (the Inception Score's 10 "
                                  "splits, the k-NN balls). Store more samples.")
             n_samples = stored if n_samples is None else n_samples
+        if not 1 <= dequant_samples <= MAX_DEQUANT_SAMPLES:
+            raise ModelError(f"dequant_samples (--dequant-samples) is {dequant_samples}; use 1 "
+                             f"to {MAX_DEQUANT_SAMPLES} (each draw scores the whole test split "
+                             "once more).")
+        if dequant_samples > 1 and built.log_prob_space != "dequantized":
+            if "log_prob" in built.capabilities:
+                warn(f"--dequant-samples {dequant_samples} applies to models with "
+                     "log_prob_space = \"dequantized\"; this model scores the data itself, so "
+                     "one draw is used (and recorded)")
+            dequant_samples = 1
         config = EvalConfig(seed=seed, n_samples=n_samples, batch_size=batch_size,
                             dequant_samples=dequant_samples, max_train=max_train,
                             device=device, feature_extractor=feature_extractor,

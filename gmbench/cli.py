@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gmbench.api import evaluate
     from gmbench.names import safe_filename
 
+    cwd = Path.cwd()  # --out is relative to where gmbench was started, whatever model code does
     target = Path(args.model)
     stored = target.suffix.lower() in STORED_SUFFIXES or (target.is_dir() and any(
         p.suffix.lower() == ".png" for p in target.iterdir()))
@@ -40,8 +42,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        feature_extractor=args.feature_extractor,
                        inception_weights=args.inception_weights, data_root=args.data_root)
     doc = results.document
-    out = Path(args.out or Path("gmbench-out") / safe_filename(
-        f"{doc['model']['name']}-{doc['dataset']['name']}"))
+    out = cwd / (args.out or Path("gmbench-out") / (
+        f"{safe_filename(doc['model']['name'])}-{safe_filename(doc['dataset']['name'])}"))
     if args.out or not args.json:  # --json alone prints the document and writes nothing
         results.save(out, report=args.report, boards=args.boards)
     if args.json:
@@ -121,15 +123,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     result = read_results(args.results)
     report = check_results(result, read_board(args.against), model=args.model,
                            tolerances=parse_tolerances(args.tolerance), alpha=args.alpha)
-    for warning in report.warnings:
-        print(printable(f"warning: {warning}"))
-    for verdict in report.verdicts:
-        print(printable(verdict_line(verdict)))
     bad = report.regressions
-    print(printable(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of "
-                    f"{args.results} against '{args.model}' on {args.against} (Holm-Bonferroni "
-                    f"over {report.judged} metrics, family-wise false-alarm rate <= "
-                    f"{report.alpha:g})" + (": FAIL" if bad else ": ok")))
+    try:
+        for warning in report.warnings:
+            print(printable(f"warning: {warning}"))
+        for verdict in report.verdicts:
+            print(printable(verdict_line(verdict)))
+        print(printable(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of "
+                        f"{args.results} against '{args.model}' on {args.against} "
+                        f"(Holm-Bonferroni over {report.judged} metrics, family-wise "
+                        f"false-alarm rate <= {report.alpha:g})" + (": FAIL" if bad else ": ok")))
+    except BrokenPipeError:  # `gmbench check ... | head`: the verdict still decides the status
+        _silence_stdout()
     return report.exit_code
 
 
@@ -246,6 +251,11 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    from gmbench.evaluation import MAX_DEQUANT_SAMPLES
+
+    if getattr(args, "dequant_samples", 1) > MAX_DEQUANT_SAMPLES:
+        parser.error(f"--dequant-samples must be at most {MAX_DEQUANT_SAMPLES} (each draw scores "
+                     "the whole test split once more)")
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed <= MAX_SEED:
         parser.error(f"--seed must lie in [0, 2**63 - 1], got {seed}")
@@ -270,10 +280,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gmbench: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `gmbench ... | head`: the reader left; say nothing more
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return 0
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of a closed pipe
+    raises nothing."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout already closed
+        pass
+
+
+def entry() -> NoReturn:
+    """The ``gmbench`` executable: :func:`main`, then exit without waiting for threads that
+    model code left running (a non-daemon thread would otherwise keep the process alive after
+    the results are written)."""
+    code = main()
+    import threading
+
+    stray = [t for t in threading.enumerate()
+             if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if not stray:
+        sys.exit(code)
+    names = ", ".join(printable(t.name) for t in stray[:3])
+    with contextlib.suppress(Exception):
+        print(f"gmbench: warning: model code left {len(stray)} thread(s) running ({names}); "
+              "exiting without waiting for them", file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from gmbench.datasets import Dataset
-from gmbench.errors import MetricError
+from gmbench.datasets import Dataset, forget_dataset
+from gmbench.errors import MetricError, ModelError
 from gmbench.features.cache import cached_arrays
 from gmbench.features.extractors import (
     FeatureExtractor,
@@ -75,6 +75,7 @@ class EvalConfig:
 
 
 MIN_SAMPLES = 20  # the fewest samples every sample metric can use (10 IS splits, k-NN balls)
+MAX_DEQUANT_SAMPLES = 1024  # each draw is a full pass over the test split
 MAX_SAMPLES = 10_000_000
 
 
@@ -361,4 +362,12 @@ def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
     neighbours = None
     if pairs is not None:
         neighbours = (ev.samples[pairs[0]], dataset.train.x[pairs[1]])
+    if dataset.changed():
+        forget_dataset(dataset)
+        raise ModelError(
+            f"{model.source.path.name}: the dataset {dataset.info.name} changed while the model "
+            "ran: the model (or code it calls) wrote into the arrays gmbench shares with it "
+            "(`gmbench.datasets.get_dataset(...).train.x`), so this run's numbers cannot be "
+            "trusted and none were kept. Copy the arrays before changing them "
+            "(`np.array(x, copy=True)`, `torch.tensor(x)`).")
     return run, Artifacts(samples=samples, neighbours=neighbours)

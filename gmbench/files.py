@@ -11,7 +11,34 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "sha256_bytes", "sha256_file"]
+__all__ = ["NotARegularFile", "TooLarge", "atomic_write", "read_bounded", "sha256_bytes",
+           "sha256_file"]
+
+
+class NotARegularFile(OSError):
+    """A path that names a FIFO, a device or a socket: reading it could block or never end."""
+
+
+class TooLarge(OSError):
+    """A file larger than the reader's limit."""
+
+
+def read_bounded(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of the regular file ``path``, refusing FIFOs, devices and sockets (which can
+    block or never end: ``/dev/zero``) and files over ``limit`` bytes.
+
+    Raises:
+        FileNotFoundError, IsADirectoryError, PermissionError: as ``open``.
+        NotARegularFile, TooLarge: see above.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir() and not p.is_file():
+        raise NotARegularFile(f"{path} is not a regular file (a pipe, device or socket)")
+    with open(p, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"{path} is larger than {limit // (1 << 20)} MiB")
+    return data
 
 
 @contextmanager

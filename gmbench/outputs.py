@@ -101,7 +101,8 @@ def _check_target(out: Path) -> None:
         raise OutputError(f"--out {out} is a file, not a folder; pass a folder to write the "
                           "results into (it is created if needed).")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in RUN_FILES or p.is_symlink() or not p.is_file())
         if foreign:
             shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
             raise OutputError(f"--out {out} already holds files gmbench did not write "
@@ -119,6 +120,12 @@ def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
     """
     target = Path(out)
     assert set(files) <= RUN_FILES, set(files) - RUN_FILES
+    if target.is_symlink():  # write into the folder it names; the link stays
+        real = target.resolve()
+        if not real.is_dir():
+            raise OutputError(f"--out {target} is a symbolic link to {real}, which is not an "
+                              "existing folder; create that folder or pass another --out.")
+        target = real
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         recover(target)
@@ -128,7 +135,7 @@ def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
     except OutputError:
         raise
     except OSError as exc:
-        raise OutputError(f"cannot write the results to {target}: {exc.strerror} "
+        raise OutputError(f"cannot write the results to {target}: {exc.strerror or exc} "
                           f"({exc.filename or target.parent}). Pass --out a folder you can "
                           "write to.") from None
     try:
@@ -156,7 +163,7 @@ def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         recover(target)  # an interrupted two-step swap: put a complete folder back
         if isinstance(exc, OSError):
-            raise OutputError(f"cannot write the results to {target}: {exc.strerror}. "
+            raise OutputError(f"cannot write the results to {target}: {exc.strerror or exc}. "
                               "Nothing was changed there.") from None
         raise
     return target

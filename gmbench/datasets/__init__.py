@@ -13,6 +13,7 @@ from gmbench.errors import DatasetError, did_you_mean
 from gmbench.registry import Registry
 
 __all__ = [
+    "forget_dataset",
     "Dataset",
     "DatasetInfo",
     "DATASETS",
@@ -125,6 +126,14 @@ def _resolve_root(data_root: str | os.PathLike[str] | None) -> str | None:
 def get_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> Dataset:
     """Load a dataset by name; each (name, data_root) is built once per process."""
     return _load(name, _resolve_root(data_root))
+
+
+def forget_dataset(dataset: Dataset) -> None:
+    """Drop ``dataset`` (whose arrays were changed in place) from the in-process cache, so that
+    the next :func:`get_dataset` reads it afresh. Clears the whole cache: it holds a few
+    datasets, each cheap to rebuild."""
+    del dataset
+    _load.cache_clear()
 
 
 @lru_cache(maxsize=16)

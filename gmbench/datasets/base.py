@@ -92,7 +92,16 @@ class Dataset:
 
     @cached_property
     def sha256(self) -> str:
-        """Hash of the description and every array of both splits."""
+        """Hash of the description and every array of both splits (computed once)."""
+        return self.current_sha256()
+
+    def changed(self) -> bool:
+        """Whether the arrays no longer match :attr:`sha256`: something (a model holding them
+        through ``get_dataset``) wrote into the shared, cached copy."""
+        return self.current_sha256() != self.sha256
+
+    def current_sha256(self) -> str:
+        """:attr:`sha256` recomputed from the arrays as they are now."""
         digest = hashlib.sha256(repr(self.info.to_dict()).encode())
         for split in (self.train, self.test):
             for array in (split.x, split.y):

@@ -135,6 +135,9 @@ def find_inception_weights(path: str | Path | None) -> Path:
     )
     if path is not None:
         p = Path(path).expanduser()
+        if p.is_dir():
+            raise ExtractorError(f"--inception-weights {path} is a folder; pass the weights "
+                                 f"file itself ({INCEPTION_WEIGHTS_FILE}).")
         if not p.is_file():
             raise ExtractorError(f"--inception-weights {path}: no such file. {how}")
         return p

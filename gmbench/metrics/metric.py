@@ -86,6 +86,9 @@ class Metric:
 
     def run(self, evaluation: Context) -> MetricResult:
         m = self.compute(evaluation)
+        if "sample" in self.needs or self.needs_any:
+            # how many samples it used: a value measured on another count is not comparable
+            m = replace(m, details={"n_samples": evaluation.n_samples, **m.details})
         if not math.isfinite(m.estimate.value) and "not_estimable" not in m.details:
             m = replace(m, details={**m.details, "not_estimable": (
                 "the estimate is not a finite number on these samples")})

@@ -50,12 +50,31 @@ class WeightsIdentity:
         return out
 
 
+def _tensor_bytes(value: torch.Tensor | np.ndarray) -> tuple[torch.dtype, tuple[int, ...], bytes]:
+    """dtype, shape and contents of a tensor or array; sparse tensors by their dense values.
+    Raises for what holds no bytes of its own (meta tensors, object arrays)."""
+    if isinstance(value, np.ndarray):  # hashed as the tensor it converts to
+        value = torch.from_numpy(np.ascontiguousarray(value))  # refuses object arrays
+    t = value.detach()
+    if t.is_meta:
+        raise TypeError("meta tensor")
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    t = t.cpu().contiguous()
+    return t.dtype, tuple(t.shape), t.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
 def _update_tensor(digest: Any, name: str, value: torch.Tensor | np.ndarray) -> None:
-    if isinstance(value, np.ndarray):
-        value = torch.from_numpy(np.ascontiguousarray(value))
-    t = value.detach().cpu().contiguous()
-    digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    try:
+        dtype, shape, data = _tensor_bytes(value)
+    except Exception as exc:  # noqa: BLE001 - any tensor subclass may refuse
+        raise ModelError(f"the model's parameter `{name}` cannot be hashed for the weights "
+                         f"record ({type(exc).__name__}: {exc}): load real values into it "
+                         "(not a meta tensor or an array of Python objects), or declare the "
+                         "weight files with `WEIGHTS = \"weights.safetensors\"` in the model "
+                         "file.") from None
+    digest.update(f"{name}|{dtype}|{shape}|".encode())
+    digest.update(data)
 
 
 def _hash_named(named: Iterable[tuple[str, torch.Tensor | np.ndarray]]) -> str | None:
@@ -87,7 +106,15 @@ def _declared_files(obj: Any, module_weights: Any, model_file: Path) -> list[Pat
         declared = module_weights
     if declared is None:
         return None
-    items = [declared] if isinstance(declared, (str, os.PathLike)) else list(declared)
+    if isinstance(declared, (str, os.PathLike)):
+        items = [declared]
+    elif isinstance(declared, (list, tuple)) and all(isinstance(i, (str, os.PathLike))
+                                                     for i in declared):
+        items = list(declared)
+    else:
+        raise ModelError(f"{model_file.name}: `weights_files` / `WEIGHTS` is "
+                         f"{type(declared).__name__}; give a path or a list of paths to the "
+                         "weight files the model loads (relative to the model file).")
     paths = []
     for item in items:
         path = Path(item)

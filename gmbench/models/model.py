@@ -89,7 +89,24 @@ def _what_happened(exc: BaseException) -> str:
         return f"called sys.exit({exc.code!r})"
     if isinstance(exc, ModelExit):
         return f"called os._exit({exc.status})"
-    return f"raised {type(exc).__name__}: {str(exc).rstrip('.')}"
+    try:
+        text = str(exc).rstrip(".")
+    except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+        text = "(its message cannot be printed)"
+    return f"raised {type(exc).__name__}: {text}"
+
+
+def _attr(obj: Any, name: str, default: Any, *, where: str) -> Any:
+    """``getattr(obj, name, default)`` run as model code: a property or ``__getattr__`` that
+    raises (anything but ``AttributeError``) becomes a :class:`ModelError` naming ``name``."""
+    try:
+        with model_code():
+            return getattr(obj, name, default)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise ModelError(f"{where}: reading `{name}` {_what_happened(exc)}. Make `{name}` a "
+                         "plain attribute or method, or remove it.") from None
 
 
 def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
@@ -98,6 +115,9 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
     if file.is_dir():
         raise ModelError(f"Model file {path} is a directory; pass the path of a Python file "
                          "(e.g. model.py) that defines `load(dataset, device)` or `model`.")
+    if file.exists() and not file.is_file():
+        raise ModelError(f"Model file {path} is not a regular file (a pipe, device or "
+                         "socket); pass the path of a Python file.")
     if not file.is_file():
         raise ModelError(f"Model file {path} does not exist. Pass the path of a Python file "
                          "that defines `load(dataset, device)` or a module-level `model`.")
@@ -115,7 +135,7 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
     try:
         with model_code():
             spec.loader.exec_module(module)
-    except (KeyboardInterrupt, GeneratorExit):
+    except KeyboardInterrupt:
         raise
     except BaseException as exc:  # any error in user code becomes a one-paragraph message
         hint = (" Install the missing package, or remove the import."
@@ -125,26 +145,46 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
             f"Fix the file so that `python {path}` runs without error.{hint}"
         ) from None
     finally:
-        sys.path.remove(str(file.parent))
-    name = getattr(module, "NAME", None) or (file.parent.name if file.stem == "model"
-                                             else file.stem)
-    dataset = getattr(module, "DATASET", None)
+        if str(file.parent) in sys.path:
+            sys.path.remove(str(file.parent))
+    name = _attr(module, "NAME", None, where=str(path))
+    if name is not None and not isinstance(name, str):
+        raise ModelError(f"{path}: `NAME` must be a string such as \"my-model\", got "
+                         f"{type(name).__name__}.")
+    name = name or (file.parent.name if file.stem == "model" else file.stem)
+    dataset = _attr(module, "DATASET", None, where=str(path))
     if dataset is not None and not isinstance(dataset, str):
         raise ModelError(f"{path}: `DATASET` must be a string such as \"fashion-mnist\", "
                          f"got {type(dataset).__name__}.")
-    return module, ModelSource(path=file, name=str(name), sha256=digest, dataset=dataset)
+    return module, ModelSource(path=file, name=name, sha256=digest, dataset=dataset)
 
 
 def _to_numpy(value: Any, *, where: str) -> np.ndarray:
     """A copy owned by gmbench: a model that refills its output buffer cannot change it."""
+    try:
+        return _convert(value, where=where)
+    except (ModelError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a tensor subclass, an odd array-like
+        raise ModelError(f"{where} returned a {type(value).__name__} that cannot be copied to a "
+                         f"NumPy array ({_what_happened(exc)}); return a plain torch tensor or "
+                         "numpy array.") from None
+
+
+def _convert(value: Any, *, where: str) -> np.ndarray:
     if isinstance(value, torch.Tensor):
+        if value.is_meta:
+            raise ModelError(f"{where} returned a meta tensor (a shape without values); return "
+                             "a tensor with data.")
+        if value.layout != torch.strided:
+            value = value.to_dense()
         return owned(value.float() if value.dtype == torch.bfloat16 else value)
     if isinstance(value, np.ndarray):
         return owned(value)
     if isinstance(value, (list, tuple)):
         try:
             return np.array(value)
-        except ValueError:
+        except (ValueError, TypeError):
             pass
     raise ModelError(f"{where} returned a {type(value).__name__}; return a torch tensor or a "
                      "numpy array.")
@@ -214,17 +254,17 @@ class Model:
             cap for cap, members in (("sample", ("sample",)), ("log_prob", ("log_prob",)),
                                      ("encode_decode", ("encode", "decode")),
                                      ("sample_conditional", ("sample_conditional",)))
-            if all(callable(getattr(obj, m, None)) for m in members)
+            if all(callable(_attr(obj, m, None, where=self._file)) for m in members)
         )
         if not {"sample", "log_prob"} & self.capabilities:
             raise ModelError(f"{self._file}: the model ({type(obj).__name__}) has neither "
                              "`sample(n)` nor `log_prob(x)`; define at least one of them.")
-        self.log_prob_space = getattr(obj, "log_prob_space", "data")
-        self.log_prob_kind = getattr(obj, "log_prob_kind", "exact")
-        if self.log_prob_space not in LOG_PROB_SPACES:
+        self.log_prob_space = _attr(obj, "log_prob_space", "data", where=self._file)
+        self.log_prob_kind = _attr(obj, "log_prob_kind", "exact", where=self._file)
+        if not isinstance(self.log_prob_space, str) or self.log_prob_space not in LOG_PROB_SPACES:
             raise ModelError(f"{self._file}: `log_prob_space` is {self.log_prob_space!r}; use "
                              "\"data\" or \"dequantized\".")
-        if self.log_prob_kind not in LOG_PROB_KINDS:
+        if not isinstance(self.log_prob_kind, str) or self.log_prob_kind not in LOG_PROB_KINDS:
             raise ModelError(f"{self._file}: `log_prob_kind` is {self.log_prob_kind!r}; use one "
                              "of \"exact\", \"lower_bound\" (an ELBO), \"estimate\" (IWAE).")
         if self.log_prob_space == "dequantized" and not info.is_discrete:
@@ -240,7 +280,7 @@ class Model:
         try:
             with model_code(), torch.no_grad():
                 return fn(*args, **kwargs)
-        except (ModelError, KeyboardInterrupt, GeneratorExit):
+        except (ModelError, KeyboardInterrupt):
             raise
         except BaseException as exc:
             raise ModelError(
@@ -252,7 +292,7 @@ class Model:
 
     # ----------------------------------------------------------------- sampling
     def _make_sample_call(self) -> Callable[[int, int], Any]:
-        fn = self.obj.sample
+        fn = _attr(self.obj, "sample", None, where=self._file)
         if isinstance(self.obj, torch.distributions.Distribution):
             return lambda n, seed: fn(torch.Size([n]))
         try:
@@ -300,13 +340,15 @@ class Model:
     def sample_conditional(self, labels: np.ndarray, *, seed: int) -> np.ndarray:
         """One validated sample per integer label, shape ``(len(labels), *shape)``, in blocks
         of :data:`SAMPLE_BLOCK` (like :meth:`sample`)."""
-        fn = getattr(self.obj, "sample_conditional", None)
+        fn = _attr(self.obj, "sample_conditional", None, where=self._file)
         if fn is None:
             raise ModelError(f"{self._file}: the model has no `sample_conditional(labels)`.")
         chunks = []
         for i, start, stop in _batches(len(labels), SAMPLE_BLOCK):
             with forked_rng(child_seed(seed, "sample_conditional", i)):
-                lab = torch.as_tensor(labels[start:stop], dtype=torch.long, device=self.device)
+                # a copy: a model that writes into its labels cannot change gmbench's
+                lab = torch.tensor(np.array(labels[start:stop], copy=True), dtype=torch.long,
+                                   device=self.device)
                 out = self._call("sample_conditional", fn, lab)
             chunks.append(self.check_samples(out, stop - start, member="sample_conditional"))
         return np.concatenate(chunks)
@@ -315,11 +357,11 @@ class Model:
         """Validate what ``sample``-like members return and map it to the data representation."""
         where = f"{self._file}: `{member}`"
         arr = _to_numpy(out, where=where)
-        if arr.dtype == np.bool_:
-            arr = arr.astype(np.int64)
-        if arr.dtype.kind not in "iuf":
-            raise ModelError(f"{where} returned dtype {arr.dtype}; return numbers (integers or "
-                             "floats).")
+        if arr.dtype.kind not in "iuf":  # bool, complex, strings, objects
+            raise ModelError(f"{where} returned dtype {arr.dtype}; return real numbers: integer "
+                             "levels or floats in [0, 1] for discrete data, floats otherwise "
+                             "(booleans are refused: convert them with `.long()` if they are "
+                             "levels 0/1).")
         expected = (n, *self.info.shape)
         if arr.shape != expected:
             hint = ""
@@ -334,7 +376,13 @@ class Model:
             raise ModelError(f"{where} returned {bad} non-finite values (NaN or inf); every "
                              "sample must be finite.")
         if not self.info.is_discrete:
-            return arr.astype(np.float32, copy=False)
+            with np.errstate(over="ignore"):  # overflow is reported below, as an error
+                arr = arr.astype(np.float32, copy=False)
+            if not np.isfinite(arr).all():
+                raise ModelError(f"{where} returned values beyond float32's range (about "
+                                 "3.4e38), which become infinite; every sample must be finite "
+                                 "in float32.")
+            return arr
         levels = int(self.info.levels)  # type: ignore[arg-type]
         lo, hi = arr.min(), arr.max()
         if arr.dtype.kind in "iu":
@@ -364,7 +412,7 @@ class Model:
         ``y = (x + u) / levels``; with ``dequant_samples = K > 1`` the draws are combined by
         the importance-weighted ``log-mean-exp`` (a tighter bound on the discrete log-mass).
         """
-        fn = getattr(self.obj, "log_prob", None)
+        fn = _attr(self.obj, "log_prob", None, where=self._file)
         if fn is None or "log_prob" not in self.capabilities:
             raise ModelError(f"{self._file}: the model has no `log_prob(x)`.")
         n = len(x)
@@ -399,6 +447,9 @@ class Model:
     def _check_log_prob(self, value: Any, n: int, offset: int, split: str) -> np.ndarray:
         where = f"{self._file}: `log_prob`"
         arr = _to_numpy(value, where=where)
+        if arr.dtype.kind not in "iuf":  # bool, complex, strings, objects
+            raise ModelError(f"{where} returned dtype {arr.dtype}; it must return real "
+                             "log-likelihoods in nats (a float tensor of shape (n,)).")
         if arr.shape != (n,):
             hint = " Sum over the event dimensions." if arr.ndim > 1 and arr.shape[0] == n else ""
             raise ModelError(f"{where} returned shape {tuple(arr.shape)} for a batch of {n}; "
@@ -431,10 +482,12 @@ class Model:
     def reconstruct(self, x: np.ndarray, *, seed: int, batch_size: int = 500) -> np.ndarray:
         """``decode(encode(x))`` validated like samples, shape ``(n, *shape)``."""
         chunks = []
+        encode = _attr(self.obj, "encode", None, where=self._file)
+        decode = _attr(self.obj, "decode", None, where=self._file)
         for i, start, stop in _batches(len(x), batch_size):
             with forked_rng(child_seed(seed, "reconstruct", i)):
-                z = self._call("encode", self.obj.encode, self._as_input(x[start:stop]))
-                out = self._call("decode", self.obj.decode, z)
+                z = self._call("encode", encode, self._as_input(x[start:stop]))
+                out = self._call("decode", decode, z)
             chunks.append(self.check_samples(out, stop - start, member="decode"))
         return np.concatenate(chunks)
 
@@ -442,12 +495,13 @@ class Model:
 def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, device: str
                 ) -> Model:
     """Take the model from ``load(dataset, device)``, else from ``model`` (SPEC section 2)."""
-    loader = getattr(module, "load", None)
+    where = source.path.name
+    loader = _attr(module, "load", None, where=where)
     if callable(loader):
         try:
             with model_code():
                 obj = loader(info, device)
-        except (ModelError, KeyboardInterrupt, GeneratorExit):
+        except (ModelError, KeyboardInterrupt):
             raise
         except BaseException as exc:
             raise ModelError(
@@ -458,17 +512,34 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
         if obj is None:
             raise ModelError(f"{source.path.name}: `load(dataset, device)` returned None; "
                              "return the model object.")
-    elif hasattr(module, "model"):
-        obj = module.model
-        if isinstance(obj, torch.nn.Module):
-            with model_code():
-                obj.to(device)
+    elif (obj := _attr(module, "model", None, where=where)) is not None:
+        pass
     else:
         raise ModelError(f"{source.path.name} defines neither `load(dataset, device)` nor a "
                          "module-level `model`. Add one, e.g. `model = MyModel()` with "
                          "`sample(n)` and/or `log_prob(x)` methods.")
     if isinstance(obj, torch.nn.Module):
-        obj.eval()
-    identity = weights_identity(obj, model_file=source.path,
-                                module_weights=getattr(module, "WEIGHTS", None))
+        try:
+            with model_code():
+                if loader is None or not callable(loader):
+                    obj.to(device)
+                obj.eval()
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            raise ModelError(f"{where}: moving the module-level `model` to {device!r} and "
+                             f"switching it to eval mode (`.to`, `.eval`) "
+                             f"{_what_happened(exc)}{_line_in(exc, source.path)}.") from None
+    module_weights = _attr(module, "WEIGHTS", None, where=where)
+    try:
+        with model_code():
+            identity = weights_identity(obj, model_file=source.path,
+                                        module_weights=module_weights)
+    except (ModelError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        raise ModelError(f"{where}: hashing the model's weights for the record "
+                         f"{_what_happened(exc)}: the model's `state_dict()` or its tensor "
+                         "attributes failed. Declare the weight files with `WEIGHTS = "
+                         "\"weights.safetensors\"` in the model file instead.") from None
     return Model(obj, source=replace(source, weights=identity), info=info, device=device)

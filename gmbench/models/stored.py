@@ -87,6 +87,9 @@ def read_samples(source: str | Path | np.ndarray | torch.Tensor, info: DatasetIn
         if not path.exists():
             raise ModelError(f"stored samples {path} do not exist; pass a .npz, .npy or a "
                              "folder of .png images.")
+        if not path.is_dir() and not path.is_file():
+            raise ModelError(f"stored samples {path} is not a regular file (a pipe or a "
+                             "device); save the samples to a .npz or .npy file.")
         x = _load_file(path)
         name = path.stem if path.is_file() else path.name
         digest = sha256_file(path) if path.is_file() else samples_sha256(x)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gmbench.errors import BoardError, did_you_mean
+from gmbench.names import printable
 from gmbench.present.compare import pareto_front
 from gmbench.present.format import format_number
 from gmbench.storage.leaderboard import BoardRow, latest_rows
@@ -71,8 +72,9 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
                 else:
                     cells.append(f"{format_number(r.value)} ±{r.halfwidth:.2g}")
             table.append(cells)
+        table = [[printable(cell) for cell in row] for row in table]  # names from the file
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-        out.append(f"{dataset}: {len(models)} model(s)"
+        out.append(f"{printable(dataset)}: {len(models)} model(s)"
                    + (f", sorted by {sort}" if sort else ""))
         for i, row in enumerate(table):
             out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -44,7 +44,8 @@ class Comparison:
         rank: the run's rank among itself and the comparable baselines (1 = best), or ``None``
             when the run's value is not finite.
         ranked: how many values were ranked.
-        mismatched: baselines measured in another feature space (not ranked against).
+        mismatched: baselines measured in another feature space, or (sample metrics) on
+            another number of samples: not ranked against.
     """
 
     metric: str
@@ -57,20 +58,21 @@ class Comparison:
     def best(self) -> tuple[str, BoardRow] | None:
         """The best baseline measured in the run's feature space, in the metric's direction."""
         direction = Direction.of(self.record)
-        candidates = [(name, row) for name, row in self.baselines.items()
+        candidates = [(name, row, row.value) for name, row in self.baselines.items()
                       if name not in self.mismatched and row.value is not None]
         if not candidates:
             return None
-        return min(candidates, key=lambda item: direction.badness(item[1].value))
+        name, row, _ = min(candidates, key=lambda item: direction.badness(item[2]))
+        return name, row
 
 
 def rank_of(value: float, others: Sequence[float], *, direction: Direction) -> int:
     """1 + the number of ``others`` strictly better than ``value`` in ``direction``; values
-    whose badness is equal to within floating-point rounding (relative 1e-9) tie and share a
-    rank."""
+    whose badness is equal to within float32 rounding (relative 1e-6: metrics computed in
+    float32 on two platforms differ in the last digits) tie and share a rank."""
     mine = direction.badness(value)
     better = [o for o in others if direction.badness(o) < mine
-              and not math.isclose(direction.badness(o), mine, rel_tol=1e-9, abs_tol=1e-12)]
+              and not math.isclose(direction.badness(o), mine, rel_tol=1e-6, abs_tol=1e-12)]
     return 1 + len(better)
 
 
@@ -92,7 +94,10 @@ def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardR
         rows = {name: chosen[(dataset, name, metric)] for name in names
                 if (dataset, name, metric) in chosen}
         space = neutralise(str(rec.get("feature_space") or ""))
-        mismatched = frozenset(n for n, r in rows.items() if r.feature_space != space)
+        n_samples = rec.get("n_samples")
+        mismatched = frozenset(
+            n for n, r in rows.items() if r.feature_space != space
+            or (n_samples is not None and r.n_samples is not None and r.n_samples != n_samples))
         others = [r.value for n, r in rows.items() if n not in mismatched and r.value is not None]
         value = rec.get("value")
         rank = (None if value is None else

@@ -363,7 +363,8 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
     if names:
         out.append("<h2>Every baseline</h2>" + _matrix_table(names, comparisons)
                    + '<p class="note">Value ± 95% half-width of each baseline\'s most recent '
-                   "evaluation; † measured in another feature space, not ranked. The table "
+                   "evaluation; † measured in another feature space or on another number of "
+                   "samples, not ranked. The table "
                    "scrolls sideways.</p>")
 
     out.append("<h2>Against the baselines</h2><div class=\"plots\">")

@@ -83,7 +83,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
                     cell += " †"
                 row.append(cell)
         rows.append(row)
-    lines += _align(rows)
+    lines += _align([[printable(cell) for cell in row] for row in rows])  # board cells
     lines += filter(None, [memorization_line(result["metrics"])])
     for key, rec in result["metrics"].items():
         if rec.get("not_estimable"):
@@ -99,7 +99,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         lines.append(f"baselines from {board}: value ±95% half-width; rank among this model and "
                      "the baselines (1 = best)" + ("." if wide else "; --wide shows every "
                                                    "baseline.")
-                     + (" † measured in another feature space: not ranked." if any_mismatch
+                     + (" † measured in another feature space or on another number of samples: not ranked." if any_mismatch
                         else ""))
         stale = sorted({r.dataset_sha256[:12] for r in baselines} - {data["sha256"][:12]})
         if stale:

@@ -41,8 +41,8 @@ def verdict_line(v: Verdict) -> str:
     return f"{head} {f(v.new)} vs {f(v.reference)}: {change}; {p}{detect}"
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}"
+def _fmt(x: float | None) -> str:
+    return "?" if x is None else f"{x:.3g}"
 
 
 def memorization_line(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -85,8 +85,11 @@ def memorization_line(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
     gap, nll = get("generalization_gap"), get("nll")
     gap_text = ""
     if gap is not None:
-        gap_text = (f"generalization_gap {_fmt(gap['value'])} nats "
-                    f"[{_fmt(gap['ci_low'])}, {_fmt(gap['ci_high'])}]")
+        gap_text = f"generalization_gap {_fmt(gap['value'])} nats"
+        if gap.get("ci_low") is not None and gap.get("ci_high") is not None:
+            gap_text += f" [{_fmt(gap['ci_low'])}, {_fmt(gap['ci_high'])}]"
+        else:
+            gap_text += " (no interval: too few train examples scored)"
         if (nll is not None and gap["value"] > GAP_FLAG * abs(nll["value"])
                 and (gap.get("ci_low") or 0) > 0):
             reasons.append(f"{gap_text} > {GAP_FLAG:.0%} of nll")

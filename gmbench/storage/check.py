@@ -172,7 +172,11 @@ def parse_tolerances(items: Sequence[str]) -> dict[str, Tolerance]:
                              "`--tolerance fid=2.5` (absolute, in the metric's unit), "
                              "`--tolerance precision=5%` (of the reference), or "
                              "`--tolerance '*=1%'` for every metric.")
-        out[m.group(1)] = Tolerance(float(m.group(2)), relative=bool(m.group(3)))
+        value = float(m.group(2))
+        if not math.isfinite(value):
+            raise BoardError(f"--tolerance {item!r}: {m.group(2)} is not a finite number; a "
+                             "tolerance that large would accept every regression.")
+        out[m.group(1)] = Tolerance(value, relative=bool(m.group(3)))
     return out
 
 

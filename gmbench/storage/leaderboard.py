@@ -36,7 +36,8 @@ from typing import Any
 
 from gmbench.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
-from gmbench.files import atomic_write
+from gmbench.files import NotARegularFile, TooLarge, atomic_write, read_bounded
+from gmbench.rng import MAX_SEED
 from gmbench.storage.results import neutralise, read_results
 
 __all__ = [
@@ -137,6 +138,7 @@ COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(BoardRow))
 COLUMNS_V1: tuple[str, ...] = COLUMNS[:-3]
 IDENTITY = ("model_sha256", "weights_sha256", "dataset_sha256", "metric", "protocol", "seed",
             "feature_space")
+MAX_BOARD_BYTES = 512 << 20  # about a million rows; refuse what cannot be a board
 _FLOATS = {"value", "stderr", "ci_low", "ci_high", "ideal"}
 _OPTIONAL_INTS = {"n", "n_samples"}
 _INTS = {"seed", "protocol"}
@@ -232,7 +234,31 @@ def _parse_row(cells: list[str], where: str, columns: tuple[str, ...] = COLUMNS)
             raise BoardError(f"{where}: column '{column}' holds {text!r}, which is not a valid "
                              "value; the board is corrupt. Restore it from version control, "
                              "or delete the row and re-add its results.json.") from None
+    problem = _row_problem(values)
+    if problem:
+        raise BoardError(f"{where}: {problem}; the board is corrupt. Restore it from version "
+                         "control, or delete the row and re-add its results.json.")
     return BoardRow(**values)
+
+
+def _row_problem(v: Mapping[str, Any]) -> str | None:
+    """What makes a parsed row impossible (a value gmbench never writes), or ``None``."""
+    for column in ("n", "n_samples"):
+        if v.get(column) is not None and v[column] < (1 if column == "n_samples" else 0):
+            return f"column '{column}' holds {v[column]}, which cannot be a count"
+    if v.get("stderr") is not None and v["stderr"] < 0:
+        return f"column 'stderr' is negative ({v['stderr']!r})"
+    if v.get("ci_low") is not None and v.get("ci_high") is not None \
+            and v["ci_low"] > v["ci_high"]:
+        return f"ci_low ({v['ci_low']!r}) exceeds ci_high ({v['ci_high']!r})"
+    if not 0 <= v.get("seed", 0) <= MAX_SEED:
+        return f"column 'seed' holds {v['seed']}, outside [0, 2**63 - 1]"
+    if v.get("protocol", 1) < 1:
+        return f"column 'protocol' holds {v['protocol']}; protocols start at 1"
+    if v.get("ideal") is not None and v.get("higher_is_better"):
+        return ("column 'ideal' is set on a higher-is-better metric (a metric with an ideal is "
+                "judged by its distance from it)")
+    return None
 
 
 def parse_board(text: str, *, where: str = "board") -> list[BoardRow]:
@@ -289,7 +315,12 @@ def read_board(path: str | os.PathLike[str]) -> list[BoardRow]:
 
 def _read_board(path: str | os.PathLike[str]) -> tuple[list[BoardRow], int]:
     try:
-        raw = Path(path).read_bytes()
+        raw = read_bounded(path, MAX_BOARD_BYTES)
+    except (NotARegularFile, TooLarge) as exc:
+        raise BoardError(f"Board {exc}; pass a board .csv written by `gmbench leaderboard "
+                         "add`.") from None
+    except PermissionError:
+        raise BoardError(f"Board {path} cannot be read (permission denied).") from None
     except FileNotFoundError:
         raise BoardError(f"Board {path} does not exist. Create it with `gmbench leaderboard "
                          f"add RESULTS.json --board {path}`.") from None
@@ -309,6 +340,9 @@ def writable_board(path: str | os.PathLike[str]) -> tuple[Path, os.stat_result |
     if target.is_dir():
         raise BoardError(f"Board {path} is a directory; pass a .csv file.")
     if not target.exists():
+        if Path(path).is_symlink() and not target.parent.is_dir():
+            raise BoardError(f"Board {path} is a symbolic link to {target}, whose folder does "
+                             "not exist; fix the link or pass another --board.")
         return target, None
     stat = target.stat()
     if not stat.st_mode & 0o222 or not os.access(target, os.W_OK):

@@ -12,11 +12,14 @@ from typing import Any
 
 from gmbench.errors import BoardError
 from gmbench.estimators.uncertainty import Estimate
+from gmbench.files import NotARegularFile, TooLarge, read_bounded
+from gmbench.rng import MAX_SEED
 
 __all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise",
            "read_results", "results_csv", "validate_results"]
 
 SCHEMA_VERSION = 2
+MAX_RESULTS_BYTES = 64 << 20  # a results.json is kilobytes; refuse what cannot be one
 READABLE_SCHEMAS = (1, 2)  # version 1: gmbench 0.1 (no protocol, ideal or weights fields)
 CORE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "ci_method", "n", "unit",
                "higher_is_better", "ideal", "protocol", "kind", "feature_space")
@@ -205,7 +208,9 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
     dataset = c.mapping(doc["dataset"], "dataset")
     c.text(dataset, "name", "dataset")
     c.text(dataset, "sha256", "dataset")
-    c.integer(doc, "seed", "(document)", optional=False)
+    c.integer(doc, "seed", "(document)", optional=False, minimum=0)
+    if doc["seed"] > MAX_SEED:
+        c.fail("seed", f"is {doc['seed']}, above the largest seed {MAX_SEED}")
     c.integer(doc, "n_samples", "(document)", minimum=1)
     prov = c.mapping(doc["provenance"], "provenance")
     c.text(prov, "started", "provenance", optional=True)
@@ -219,6 +224,15 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
         for number in ("value", "stderr", "ci_low", "ci_high", "ideal"):
             c.number(rec, number, field)
         c.integer(rec, "n", field, minimum=0)
+        for number in ("value", "stderr", "ci_low", "ci_high", "ideal"):
+            if isinstance(rec.get(number), float) and not math.isfinite(rec[number]):
+                c.fail(f"{field}.{number}", f"is {rec[number]!r}; gmbench writes finite "
+                       "numbers or null")
+        if rec.get("stderr") is not None and rec["stderr"] < 0:
+            c.fail(f"{field}.stderr", f"is negative ({rec['stderr']!r})")
+        if (rec.get("ci_low") is not None and rec.get("ci_high") is not None
+                and rec["ci_low"] > rec["ci_high"]):
+            c.fail(f"{field}.ci_low", f"({rec['ci_low']!r}) exceeds ci_high ({rec['ci_high']!r})")
         if not isinstance(rec.get("higher_is_better"), bool):
             c.fail(f"{field}.higher_is_better",
                    f"must be true or false, got {_type_name(rec.get('higher_is_better'))} "
@@ -243,7 +257,9 @@ def read_results(path: str | Path) -> dict[str, Any]:
     """Read and validate a ``results.json`` (schema 1 or 2, returned as schema 2)."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        raw = read_bounded(p, MAX_RESULTS_BYTES)
+    except (NotARegularFile, TooLarge) as exc:
+        raise BoardError(f"{exc}; pass a results.json written by `gmbench evaluate`.") from None
     except FileNotFoundError:
         raise BoardError(f"{path} does not exist; pass a results.json written by "
                          "`gmbench evaluate --out DIR`.") from None
@@ -253,6 +269,9 @@ def read_results(path: str | Path) -> dict[str, Any]:
         raise BoardError(f"{path} cannot be read (permission denied).") from None
     try:
         data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise BoardError(f"{path} nests JSON too deeply to be a results file; pass a "
+                         "results.json written by `gmbench evaluate`.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BoardError(f"{path} is not valid JSON ({exc}); it may be truncated. Re-run "
                          "`gmbench evaluate` to regenerate it.") from None
