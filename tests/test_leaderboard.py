@@ -61,7 +61,8 @@ def write_results(path: Path, data: dict) -> Path:
 
 def test_rows_carry_every_column_and_round_trip_exactly(tmp_path):
     data = results_dict(metrics={"nll": (0.1 + 0.2, float("nan"), False)})
-    data["metrics"]["nll"]["stderr"] = None  # results.json writes NaN as null
+    for field in ("stderr", "ci_low", "ci_high"):
+        data["metrics"]["nll"][field] = None  # results.json writes NaN as null
     board = tmp_path / "b.csv"
     add_results(board, [write_results(tmp_path / "r.json", data)])
     (row,) = read_board(board)

@@ -37,8 +37,7 @@ from typing import Any
 from gmbench.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.files import NotARegularFile, TooLarge, atomic_write, read_bounded
-from gmbench.rng import MAX_SEED
-from gmbench.storage.results import neutralise, read_results
+from gmbench.storage.results import neutralise, read_results, record_problem
 
 __all__ = [
     "COLUMNS",
@@ -234,31 +233,14 @@ def _parse_row(cells: list[str], where: str, columns: tuple[str, ...] = COLUMNS)
             raise BoardError(f"{where}: column '{column}' holds {text!r}, which is not a valid "
                              "value; the board is corrupt. Restore it from version control, "
                              "or delete the row and re-add its results.json.") from None
-    problem = _row_problem(values)
+    problem = record_problem(values)
     if problem:
         raise BoardError(f"{where}: {problem}; the board is corrupt. Restore it from version "
                          "control, or delete the row and re-add its results.json.")
     return BoardRow(**values)
 
 
-def _row_problem(v: Mapping[str, Any]) -> str | None:
-    """What makes a parsed row impossible (a value gmbench never writes), or ``None``."""
-    for column in ("n", "n_samples"):
-        if v.get(column) is not None and v[column] < (1 if column == "n_samples" else 0):
-            return f"column '{column}' holds {v[column]}, which cannot be a count"
-    if v.get("stderr") is not None and v["stderr"] < 0:
-        return f"column 'stderr' is negative ({v['stderr']!r})"
-    if v.get("ci_low") is not None and v.get("ci_high") is not None \
-            and v["ci_low"] > v["ci_high"]:
-        return f"ci_low ({v['ci_low']!r}) exceeds ci_high ({v['ci_high']!r})"
-    if not 0 <= v.get("seed", 0) <= MAX_SEED:
-        return f"column 'seed' holds {v['seed']}, outside [0, 2**63 - 1]"
-    if v.get("protocol", 1) < 1:
-        return f"column 'protocol' holds {v['protocol']}; protocols start at 1"
-    if v.get("ideal") is not None and v.get("higher_is_better"):
-        return ("column 'ideal' is set on a higher-is-better metric (a metric with an ideal is "
-                "judged by its distance from it)")
-    return None
+
 
 
 def parse_board(text: str, *, where: str = "board") -> list[BoardRow]:

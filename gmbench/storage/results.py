@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from gmbench.files import NotARegularFile, TooLarge, read_bounded
 from gmbench.rng import MAX_SEED
 
 __all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise",
+           "record_problem",
            "read_results", "results_csv", "validate_results"]
 
 SCHEMA_VERSION = 2
@@ -180,6 +182,27 @@ class _Checker:
             self.fail(f"{field}.{key}", f"must be at least {minimum}, got {value}")
 
 
+def record_problem(v: Mapping[str, Any]) -> str | None:
+    """What makes a metric record or board row impossible (a value gmbench never writes), or
+    ``None``: one rule for results files and boards. Types are checked before."""
+    for column in ("n", "n_samples"):
+        if v.get(column) is not None and v[column] < (1 if column == "n_samples" else 0):
+            return f"'{column}' holds {v[column]}, which cannot be a count"
+    if v.get("stderr") is not None and v["stderr"] < 0:
+        return f"'stderr' is negative ({v['stderr']!r})"
+    if v.get("ci_low") is not None and v.get("ci_high") is not None \
+            and v["ci_low"] > v["ci_high"]:
+        return f"ci_low ({v['ci_low']!r}) exceeds ci_high ({v['ci_high']!r})"
+    if not 0 <= v.get("seed", 0) <= MAX_SEED:
+        return f"'seed' holds {v['seed']}, outside [0, 2**63 - 1]"
+    if v.get("protocol", 1) < 1:
+        return f"'protocol' holds {v['protocol']}; protocols start at 1"
+    if v.get("ideal") is not None and v.get("higher_is_better"):
+        return ("'ideal' is set on a higher-is-better metric (a metric with an ideal is judged "
+                "by its distance from it)")
+    return None
+
+
 def validate_results(data: Any, *, where: str) -> dict[str, Any]:
     """Check a parsed ``results.json`` (schema 1 or 2) field by field and return it as schema
     2 (a version-1 document gains ``protocol`` 1 and ``ideal`` null on every metric and null
@@ -208,9 +231,10 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
     dataset = c.mapping(doc["dataset"], "dataset")
     c.text(dataset, "name", "dataset")
     c.text(dataset, "sha256", "dataset")
-    c.integer(doc, "seed", "(document)", optional=False, minimum=0)
-    if doc["seed"] > MAX_SEED:
-        c.fail("seed", f"is {doc['seed']}, above the largest seed {MAX_SEED}")
+    c.integer(doc, "seed", "(document)", optional=False)
+    problem = record_problem({"seed": doc["seed"]})
+    if problem:
+        c.fail("seed", problem)
     c.integer(doc, "n_samples", "(document)", minimum=1)
     prov = c.mapping(doc["provenance"], "provenance")
     c.text(prov, "started", "provenance", optional=True)
@@ -228,11 +252,6 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
             if isinstance(rec.get(number), float) and not math.isfinite(rec[number]):
                 c.fail(f"{field}.{number}", f"is {rec[number]!r}; gmbench writes finite "
                        "numbers or null")
-        if rec.get("stderr") is not None and rec["stderr"] < 0:
-            c.fail(f"{field}.stderr", f"is negative ({rec['stderr']!r})")
-        if (rec.get("ci_low") is not None and rec.get("ci_high") is not None
-                and rec["ci_low"] > rec["ci_high"]):
-            c.fail(f"{field}.ci_low", f"({rec['ci_low']!r}) exceeds ci_high ({rec['ci_high']!r})")
         if not isinstance(rec.get("higher_is_better"), bool):
             c.fail(f"{field}.higher_is_better",
                    f"must be true or false, got {_type_name(rec.get('higher_is_better'))} "
@@ -243,9 +262,9 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
             rec.setdefault("protocol", 1)
             rec.setdefault("ideal", None)
         c.integer(rec, "protocol", field, optional=False, minimum=1)
-        if rec.get("ideal") is not None and rec["higher_is_better"]:
-            c.fail(f"{field}.ideal", "is set on a higher-is-better metric; a metric with an "
-                   "ideal value is judged by its distance from it (higher_is_better false)")
+        problem = record_problem(rec)
+        if problem:
+            c.fail(field, problem)
         out["metrics"][key] = rec
     if version == 1:
         out["model"] = {**model, "weights_sha256": None, "weights_source": None}

@@ -16,19 +16,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_errors import assert_clear_error
 
 from gmbench.storage.leaderboard import add_results, read_board
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = ROOT / "examples" / "minimal_model.py"
 V01 = ROOT / "tests" / "data" / "v0.1"
-
-
-def assert_clear_error(run, *needles, code=2):
-    assert run.code == code, (run.code, run.out, run.err)
-    assert "gmbench: error:" in run.err and "Traceback" not in run.err + run.out, run.err
-    for needle in needles:
-        assert needle in run.err, (needle, run.err)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_errors import assert_clear_error
 
 from gmbench.datasets import get_dataset
 
@@ -18,13 +19,6 @@ def evaluate_ok(gmbench_cli, path, *args):
     run = gmbench_cli("evaluate", path, *args)
     assert run.code == 0, run.err
     return run
-
-
-def assert_clear_error(run, *needles, code=2):
-    assert run.code == code, (run.code, run.out, run.err)
-    assert "gmbench: error:" in run.err and "Traceback" not in run.err + run.out, run.err
-    for needle in needles:
-        assert needle in run.err, (needle, run.err)
 
 
 GAUSS = """

@@ -17,17 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_errors import assert_clear_error
 
 from gmbench.datasets import get_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def assert_clear_error(run, *needles, code=2):
-    assert run.code == code, (run.code, run.out, run.err)
-    assert "gmbench: error:" in run.err and "Traceback" not in run.err + run.out, run.err
-    for needle in needles:
-        assert needle in run.err, (needle, run.err)
 
 
 TOY = """
