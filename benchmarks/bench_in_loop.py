@@ -68,8 +68,8 @@ def bare(x, ext, real_stats, real_radii) -> dict[str, float]:
     f = torch.as_tensor(feats, dtype=torch.float32)
     r_fake = torch.cdist(f, f).kthvalue(K + 1, dim=1).values
     d = torch.cdist(f, real_t)  # (N, n_test)
-    precision = float((d <= r_real[None, :]).any(1).float().mean())
-    recall = float((d <= r_fake[:, None]).any(0).float().mean())
+    precision = int((d <= r_real[None, :]).any(1).sum()) / len(f)
+    recall = int((d <= r_fake[:, None]).any(0).sum()) / len(real_t)
     return {"fid": fid, "precision": precision, "recall": recall}
 
 

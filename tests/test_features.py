@@ -188,6 +188,7 @@ def test_torch_fidelity_calculate_metrics_matches_ours():
         kid_estimate,
         precision_recall_values,
     )
+    from gmbench.estimators.prdc import prdc
 
     ds = get_dataset("digits")
     fake_x, real_x = ds.train.x[:400], ds.test.x
@@ -203,12 +204,16 @@ def test_torch_fidelity_calculate_metrics_matches_ours():
                        n_boot=2)
     kid = kid_estimate(fake["features"], real["features"], seed=7, subsets=20,
                        subset_size=300)
-    precision, recall = precision_recall_values(fake["features"], real["features"])
+    res = prdc(real["features"], fake["features"], seed=0)  # what gmbench reports
+    precision, recall = res.values["precision"], res.values["recall"]
+    tf_part = precision_recall_values(fake["features"], real["features"])  # float32 fractions
+    assert (np.float32(precision), np.float32(recall)) == tuple(map(np.float32, tf_part))
     assert isc.value == pytest.approx(tf["inception_score_mean"], rel=1e-5)
     assert fid.value == pytest.approx(tf["frechet_inception_distance"], rel=1e-5)
     assert kid.value == pytest.approx(tf["kernel_inception_distance_mean"], rel=1e-4, abs=1e-7)
-    assert precision == pytest.approx(tf["precision"], abs=1e-9)
-    assert recall == pytest.approx(tf["recall"], abs=1e-9)
+    # torch-fidelity returns the fraction rounded to float32; the counts are the same
+    assert np.float32(precision) == np.float32(tf["precision"])
+    assert np.float32(recall) == np.float32(tf["recall"])
 
 
 # ------------------------------------------------------------------ on-disk cache

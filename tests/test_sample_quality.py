@@ -378,3 +378,23 @@ def test_sample_quality_skips_non_images(write_model, gmbench_cli):
     """)
     run = gmbench_cli("evaluate", path, "--metrics", "fid")
     assert run.code == 2 and "image datasets only" in run.err
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+def test_reported_precision_recall_count_what_torch_fidelity_counts(kind):
+    """gmbench reports precision and recall from its own exact counts (cached test radii);
+    they are torch-fidelity's counts on identical features, ties on the ball's edge included
+    (integer features), to its float32 rounding of the fraction."""
+    rng = np.random.default_rng(3)
+    if kind == "ties":
+        real = rng.integers(0, 4, size=(700, 4)).astype(np.float32)
+        fake = rng.integers(0, 4, size=(500, 4)).astype(np.float32) + (rng.random((500, 4)) < 0.1)
+    else:
+        real = rng.normal(size=(700, 32)).astype(np.float32)
+        fake = (rng.normal(size=(500, 32)) * 1.2 + 0.1).astype(np.float32)
+    res = prdc(real, fake, seed=0)
+    tf_p, tf_r = calculate_precision_recall_part(torch.from_numpy(fake), torch.from_numpy(real),
+                                                 3, 10000)
+    assert np.float32(res.values["precision"]) == np.float32(tf_p)
+    assert np.float32(res.values["recall"]) == np.float32(tf_r)
+    assert 0 < res.values["precision"] < 1  # not a trivial all-in case

@@ -190,14 +190,21 @@ def _jackknife_estimate(value: float, res: PRDCResult, key: str, n: int, *,
 def prdc_estimates(fake: np.ndarray, real: np.ndarray, *, seed: int,
                    real_lists: NeighbourLists | None = None
                    ) -> tuple[dict[str, Estimate], dict[str, float]]:
-    """Precision, recall (values from torch-fidelity), density and coverage, each with a
-    jackknife interval over the samples (:func:`gmbench.estimators.prdc.prdc`; the test split is the
-    fixed reference of every run), and each one's jackknife standard error over the test
-    points (what a different test split would change), for the record."""
-    if len(real) <= PRDC_K:
-        raise MetricError(f"density/coverage need more than k = {PRDC_K} test points.")
-    precision, recall = precision_recall_values(fake, real)
+    """Precision, recall, density and coverage, each with a jackknife interval over the
+    samples (:func:`gmbench.estimators.prdc.prdc`; the test split is the fixed reference of
+    every run), and each one's jackknife standard error over the test points (what a
+    different test split would change), for the record.
+
+    Precision and recall are torch-fidelity's (``calculate_precision_recall_part``, k = 3,
+    closed balls) counted exactly: the same counts over the same features
+    (``tests/test_sample_quality.py``), without torch-fidelity's float32 rounding of the
+    fraction, and with the test points' radii taken from the cached ``real_lists`` instead of
+    recomputed on every call."""
+    if len(real) <= PRDC_K or min(len(fake), len(real)) <= PRC_K:
+        raise MetricError(f"precision/recall/density/coverage need more than k = {PRDC_K} "
+                          f"test points and more than {PRC_K} samples.")
     res = prdc(real, fake, seed=seed, k_pr=PRC_K, k_dc=PRDC_K, real_lists=real_lists)
+    precision, recall = res.values["precision"], res.values["recall"]
     test_side = {k: jackknife_se(v) for k, v in res.real_replicates.items()}
     return {
         "precision": _jackknife_estimate(precision, res, "precision", len(fake), fraction=True),
@@ -258,11 +265,11 @@ def implementation_details(key: str, n_fake: int, n_real: int) -> dict[str, Any]
                 "subset_size": min(KID_SUBSET_SIZE, n_fake, n_real),
                 "estimator": "unbiased MMD^2", "implementation": f"{tf} kid_features_to_metric"},
         "precision": {"k": PRC_K, "ball": "closed (<=)",
-                      "implementation": f"{tf} calculate_precision_recall_part; interval: "
-                                        "gmbench.estimators.prdc jackknife"},
+                      "implementation": "gmbench.estimators.prdc (exact counts, float64; "
+                                        f"the counts of {tf} calculate_precision_recall_part)"},
         "recall": {"k": PRC_K, "ball": "closed (<=)",
-                   "implementation": f"{tf} calculate_precision_recall_part; interval: "
-                                     "gmbench.estimators.prdc jackknife"},
+                   "implementation": "gmbench.estimators.prdc (exact counts, float64; "
+                                     f"the counts of {tf} calculate_precision_recall_part)"},
         "density": {"k": PRDC_K, "ball": closed,
                     "implementation": "gmbench.estimators.prdc (chunked, float64)"},
         "coverage": {"k": PRDC_K, "ball": closed,

@@ -58,6 +58,17 @@ def _tensor(x: np.ndarray | torch.Tensor, center: torch.Tensor | None, device: s
     return t - center if center is not None else t
 
 
+def center_of(x: torch.Tensor) -> torch.Tensor | None:
+    """Where to centre points before the distance expansion: at their mean (far less
+    round-off on off-centre data), except for whole-numbered points (pixel levels, counts)
+    whose squared distances the expansion computes exactly as they are: centring those would
+    turn exact ties at a ball's edge (closed balls, ``<=``) into round-off."""
+    if x.dtype == torch.float64 and bool((x == x.round()).all()) and \
+            float((x * x).sum(1).max()) < 2.0**50:
+        return None
+    return x.mean(0)
+
+
 def _sq_dist_blocks(q: torch.Tensor, r: torch.Tensor, chunk: int
                     ) -> Iterator[tuple[int, torch.Tensor]]:
     return squared_distance_blocks(q, r, chunk=chunk, snap=SNAP)
@@ -70,7 +81,8 @@ def kth_neighbor_radius(real: np.ndarray | torch.Tensor, *, k: int, chunk: int =
     The point's own index is excluded; exact duplicates of it count as neighbours at 0.
     """
     x = _tensor(real, None, device, dtype)
-    x = x - x.mean(0)
+    center = center_of(x)
+    x = x if center is None else x - center
     n = x.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k = {k} neighbours need at least {k + 1} real points, got {n}")
@@ -123,18 +135,21 @@ def density_coverage(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.T
         device, dtype: where and in what precision to compute.
     """
     r_real = _tensor(real, None, device, dtype)
-    center = r_real.mean(0)
-    r_real = r_real - center
+    center = center_of(r_real)
+    r_real = r_real if center is None else r_real - center
     q_fake = _tensor(fake, center, device, dtype)
     if radii is None:
         radii = kth_neighbor_radius(real, k=k, chunk=chunk, device=device, dtype=dtype)
-    r2 = torch.as_tensor(radii, device=device, dtype=dtype) ** 2  # (N,)
+    # balls compared in distances, not squares: the radii are square roots of the same
+    # kernel's squared distances, so an exact tie stays a tie
+    r = torch.as_tensor(radii, device=device, dtype=dtype)  # (N,)
     counts = np.empty(q_fake.shape[0], dtype=np.float64)
     nearest = torch.full((r_real.shape[0],), torch.inf, device=device, dtype=dtype)  # (N,)
     for start, d2 in _sq_dist_blocks(q_fake, r_real, chunk):
-        counts[start:start + d2.shape[0]] = (d2 <= r2[None]).sum(1).double().cpu().numpy()
-        nearest = torch.minimum(nearest, d2.min(0).values)
-    covered = (nearest <= r2).cpu().numpy()
+        d = d2.sqrt_()
+        counts[start:start + d.shape[0]] = (d <= r[None]).sum(1).double().cpu().numpy()
+        nearest = torch.minimum(nearest, d.min(0).values)
+    covered = (nearest <= r).cpu().numpy()
     return DensityCoverage(density_terms=counts / k, covered=covered, k=k)
 
 
@@ -153,12 +168,15 @@ class NeighbourLists:
 
 
 def self_neighbours(x: np.ndarray | torch.Tensor, *, keep: int, chunk: int = DEFAULT_CHUNK,
-                    device: str = "cpu", dtype: torch.dtype = torch.float64
-                    ) -> NeighbourLists:
+                    device: str = "cpu", dtype: torch.dtype = torch.float64,
+                    centered: bool = False) -> NeighbourLists:
     """The ``keep`` nearest other points of every point of ``x`` ``(n, F)`` (its own index
-    excluded; exact duplicates of it count, at distance 0)."""
+    excluded; exact duplicates of it count, at distance 0). ``centered``: ``x`` is already in
+    the coordinates the caller measures every other distance in (see :func:`center_of`)."""
     t = _tensor(x, None, device, dtype)
-    t = t - t.mean(0)
+    if not centered:
+        center = center_of(t)
+        t = t if center is None else t - center
     n = t.shape[0]
     keep = min(keep, n - 1)
     if keep < 1:
@@ -253,8 +271,8 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, se
     """
     rng = np.random.default_rng(seed)
     r_t = _tensor(real, None, device, dtype)
-    center = r_t.mean(0)
-    r_t = r_t - center
+    center = center_of(r_t)  # both sets in the same coordinates, and ties kept exact
+    r_t = r_t if center is None else r_t - center
     f_t = _tensor(fake, center, device, dtype)
     n_real, n_fake = r_t.shape[0], f_t.shape[0]
     if n_real <= k_dc or n_fake <= k_pr:
@@ -262,9 +280,9 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, se
                          f"{k_pr} fake points, got {n_real} and {n_fake}")
     if real_lists is None or real_lists.dist.shape[1] < min(k_dc + LIST_MARGIN, n_real - 1):
         real_lists = self_neighbours(r_t, keep=k_dc + LIST_MARGIN, chunk=chunk, device=device,
-                                     dtype=dtype)
+                                     dtype=dtype, centered=True)
     fake_lists = self_neighbours(f_t, keep=k_pr + LIST_MARGIN, chunk=chunk, device=device,
-                                 dtype=dtype)
+                                 dtype=dtype, centered=True)
     gr = rng.permutation(n_real) % groups  # (N,) group of each real point
     gf = rng.permutation(n_fake) % groups  # (M,)
     r_pr, r_dc, s_pr = real_lists.radius(k_pr), real_lists.radius(k_dc), fake_lists.radius(k_pr)
@@ -277,30 +295,36 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, se
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a, device=device, dtype=dtype)
 
-    r_pr2, r_dc2, s_pr2 = t(r_pr) ** 2, t(r_dc) ** 2, t(s_pr) ** 2
-    r_grow2, s_grow2 = t(r_grow) ** 2, t(s_grow) ** 2
-    onehot_r = torch.nn.functional.one_hot(torch.as_tensor(gr, device=device), groups).to(dtype)
-    onehot_f = torch.nn.functional.one_hot(torch.as_tensor(gf, device=device), groups).to(dtype)
+    # balls are compared in distances, not squares: every radius is the square root of the
+    # same kernel's squared distance, so a point exactly on a ball's edge stays inside it
+    r_pr_t, r_dc_t, s_pr_t = t(r_pr), t(r_dc), t(s_pr)
+    r_grow_t, s_grow_t = t(r_grow), t(s_grow)
+    # counts are whole numbers below 2**24 per block: exact in float32, at half the traffic
+    onehot_r = torch.nn.functional.one_hot(torch.as_tensor(gr, device=device),
+                                           groups).to(torch.float32)
+    onehot_f = torch.nn.functional.one_hot(torch.as_tensor(gf, device=device),
+                                           groups).to(torch.float32)
     cnt_pr = np.empty((n_fake, groups))  # fake j: real k_pr-balls holding it, per real group
     cnt_dc = np.empty((n_fake, groups))  # ... real k_dc-balls
     cnt_rec = torch.zeros((n_real, groups), device=device, dtype=dtype)  # real i: fake balls
     cnt_cov = torch.zeros((n_real, groups), device=device, dtype=dtype)  # real ball i: fakes
     nearest = torch.full((n_real,), torch.inf, device=device, dtype=dtype)
-    grow_r: list[np.ndarray] = []  # (j, i, d2) with r_i < d <= r_grow_i: real radii growth
-    grow_f: list[np.ndarray] = []  # (j, i, d2) with s_j < d <= s_grow_j: fake radii growth
+    grow_r: list[np.ndarray] = []  # (j, i, d) with r_i < d <= r_grow_i: real radii growth
+    grow_f: list[np.ndarray] = []  # (j, i, d) with s_j < d <= s_grow_j: fake radii growth
     stored, approximate = 0, False
-    for start, d2 in _sq_dist_blocks(f_t, r_t, chunk):  # d2: (B, N)
-        stop = start + d2.shape[0]
-        in_pr, in_dc = d2 <= r_pr2[None], d2 <= r_dc2[None]
-        in_rec = d2 <= s_pr2[start:stop, None]
+    for start, d2 in _sq_dist_blocks(f_t, r_t, chunk):
+        d = d2.sqrt_()  # (B, N) distances
+        stop = start + d.shape[0]
+        in_pr, in_dc = d <= r_pr_t[None], d <= r_dc_t[None]
+        in_rec = d <= s_pr_t[start:stop, None]
         cnt_pr[start:stop] = _group_counts(in_pr, onehot_r, 1).cpu().numpy()
         cnt_dc[start:stop] = _group_counts(in_dc, onehot_r, 1).cpu().numpy()
-        cnt_rec += _group_counts(in_rec, onehot_f[start:stop], 0)
-        cnt_cov += _group_counts(in_dc, onehot_f[start:stop], 0)
-        nearest = torch.minimum(nearest, d2.min(0).values)
+        cnt_rec += _group_counts(in_rec, onehot_f[start:stop], 0).to(dtype)
+        cnt_cov += _group_counts(in_dc, onehot_f[start:stop], 0).to(dtype)
+        nearest = torch.minimum(nearest, d.min(0).values)
         if not approximate:
-            for band, out in (((d2 <= r_grow2[None]) & ~in_pr, grow_r),
-                              ((d2 <= s_grow2[start:stop, None]) & ~in_rec, grow_f)):
+            for band, out in (((d <= r_grow_t[None]) & ~in_pr, grow_r),
+                              ((d <= s_grow_t[start:stop, None]) & ~in_rec, grow_f)):
                 j, i = torch.nonzero(band, as_tuple=True)
                 stored += len(j)
                 if stored > MAX_GROWTH_PAIRS:
@@ -309,9 +333,9 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, se
                     grow_f.clear()
                     break
                 out.append(np.stack([(j + start).cpu().numpy(), i.cpu().numpy(),
-                                     d2[j, i].sqrt().cpu().numpy()]))
+                                     d[j, i].cpu().numpy()]))
     cnt_rec_np, cnt_cov_np = cnt_rec.cpu().numpy(), cnt_cov.cpu().numpy()
-    nearest_np = nearest.clamp_min(0).sqrt().cpu().numpy()
+    nearest_np = nearest.cpu().numpy()
 
     prec_j = cnt_pr.sum(1) > 0  # (M,)
     dens_j = cnt_dc.sum(1) / k_dc  # (M,)

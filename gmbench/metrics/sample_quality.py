@@ -21,7 +21,8 @@ Definitions (each record's ``details`` repeats them):
   subsets of ``min(1000, n)`` per set (torch-fidelity ``kid_features_to_metric``); stderr from
   the samples' U-statistic first-order variance plus torch-fidelity's subset spread / sqrt(100).
 - ``precision`` / ``recall``: Kynkäänniemi et al. 2019 with k = 3 and ``<=`` (torch-fidelity
-  ``calculate_precision_recall_part``, chunked).
+  ``calculate_precision_recall_part``: the same counts, computed exactly with the test radii
+  cached; see :func:`gmbench.estimators.image_quality.prdc_estimates`).
 - ``density`` / ``coverage``: Naeem et al. 2020, k = 5, with ``<=`` (see :mod:`gmbench.estimators.prdc`).
 - the intervals of these four: normal, with a delete-a-group jackknife standard error over both
   the samples and the test points (:func:`gmbench.estimators.prdc.prdc`), since the k-NN balls of either
@@ -79,7 +80,8 @@ def _test_lists(ev: Context) -> NeighbourLists:
         lists = self_neighbours(real, keep=keep)
         return {"dist": lists.dist, "idx": lists.idx}
 
-    arrays = ev.model_independent(f"test-nn{keep}", compute, rows=len(real))
+    # v2: whole-numbered features (pixels) are no longer centred (exact ties)
+    arrays = ev.model_independent(f"test-nn{keep}-v2", compute, rows=len(real))
     return NeighbourLists(arrays["dist"], arrays["idx"])
 
 
