@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from gmbench.datasets import Dataset, get_dataset, list_datasets
 from gmbench.device import parse_device
-from gmbench.errors import ModelError, warn
+from gmbench.errors import GmbenchError, ModelError, warn
 from gmbench.evaluation import MAX_DEQUANT_SAMPLES, MIN_SAMPLES, EvalConfig, run_evaluation
 from gmbench.models.boundary import process_state
 from gmbench.models.identity import weights_identity
@@ -39,6 +39,7 @@ from gmbench.models.model import Model, ModelSource, build_model, import_model_f
 from gmbench.models.stored import StoredSamples, read_samples
 from gmbench.outputs import Artifacts
 from gmbench.progress import progress_shown
+from gmbench.rng import MAX_SEED
 from gmbench.storage.results import RunResult
 
 if TYPE_CHECKING:
@@ -246,6 +247,38 @@ def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | 
     return Model(model, source=source, info=data.info, device=device)
 
 
+class OptionError(GmbenchError):
+    """An option of :func:`evaluate` out of its range or of the wrong type."""
+
+
+def _check_options(*, seed: Any, n_samples: Any, batch_size: Any, dequant_samples: Any,
+                   max_train: Any, dataset: Any, metrics: Any) -> None:
+    """The command line's checks of its options, for the Python API (the same messages in
+    the options' Python names)."""
+    def whole(name: str, value: Any, low: int, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise OptionError(f"{name} must be a whole number of at least {low}, got "
+                              f"{value!r}.")
+
+    whole("seed", seed, 0)
+    if seed > MAX_SEED:
+        raise OptionError(f"seed must lie in [0, 2**63 - 1], got {seed}.")
+    whole("n_samples", n_samples, 1, optional=True)
+    whole("batch_size", batch_size, 1)
+    whole("dequant_samples", dequant_samples, 1)
+    whole("max_train", max_train, 1)
+    if dataset is not None and not isinstance(dataset, (str, Dataset)):
+        raise OptionError(f"dataset must be a dataset name such as \"digits\" (see "
+                          f"gmbench.list_datasets()), got {type(dataset).__name__}.")
+    if metrics is not None and (isinstance(metrics, str) or not metrics
+                                or not all(isinstance(k, str) for k in metrics)):
+        raise OptionError(f"metrics must be a non-empty list of metric keys such as "
+                          f"[\"fid\"] (see gmbench.list_metrics()), got {metrics!r}; pass "
+                          "None for every applicable metric.")
+
+
 def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset | None = None,
              metrics: Sequence[str] | None = None, seed: int = _DEFAULTS.seed,
              n_samples: int | None = None, device: str = _DEFAULTS.device,
@@ -279,6 +312,9 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
     Raises:
         GmbenchError: bad input (model, samples, dataset, metric, option), with what to do.
     """
+    _check_options(seed=seed, n_samples=n_samples, batch_size=batch_size,
+                   dequant_samples=dequant_samples, max_train=max_train, dataset=dataset,
+                   metrics=metrics)
     device = parse_device(device)
     with process_state(), progress_shown(progress):
         if isinstance(model, (str, Path)) and samples is None:

@@ -13,6 +13,7 @@ call into model code runs in:
   ``KeyboardInterrupt`` (``GeneratorExit`` included) is turned into a :class:`ModelError` naming the
   member, and ``os._exit``/``posix._exit`` (which skip every handler) are replaced, for the
   duration of the call, by a function that raises;
+* what model code prints (``print``, ``sys.stdout``) goes to stderr;
 * ``KeyboardInterrupt`` passes through untouched (exit 130 on the command line).
 
 :func:`owned` copies an array that crossed the boundary, so neither side can change the
@@ -21,6 +22,7 @@ other's data afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -117,7 +119,9 @@ def model_code() -> Iterator[None]:
     if _posix is not None:
         _posix._exit = _refuse_exit
     try:
-        with process_state():
+        # what model code prints goes to stderr: stdout carries gmbench's own output only
+        # (`gmbench evaluate --json` is a JSON document there and nothing else)
+        with process_state(), contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         os._exit = real_exit

@@ -48,6 +48,7 @@ WIDEN = 3.2905267314919255 / 1.959963984540054
 # metrics with a true value but no scenario with a known truth where they apply
 NO_TRUTH_SCENARIO = {
     "density": "defined on images only, and no image dataset here has a known truth",
+    "kid": "defined on images only, and no image dataset here has a known truth",
 }
 
 FIELDS = {"value": (float, type(None)), "stderr": (float, type(None)),

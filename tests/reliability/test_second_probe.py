@@ -455,3 +455,33 @@ def test_a_dangling_board_link_creates_no_folders(board_and_results, gmbench_cli
     assert_clear_error(gmbench_cli("leaderboard", "add", results, "--board", link),
                        "symbolic link")
     assert not (tmp_path / "missing").exists()
+
+
+def test_json_stdout_stays_json_when_the_model_prints(write_model, gmbench_cli):
+    path = write_model("""
+        import torch
+        print("hello at import")
+        DATASET = "gauss-2"
+        class M:
+            def sample(self, n):
+                print("hello from sample")
+                return torch.randn(n, 2)
+        model = M()
+    """)
+    run = gmbench_cli("evaluate", path, "--metrics", "mmd", "--n-samples", "50", "--json")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["metrics"]["mmd"]["value"] is not None
+    assert "hello from sample" in run.err and "hello at import" in run.err
+
+
+@pytest.mark.parametrize("options, needle", [
+    ({"batch_size": -5}, "batch_size"), ({"batch_size": 0}, "batch_size"),
+    ({"max_train": -3}, "max_train"), ({"n_samples": "100"}, "n_samples"),
+    ({"n_samples": True}, "n_samples"), ({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"),
+    ({"dataset": 5}, "dataset"), ({"metrics": "nll"}, "metrics"), ({"metrics": []}, "metrics"),
+])
+def test_the_api_checks_its_options_like_the_command_line(options, needle):
+    import gmbench
+
+    with pytest.raises(gmbench.GmbenchError, match=needle):
+        gmbench.evaluate(ROOT / "examples" / "minimal_model.py", progress=False, **options)
