@@ -268,6 +268,10 @@ def _check_options(*, seed: Any, n_samples: Any, batch_size: Any, dequant_sample
     whole("n_samples", n_samples, 1, optional=True)
     whole("batch_size", batch_size, 1)
     whole("dequant_samples", dequant_samples, 1)
+    if dequant_samples > MAX_DEQUANT_SAMPLES:
+        raise OptionError(f"dequant_samples (--dequant-samples) is {dequant_samples}; use 1 "
+                          f"to {MAX_DEQUANT_SAMPLES} (each draw scores the whole test split "
+                          "once more).")
     whole("max_train", max_train, 1)
     if dataset is not None and not isinstance(dataset, (str, Dataset)):
         raise OptionError(f"dataset must be a dataset name such as \"digits\" (see "
@@ -333,10 +337,6 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
                                  f"need at least {MIN_SAMPLES} (the Inception Score's 10 "
                                  "splits, the k-NN balls). Store more samples.")
             n_samples = stored if n_samples is None else n_samples
-        if not 1 <= dequant_samples <= MAX_DEQUANT_SAMPLES:
-            raise ModelError(f"dequant_samples (--dequant-samples) is {dequant_samples}; use 1 "
-                             f"to {MAX_DEQUANT_SAMPLES} (each draw scores the whole test split "
-                             "once more).")
         if dequant_samples > 1 and built.log_prob_space != "dequantized":
             if "log_prob" in built.capabilities:
                 warn(f"--dequant-samples {dequant_samples} applies to models with "
