@@ -12,7 +12,7 @@ import numpy as np
 
 from gmbench.estimators.uncertainty import Estimate, mean_estimate
 
-__all__ = ["LN20", "MonteCarloKLTV", "MonteCarloTarget", "ROUNDING_TOL", "kl_tv_from_log_ratios", "lr_test_samples", "monte_carlo_kl_tv"]
+__all__ = ["LN20", "MonteCarloKLTV", "MonteCarloTarget", "ROUNDING_TOL", "importance_mass", "kl_tv_from_log_ratios", "lr_test_samples", "monte_carlo_kl_tv"]
 
 LN20 = math.log(20.0)  # -log(0.05): the evidence (nats) a 95% likelihood-ratio test needs
 ROUNDING_TOL = 1e-5  # nats: float32 rounding of a model's log_prob
@@ -118,6 +118,40 @@ def monte_carlo_kl_tv(draw: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
         if target.met(kl) and target.met(tv):
             return MonteCarloKLTV(kl, tv, r + 1, True, target, dropped)
     return MonteCarloKLTV(kl, tv, target.max_rounds, False, target, dropped)
+
+
+def importance_mass(log_p: np.ndarray, log_q: np.ndarray, *,
+                    z: float = 4.0) -> tuple[float, float, int]:
+    """The model's total mass on P's support, ``E_P[q/p]``, from draws ``x ~ P``.
+
+    For a normalised ``q`` this is at most 1, so a lower confidence bound above 1 shows that
+    ``log q`` is not normalised. The bound is ``mean - z * stderr`` (one-sided normal): for the
+    heavy right tail ``q/p`` can have, a rare large term raises the stderr as much as the mean,
+    so the bound errs low (a missed detection), not high.
+
+    Args:
+        log_p, log_q: ``(n,)`` nats at the same draws; draws with non-finite ``log p`` (float
+            rounding onto the edge of P's support) are dropped.
+        z: sigmas of the one-sided bound.
+
+    Returns:
+        ``(mean, lower_bound, n_used)``; both ``inf`` when a ratio overflows (``q/p > e^709`` at a
+        draw of P, which a normalised ``q`` allows with probability at most ``e^-709``).
+    """
+    log_p = np.asarray(log_p, np.float64)
+    log_q = np.asarray(log_q, np.float64)
+    keep = np.isfinite(log_p)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ratio = np.exp(log_q[keep] - log_p[keep])  # (n_used,)
+    n = len(ratio)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = float(ratio.mean())
+    if not math.isfinite(mean):
+        return math.inf, math.inf, n
+    if n == 1:
+        return mean, math.nan, n
+    return mean, mean - z * float(ratio.std(ddof=1)) / math.sqrt(n), n
 
 
 def lr_test_samples(kl: float) -> float:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from gmbench.estimators.c2st import C2STClassifier, C2STResult, c2st
 from gmbench.estimators.knn_kl import WKVResult, knn_dimension_warning, wkv_kl_knn
 from gmbench.estimators.mmd import (
@@ -32,7 +30,12 @@ from gmbench.estimators.montecarlo import (
 )
 from gmbench.estimators.uncertainty import Z95, Estimate
 from gmbench.metrics.context import Context
-from gmbench.metrics.likelihood import likelihood_details
+from gmbench.metrics.likelihood import (
+    TRUTH_ROUND,
+    likelihood_details,
+    truth_draws,
+    unless_unnormalised,
+)
 from gmbench.metrics.metric import Measurement, Metric, register
 from gmbench.rng import child_seed
 
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["C2ST_CLASSIFIER", "EXACT_TARGET", "KNN_K", "MMD_BOOTSTRAP", "exact_kl_tv"]
 
-EXACT_TARGET = MonteCarloTarget()  # rounds of 10k fresh draws, at most 100k
+EXACT_TARGET = MonteCarloTarget(round_size=TRUTH_ROUND)  # rounds of 10k fresh draws, at most 100k
 C2ST_CLASSIFIER = C2STClassifier()
 KNN_K = 5
 MMD_BOOTSTRAP = 200
@@ -57,19 +60,9 @@ def known_truth(dataset: Dataset) -> str | None:
 def exact_kl_tv(ev: Context) -> MonteCarloKLTV:
     """KL and TV by Monte Carlo over fresh draws from the dataset's ground truth."""
     def compute() -> MonteCarloKLTV:
-        truth = ev.dataset.truth
-        assert truth is not None
-        rng = ev.rng("kl_exact", "truth")
-        seed = child_seed(ev.seed, "kl_exact", "model")
+        draws = truth_draws(ev)
+        return monte_carlo_kl_tv(draws.round, target=EXACT_TARGET)
 
-        def draw(r: int, n: int) -> tuple[np.ndarray, np.ndarray]:
-            x = truth.sample(n, rng)
-            log_q = ev.model.log_prob(x, seed=seed, split=f"truth-draws-{r}",
-                                      batch_size=ev.config.batch_size,
-                                      dequant_samples=ev.config.dequant_samples)
-            return truth.log_prob(x), log_q
-
-        return monte_carlo_kl_tv(draw, target=EXACT_TARGET)
 
     return ev.memo("divergence/exact", compute)
 
@@ -114,7 +107,8 @@ def _kl_exact(ev: Context) -> Measurement:
             "wrong space); fix log_prob or log_prob_space")
         details["value_if_estimable"] = kl.value
         kl = Estimate.not_estimable(n=kl.n, method="not estimable (see not_estimable)")
-    return Measurement(kl, feature_space="data", kind=ev.model.log_prob_kind, details=details)
+    return unless_unnormalised(ev, Measurement(kl, feature_space="data",
+                                               kind=ev.model.log_prob_kind, details=details))
 
 
 def _tv_exact(ev: Context) -> Measurement:
@@ -122,7 +116,8 @@ def _tv_exact(ev: Context) -> Measurement:
     details = _exact_details(ev, mc)
     details["note"] = ("TV(P, Q) = E_P[max(0, 1 - q(x)/p(x))]; terms with log p - log q <= "
                        "1e-5 nats count as 0 (float rounding), changing TV by at most 1e-5")
-    return Measurement(mc.tv, feature_space="data", kind=ev.model.log_prob_kind, details=details)
+    return unless_unnormalised(ev, Measurement(mc.tv, feature_space="data",
+                                               kind=ev.model.log_prob_kind, details=details))
 
 
 # ------------------------------------------------------------------ classifier two-sample test

