@@ -180,17 +180,20 @@ class Results:
         return write_run(out, files)
 
     def check(self, board: str | os.PathLike[str], *, model: str | None = None,
-              tolerances: Mapping[str, str | float] | None = None, alpha: float = 0.05
-              ) -> CheckReport:
+              tolerances: Mapping[str, str | float] | None = None, alpha: float = 0.05,
+              metrics: Sequence[str] | None = None) -> CheckReport:
         """The regression gate against ``model``'s rows on ``board`` (default: this model's
-        name). ``tolerances`` maps a metric (or ``"*"``) to an absolute amount or ``"N%"``."""
+        name). ``tolerances`` maps a metric (or ``"*"``) to an absolute amount or ``"N%"``;
+        ``metrics`` gates only those (default: all; a gated metric missing here fails)."""
+        from gmbench.metrics import registered_directions
         from gmbench.storage.check import check_results, parse_tolerances
         from gmbench.storage.leaderboard import read_board
 
         parsed = parse_tolerances([f"{k}={v}" for k, v in (tolerances or {}).items()])
         return check_results(self.document, read_board(board),
                              model=model or self.document["model"]["name"],
-                             tolerances=parsed, alpha=alpha)
+                             tolerances=parsed, alpha=alpha, metrics=metrics,
+                             defined=registered_directions())
 
 
 def get_dataset_info(record: Mapping[str, Any]):  # noqa: ANN201 - DatasetInfo

@@ -115,24 +115,31 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from gmbench.metrics import registered_directions
     from gmbench.present.verdicts import verdict_line
     from gmbench.storage.check import check_results, parse_tolerances
     from gmbench.storage.leaderboard import read_board
     from gmbench.storage.results import read_results
 
     result = read_results(args.results)
+    gated = None if args.metrics is None else [k.strip() for k in args.metrics.split(",")
+                                                if k.strip()]
     report = check_results(result, read_board(args.against), model=args.model,
-                           tolerances=parse_tolerances(args.tolerance), alpha=args.alpha)
+                           tolerances=parse_tolerances(args.tolerance), alpha=args.alpha,
+                           metrics=gated, defined=registered_directions())
     bad = report.regressions
     try:
         for warning in report.warnings:
             print(printable(f"warning: {warning}"))
         for verdict in report.verdicts:
             print(printable(verdict_line(verdict)))
-        print(printable(f"{len(bad)} regression(s) in {len(report.verdicts)} metric(s) of "
-                        f"{args.results} against '{args.model}' on {args.against} "
-                        f"(Holm-Bonferroni over {report.judged} metrics, family-wise "
-                        f"false-alarm rate <= {report.alpha:g})" + (": FAIL" if bad else ": ok")))
+        missing = sum(v.status == "missing" for v in bad)
+        lacking = f", {missing} gated metric(s) missing" if missing else ""
+        print(printable(f"{len(bad) - missing} regression(s){lacking} in "
+                        f"{len(report.verdicts)} metric(s) of {args.results} against "
+                        f"'{args.model}' on {args.against} (Holm-Bonferroni over "
+                        f"{report.judged} metrics, family-wise false-alarm rate <= "
+                        f"{report.alpha:g})" + (": FAIL" if bad else ": ok")))
     except BrokenPipeError:  # `gmbench check ... | head`: the verdict still decides the status
         _silence_stdout()
     return report.exit_code
@@ -232,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accepted worsening per metric: absolute in the metric's unit "
                           "(fid=2.5), or relative to the reference (precision=5%%); '*=VALUE' "
                           "sets every metric's default (0); repeatable")
+    chk.add_argument("--metrics", help="comma-separated metrics to gate (default: every metric "
+                                       "in the results or on the board; a gated metric the "
+                                       "results lack fails the check)")
     chk.set_defaults(func=cmd_check)
 
     sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)

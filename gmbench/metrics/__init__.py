@@ -11,6 +11,8 @@ from gmbench.metrics import sample_quality
 from gmbench.metrics import memorization
 from gmbench.metrics import cas
 from gmbench.metrics import autoencoder
-from gmbench.metrics.metric import METRICS, Measurement, Metric, get_metric, register
+from gmbench.metrics.metric import (
+    METRICS, Measurement, Metric, get_metric, register, registered_directions,
+)
 
-__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register"]
+__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register", "registered_directions"]

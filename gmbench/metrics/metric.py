@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gmbench.datasets import Dataset
     from gmbench.metrics.context import Context
 
-__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register"]
+__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register", "registered_directions"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,12 @@ def register(metric: Metric) -> Metric:
     """Add ``metric`` to :data:`METRICS` (metric modules call this at import time)."""
     assert metric.ideal is None or not metric.higher_is_better, metric.key
     return METRICS.register(metric.key, metric)
+
+
+def registered_directions() -> dict[str, tuple[int, Direction]]:
+    """Each registered metric's current protocol and direction: the authority a results file
+    or board row of that protocol must agree with (``gmbench check``)."""
+    return {key: (m.protocol, m.direction) for key, m in METRICS.items()}
 
 
 def get_metric(key: str) -> Metric:

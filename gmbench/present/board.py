@@ -9,7 +9,7 @@ from gmbench.errors import BoardError, did_you_mean
 from gmbench.names import printable
 from gmbench.present.compare import pareto_front
 from gmbench.present.format import format_number
-from gmbench.storage.leaderboard import BoardRow, latest_rows
+from gmbench.storage.leaderboard import BoardRow, identity_conflicts, latest_rows
 
 __all__ = ["render_board"]
 
@@ -86,4 +86,5 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
             notes.append(f"* on the Pareto front of {pareto[0]} and {pareto[1]}")
         out.append("; ".join(notes) + ".")
         out.append("")
+    out += [f"warning: {printable(line)}" for line in identity_conflicts(rows)]
     return "\n".join(out).rstrip("\n")

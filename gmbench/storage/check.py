@@ -38,7 +38,13 @@ from scipy import stats
 from gmbench.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.estimators.uncertainty import Z95
-from gmbench.storage.leaderboard import BoardRow, neutralise, rows_from_results, select_model
+from gmbench.storage.leaderboard import (
+    BoardRow,
+    identity_conflicts,
+    neutralise,
+    rows_from_results,
+    select_model,
+)
 
 __all__ = [
     "ALPHA",
@@ -54,6 +60,10 @@ __all__ = [
 ]
 
 ALPHA = 0.05
+# Two runs that agree to this relative precision are the same number (float rounding across
+# platforms and BLAS builds); a zero-variance metric is not failed for a difference this small.
+ROUNDING_REL = 1e-6
+ROUNDING_ABS = 1e-12
 RULE = ("a metric regresses only when it is worse than the reference in its direction by more "
         "than its tolerance (absolute in the metric's unit, or 'N%' of the reference; default "
         "0) AND the Holm-Bonferroni procedure over all judged metrics rejects 'not worse' at "
@@ -105,7 +115,9 @@ class Verdict:
 
     @property
     def failed(self) -> bool:
-        return self.status == "regression"
+        """A regression, or a gated metric the new results lack (a run that dropped or
+        could not compute it must not pass the gate)."""
+        return self.status in ("regression", "missing")
 
     @property
     def noise(self) -> float:
@@ -124,7 +136,8 @@ def judge(*, metric: str, new: float | None, new_stderr: float, reference: float
         new, reference: the two values (``None``: not finite / absent).
         new_stderr, reference_stderr: their standard errors (>= 0).
         direction: the metric's direction.
-        tolerance: accepted worsening, in the metric's unit (>= 0).
+        tolerance: accepted worsening, in the metric's unit (>= 0); at least the float
+            rounding of the two values (``ROUNDING_REL`` relative).
     """
     se = math.hypot(new_stderr, reference_stderr)
     worse: float | None
@@ -135,6 +148,7 @@ def judge(*, metric: str, new: float | None, new_stderr: float, reference: float
         status, worse, p = "regression", math.inf, 0.0
     else:
         worse = direction.worse_by(new, reference)
+        tolerance = max(tolerance, ROUNDING_REL * max(abs(new), abs(reference)) + ROUNDING_ABS)
         p = float(stats.norm.sf(worse / se)) if se > 0 else (0.0 if worse > 0 else 1.0)
         if worse > tolerance and p <= stats.norm.sf(Z95):
             status = "regression"
@@ -217,6 +231,17 @@ def provenance_warnings(new: Sequence[BoardRow], refs: Mapping[str, BoardRow]) -
     if versions:
         warnings.append(f"gmbench version differs: new {first.gmbench_version}, reference "
                         f"{', '.join(sorted(versions))}: see CHANGELOG.md for metric changes")
+    configs = {r.eval_config for r in ref_rows} - {first.eval_config}
+    if configs:
+        warnings.append(f"evaluation options differ: new {first.eval_config}, reference "
+                        f"{'; '.join(sorted(configs))}: re-run with the reference's options to "
+                        "compare like with like")
+    counts = {r.n_samples for r in ref_rows if r.n_samples is not None} - {first.n_samples}
+    if counts and first.n_samples is not None:
+        warnings.append(f"sample count differs: new {first.n_samples}, reference "
+                        f"{', '.join(str(c) for c in sorted(counts))}: sample metrics such as "
+                        "FID and KID move with the count, so pass --n-samples as the "
+                        "reference did")
     for row in new:
         ref = refs.get(row.metric)
         if ref is None:
@@ -267,16 +292,44 @@ def _protocol_error(mismatched: Sequence[tuple[str, int, int]], model: str) -> B
         "--board BOARD --replace`.")
 
 
+def _refuse_edited_directions(rows: Sequence[BoardRow],
+                              defined: Mapping[str, tuple[int, Direction]]) -> None:
+    for row in rows:
+        protocol, direction = defined.get(row.metric, (None, None))
+        if protocol == row.protocol and direction != row.direction:
+            assert direction is not None
+            raise BoardError(
+                f"{row.model}/{row.metric} ({row.dataset}, seed {row.seed}) says "
+                f"{_describe(row.direction)}, but {row.metric} (protocol {protocol}) is "
+                f"{_describe(direction)}: the results file or board was edited. Restore it "
+                "from the `gmbench evaluate` output (or re-run the evaluation).")
+
+
+def _describe(d: Direction) -> str:
+    if d.ideal is not None:
+        return f"best at {d.ideal:g}"
+    return "higher is better" if d.higher_is_better else "lower is better"
+
+
 def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model: str,
                   tolerances: Mapping[str, Tolerance] | None = None,
-                  alpha: float = ALPHA) -> CheckReport:
+                  alpha: float = ALPHA, metrics: Sequence[str] | None = None,
+                  defined: Mapping[str, tuple[int, Direction]] | None = None) -> CheckReport:
     """Judge every metric of ``result`` (a ``results.json`` dict) against ``model`` on
-    ``board`` under the family-wise rule of this module's docstring.
+    ``board`` under the family-wise rule of this module's docstring. A metric on the board
+    that the results lack fails the check (status ``"missing"``).
+
+    Args:
+        metrics: gate only these metrics (default: every metric in the results or on the
+            board for ``model``).
+        defined: ``metric -> (protocol, direction)`` as gmbench defines them today (the
+            metric registry): a row of that protocol claiming another direction was edited,
+            and is refused rather than judged the wrong way round.
 
     Raises:
-        BoardError: ``model`` is not on the board for this dataset, a tolerance names a metric
-            that is neither in the results nor on the board, or a metric's reference was
-            measured under another protocol version.
+        BoardError: ``model`` is not on the board for this dataset, a tolerance or ``metrics``
+            names a metric that is neither in the results nor on the board, or a metric's
+            reference was measured under another protocol version.
     """
     if not 0 < alpha < 1:
         raise BoardError(f"--alpha {alpha} must lie strictly between 0 and 1 (e.g. 0.05).")
@@ -284,10 +337,23 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
     new_rows = rows_from_results(result)
     mine = select_model(board, model, result["dataset"]["name"])
     known = {r.metric for r in new_rows} | {r.metric for r in mine}
+    if metrics is not None:
+        gated = {neutralise(k) for k in metrics}
+        for key in metrics:
+            if neutralise(key) not in known:
+                raise BoardError(f"--metrics names '{key}', which is neither in the results "
+                                 f"nor on the board.{did_you_mean(key, sorted(known))}")
+        if not gated:
+            raise BoardError("--metrics is empty: name the metrics to gate, e.g. "
+                             "--metrics nll,fid, or leave it out to gate every metric.")
+        new_rows = [r for r in new_rows if r.metric in gated]
+        mine = [r for r in mine if r.metric in gated]
+        known = gated
     for key in tolerances:
         if key != "*" and neutralise(key) not in known:
             raise BoardError(f"--tolerance names metric '{key}', which is neither in the "
                              f"results nor on the board.{did_you_mean(key, sorted(known))}")
+    _refuse_edited_directions([*new_rows, *mine], defined or {})
     default = tolerances.get("*", Tolerance(0.0))
     verdicts, refs, mismatched = [], {}, []
     for row in new_rows:
@@ -324,4 +390,5 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
         verdicts.append(Verdict(metric=metric, status="missing", new=None, reference=ref.value,
                                 worse_by=None, tolerance=0.0, se=0.0, direction=ref.direction,
                                 unit=ref.unit))
-    return CheckReport(tuple(verdicts), refs, tuple(provenance_warnings(new_rows, refs)), alpha)
+    warnings = provenance_warnings(new_rows, refs) + identity_conflicts(mine)
+    return CheckReport(tuple(verdicts), refs, tuple(warnings), alpha)

@@ -400,7 +400,9 @@ class AddSummary:
 
 
 def _same(a: BoardRow, b: BoardRow) -> bool:
-    return format_board([a]) == format_board([b])
+    """The same row, up to the date: a rerun that reproduces every number is not a conflict
+    (the board keeps the first date)."""
+    return format_board([replace_field(a, date=b.date)]) == format_board([b])
 
 
 def merge_rows(board: Sequence[BoardRow], new: Sequence[BoardRow], *, replace: bool = False
@@ -468,6 +470,28 @@ def add_results(board_path: str | os.PathLike[str],
 
 
 # ------------------------------------------------------------------ reading boards
+def identity_conflicts(rows: Sequence[BoardRow]) -> list[str]:
+    """One line for each identity (model, weights, dataset, metric, protocol, seed, feature
+    space) that several rows of ``rows`` hold with different numbers: a hand edit or a merge
+    of two boards. ``gmbench leaderboard add`` never writes such a board; readers use the most
+    recent row and say so."""
+    groups: dict[tuple[Any, ...], list[BoardRow]] = {}
+    for row in rows:
+        groups.setdefault(row.identity, []).append(row)
+    out = []
+    for group in groups.values():
+        numbers = {(r.value, r.stderr, r.ci_low, r.ci_high, r.n) for r in group}
+        if len(numbers) > 1:
+            r = group[0]
+            values = ", ".join(sorted({"empty" if g.value is None else f"{g.value:.6g}"
+                                       for g in group}))
+            out.append(f"{r.dataset}/{r.model}/{r.metric} (seed {r.seed}): {len(group)} rows of "
+                       f"one evaluation disagree (values {values}); the most recent is used. "
+                       "Keep one: `gmbench leaderboard add RESULTS.json --board BOARD --replace` "
+                       "rewrites it from the results file")
+    return out
+
+
 def latest_rows(rows: Sequence[BoardRow]) -> dict[tuple[str, str, str], BoardRow]:
     """The row shown for each ``(dataset, model, metric)``: the most recent evaluation.
 

@@ -5,16 +5,20 @@ direction or an interval the metric does not have."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import gmbench
+from gmbench.cli import main
 from gmbench.datasets import get_dataset
 from gmbench.estimators.montecarlo import importance_mass
 from gmbench.metrics.likelihood import MASS_ROUNDING_TOL, Z_CHECK
+from gmbench.storage.leaderboard import add_results
 
 
 # ------------------------------------------------------------------ normalisation
@@ -125,3 +129,121 @@ def test_discrete_mass_over_distinct_test_points_is_checked_without_a_truth():
     tenfold = gmbench.evaluate(Flat(math.log(10 / n_distinct), "lower_bound"), dataset="digits",
                                metrics=["nll"], progress=False)
     assert tenfold["nll"].value is None
+
+
+# ------------------------------------------------------------------ the gate
+INDEPENDENT = (Path(__file__).resolve().parents[2] / "examples" / "minimal_model.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory) -> dict[str, Path]:
+    """A results file of the example model on digits and a board holding it."""
+    root = tmp_path_factory.mktemp("gate")
+    model = root / "indep.py"
+    model.write_text(INDEPENDENT)
+    out = root / "run"
+    assert main(["evaluate", str(model), "--metrics", "nll,bits_per_dim,copy_rate", "--out",
+                 str(out), "--n-samples", "500"]) == 0
+    board = root / "board.csv"
+    add_results(board, [out / "results.json"])
+    return {"results": out / "results.json", "board": board, "root": root}
+
+
+def _edited(gate: dict[str, Path], name: str, edit) -> Path:  # noqa: ANN001 - a callable
+    data = json.loads(gate["results"].read_text())
+    edit(data)
+    path = gate["root"] / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _check(capsys, results: Path, board: Path, *extra: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(["check", str(results), "--against", str(board), "--model", "indep", *extra])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_a_gated_metric_missing_from_the_results_fails(gate, capsys):
+    dropped = _edited(gate, "dropped.json", lambda d: d["metrics"].pop("nll"))
+    code, out = _check(capsys, dropped, gate["board"])
+    assert code == 1 and "1 gated metric(s) missing" in out and "FAIL" in out
+    empty = _edited(gate, "empty.json", lambda d: d.__setitem__("metrics", {}))
+    code, out = _check(capsys, empty, gate["board"])
+    assert code == 1 and "3 gated metric(s) missing" in out
+    # gating only what was evaluated passes; naming an unknown metric is bad input
+    code, out = _check(capsys, dropped, gate["board"], "--metrics", "bits_per_dim, copy_rate")
+    assert code == 0 and "0 regression(s) in 2 metric(s)" in out
+    code, out = _check(capsys, dropped, gate["board"], "--metrics", "bits_per_dimm")
+    assert code == 2 and "did you mean" in out.lower()
+
+
+def test_differences_of_float_rounding_do_not_fail_a_zero_variance_metric(gate, capsys):
+    def nudge(rel: float):
+        def edit(d: dict) -> None:
+            rec = d["metrics"]["copy_rate"]
+            rec.update(value=0.25, ci_low=0.25, ci_high=0.25, stderr=0.0)
+            d["metrics"]["copy_rate"] = rec
+            d["_rel"] = rel
+        return edit
+    board = gate["root"] / "zero.csv"
+    add_results(board, [_edited(gate, "zero.json", nudge(0.0))])
+    for rel, code_wanted in ((1e-9, 0), (1e-3, 1)):
+        def edit(d: dict, rel: float = rel) -> None:
+            nudge(0.0)(d)
+            d["metrics"]["copy_rate"].update(value=0.25 * (1 + rel), ci_low=0.25 * (1 + rel),
+                                             ci_high=0.25 * (1 + rel))
+        code, out = _check(capsys, _edited(gate, f"z{rel}.json", edit), board)
+        assert code == code_wanted, (rel, out)
+
+
+def test_a_check_warns_when_the_sample_count_or_options_differ(gate, capsys):
+    def edit(d: dict) -> None:
+        d["n_samples"] = d["config"]["n_samples"] = 2000
+        d["config"]["dequant_samples"] = 4
+    code, out = _check(capsys, _edited(gate, "counts.json", edit), gate["board"])
+    assert "sample count differs: new 2000, reference 500" in out
+    assert "evaluation options differ" in out and '"dequant_samples":4' in out.replace(" ", "")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda rec: rec.update(higher_is_better=True),
+    lambda rec: rec.update(ideal=3.0),
+])
+def test_an_edited_direction_is_refused_not_judged_backwards(gate, capsys, edit):
+    """A 50-nat nll regression with `higher_is_better` flipped to true used to pass."""
+    def worse(d: dict) -> None:
+        rec = d["metrics"]["nll"]
+        for f in ("value", "ci_low", "ci_high"):
+            rec[f] += 50
+        edit(rec)
+    code, out = _check(capsys, _edited(gate, "flipped.json", worse), gate["board"])
+    assert_clear_error_text(code, out, "nll", "was edited")
+
+
+def assert_clear_error_text(code: int, out: str, *needles: str) -> None:
+    assert code == 2 and "gmbench: error:" in out and "Traceback" not in out, out
+    for needle in needles:
+        assert needle in out, (needle, out)
+
+
+def test_conflicting_rows_of_one_evaluation_are_reported_by_show_and_check(gate, capsys):
+    lines = gate["board"].read_text().splitlines(keepends=True)
+    row = next(line for line in lines if ",nll," in line)
+    cells = row.split(",")
+    value_at = lines[0].split(",").index("value")
+    cells[value_at] = str(float(cells[value_at]) + 1)
+    merged = gate["root"] / "merged.csv"
+    merged.write_text("".join(lines) + ",".join(cells))
+    code, out = _check(capsys, gate["results"], merged)
+    assert "indep/nll (seed 0): 2 rows of one evaluation disagree" in out
+    capsys.readouterr()
+    assert main(["leaderboard", "show", "--board", str(merged)]) == 0
+    assert "2 rows of one evaluation disagree" in capsys.readouterr().out
+
+
+def test_re_adding_a_rerun_that_reproduces_every_number_is_not_a_conflict(gate, capsys):
+    later = _edited(gate, "later.json",
+                    lambda d: d["provenance"].update(started="2099-01-01T00:00:00+00:00"))
+    summary = add_results(gate["board"], [later])
+    assert (summary.added, summary.unchanged, summary.conflicts) == (0, 3, ())
