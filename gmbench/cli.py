@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from gmbench.errors import GmbenchError, warn
 from gmbench.names import printable, printable_lines
@@ -309,7 +309,29 @@ def entry() -> NoReturn:
     model code left running (a non-daemon thread would otherwise keep the process alive after
     the results are written)."""
     code = main()
+    import atexit
     import threading
+
+    from gmbench.models.boundary import ModelExit, exits_refused
+
+    # Exit handlers registered by model code run now, where `os._exit` cannot replace the
+    # exit status (an `atexit.register(lambda: os._exit(0))` would turn a failure into 0).
+    # The interpreter would run them after this function; run here, they are not run twice.
+    def report(hook: Any) -> None:
+        what = (f"called os._exit({hook.exc_value.status})"
+                if isinstance(hook.exc_value, ModelExit) else
+                f"raised {type(hook.exc_value).__name__}")
+        with contextlib.suppress(Exception):
+            print(f"gmbench: warning: an exit handler ({printable(repr(hook.object))}) "
+                  f"{what}; ignored", file=sys.stderr)
+
+    unraisable = sys.unraisablehook
+    sys.unraisablehook = report
+    try:
+        with exits_refused(), contextlib.suppress(ModelExit, SystemExit):
+            atexit._run_exitfuncs()
+    finally:
+        sys.unraisablehook = unraisable
 
     stray = [t for t in threading.enumerate()
              if t is not threading.main_thread() and t.is_alive() and not t.daemon]

@@ -166,7 +166,8 @@ def unless_unnormalised(ev: Context, m: Measurement) -> Measurement:
         return m
     return replace(m, estimate=Estimate.not_estimable(
         n=m.estimate.n, method="not estimable (see not_estimable)"),
-        details={**m.details, "not_estimable": problem, "value_if_estimable": m.estimate.value})
+        details={**m.details, "not_estimable": problem,
+                 "value_if_estimable": m.details.get("value_if_estimable", m.estimate.value)})
 
 
 def nll_estimate(ev: Context) -> Estimate:

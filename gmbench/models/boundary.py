@@ -6,13 +6,21 @@ model must not alias memory the model may still change. :func:`model_code` is th
 call into model code runs in:
 
 * **process-wide state** is saved and restored: the default torch dtype and device, the global
-  RNG states of ``random``, NumPy and torch (CPU and CUDA), torch's thread count and grad mode,
-  the working directory, ``sys.stdout``/``sys.stderr``, the entries of ``sys.path`` (entries
-  the model adds are kept) and the SIGINT/SIGTERM handlers;
+  RNG states of ``random``, NumPy and torch (CPU and CUDA), torch's thread count, grad mode
+  and deterministic-algorithms setting, NumPy's floating-point error handling, the warning
+  filters, the environment variables, the recursion limit, the working directory (also when
+  the model deleted the one it moved to), ``sys.stdout``/``sys.stderr`` (a stream the model
+  closed is reopened on its file descriptor), the entries of ``sys.path`` (entries the model
+  adds are kept) and the SIGINT/SIGTERM handlers;
+* **gmbench's own code and the builtins** are watched: model code that replaces a function or
+  class of a ``gmbench`` module or a builtin (``print``, ``open``) is refused with a
+  :class:`~gmbench.errors.ModelError`, since the numbers could no longer be trusted;
 * **exits** become errors: ``sys.exit`` and every other ``BaseException`` that is not a
   ``KeyboardInterrupt`` (``GeneratorExit`` included) is turned into a :class:`ModelError` naming the
   member, and ``os._exit``/``posix._exit`` (which skip every handler) are replaced, for the
-  duration of the call, by a function that raises;
+  duration of the call, by a function that raises (the command line also runs the exit
+  handlers model code registered with ``atexit`` under this rule, so none can replace the
+  exit status);
 * what model code prints (``print``, ``sys.stdout``) goes to stderr;
 * ``KeyboardInterrupt`` passes through untouched (exit 130 on the command line).
 
@@ -22,15 +30,19 @@ other's data afterwards.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
+import io
 import os
 import random
 import signal
 import sys
 import threading
+import types
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
 import torch
@@ -40,7 +52,7 @@ try:
 except ImportError:  # Windows
     _posix = None  # type: ignore[assignment]
 
-__all__ = ["ModelExit", "ProcessState", "model_code", "owned", "process_state"]
+__all__ = ["ModelExit", "ProcessState", "exits_refused", "model_code", "owned", "process_state"]
 
 
 class ModelExit(BaseException):
@@ -55,6 +67,23 @@ def _refuse_exit(status: int = 0) -> NoReturn:
     raise ModelExit(status)
 
 
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # the working directory was removed
+        return None
+
+
+def _usable(stream: TextIO, fd: int) -> TextIO:
+    """``stream``, or a new text stream on ``fd`` when model code closed it."""
+    if not getattr(stream, "closed", False):
+        return stream
+    try:
+        return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), line_buffering=True)
+    except OSError:  # the descriptor itself is gone: write nowhere rather than fail
+        return open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
 class ProcessState:
     """A snapshot of the process-wide state model code can change."""
 
@@ -63,16 +92,19 @@ class ProcessState:
     def __init__(self) -> None:
         self.dtype = torch.get_default_dtype()
         self.device = torch.get_default_device()
-        try:
-            self.cwd: str | None = os.getcwd()
-        except OSError:  # the working directory was removed
-            self.cwd = None
+        self.cwd = _cwd()
         self.streams = (sys.stdout, sys.stderr)
         self.path = list(sys.path)
         self.handlers = ({s: signal.getsignal(s) for s in self.SIGNALS}
                          if threading.current_thread() is threading.main_thread() else {})
         self.threads = torch.get_num_threads()
         self.grad = torch.is_grad_enabled()
+        self.deterministic = (torch.are_deterministic_algorithms_enabled(),
+                              torch.is_deterministic_algorithms_warn_only_enabled())
+        self.np_err = np.geterr()
+        self.warning_filters = list(warnings.filters)
+        self.environ = dict(os.environ)
+        self.recursion = sys.getrecursionlimit()
         self.py_rng = random.getstate()
         self.np_rng = np.random.get_state()
         self.torch_rng = torch.random.get_rng_state()
@@ -80,12 +112,14 @@ class ProcessState:
                          if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
 
     def restore(self) -> None:
+        sys.setrecursionlimit(max(self.recursion, 100))
         torch.set_default_dtype(self.dtype)
         if torch.get_default_device() != self.device:
             torch.set_default_device(self.device)
-        if self.cwd is not None and os.getcwd() != self.cwd:
-            os.chdir(self.cwd)
-        sys.stdout, sys.stderr = self.streams
+        if self.cwd is not None and _cwd() != self.cwd:
+            with contextlib.suppress(OSError):  # gone too: stay where the model left us
+                os.chdir(self.cwd)
+        sys.stdout, sys.stderr = _usable(self.streams[0], 1), _usable(self.streams[1], 2)
         if not set(self.path) <= set(sys.path):  # entries removed: put them back
             sys.path[:] = self.path + [p for p in sys.path if p not in self.path]
         for sig, handler in self.handlers.items():
@@ -94,6 +128,18 @@ class ProcessState:
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         torch.set_grad_enabled(self.grad)
+        if (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled()) != self.deterministic:
+            torch.use_deterministic_algorithms(self.deterministic[0],
+                                               warn_only=self.deterministic[1])
+        np.seterr(**self.np_err)
+        if warnings.filters != self.warning_filters:
+            warnings.filters[:] = self.warning_filters  # type: ignore[index]
+            warnings._filters_mutated()  # type: ignore[attr-defined]
+        if os.environ != self.environ:
+            for key in set(os.environ) - set(self.environ):
+                del os.environ[key]
+            os.environ.update(self.environ)
         random.setstate(self.py_rng)
         np.random.set_state(self.np_rng)
         torch.random.set_rng_state(self.torch_rng)
@@ -101,9 +147,44 @@ class ProcessState:
             torch.cuda.set_rng_state_all(self.cuda_rng)
 
 
+def _code_of(module: types.ModuleType) -> dict[str, Any]:
+    """Every function and class a module holds, by name."""
+    return {name: value for name, value in list(vars(module).items())
+            if isinstance(value, (types.FunctionType, type, types.BuiltinFunctionType))}
+
+
+class CodeWatch:
+    """The functions and classes of gmbench's loaded modules and of ``builtins``, to tell
+    whether model code replaced any of them (and to put them back)."""
+
+    def __init__(self) -> None:
+        self.code = {name: _code_of(mod) for name, mod in self._watched()}
+
+    @staticmethod
+    def _watched() -> list[tuple[str, types.ModuleType]]:
+        mods = [(n, m) for n, m in list(sys.modules.items())
+                if (n == "gmbench" or n.startswith("gmbench.")) and isinstance(m, types.ModuleType)]
+        return [*mods, ("builtins", builtins)]
+
+    def restore_replaced(self) -> list[str]:
+        """Put back each function or class that is not the one seen before; their
+        ``module.name``."""
+        out = []
+        for name, mod in self._watched():
+            before = self.code.get(name)
+            if before is None:  # imported during the call
+                continue
+            now = vars(mod)
+            for attr, value in before.items():
+                if now.get(attr) is not value:
+                    setattr(mod, attr, value)
+                    out.append(f"{name}.{attr}")
+        return out
+
+
 @contextmanager
 def process_state() -> Iterator[ProcessState]:
-    """Restore the process-wide state (dtype, RNGs, threads, grad mode) on the way out."""
+    """Restore the process-wide state (dtype, RNGs, threads, grad mode, ...) on the way out."""
     state = ProcessState()
     try:
         yield state
@@ -112,21 +193,62 @@ def process_state() -> Iterator[ProcessState]:
 
 
 @contextmanager
-def model_code() -> Iterator[None]:
-    """Run model code: process-wide state restored afterwards, ``os._exit`` refused."""
+def exits_refused() -> Iterator[None]:
+    """``os._exit``/``posix._exit`` raise :class:`ModelExit` instead of ending the process."""
     real_exit = os._exit
     os._exit = _refuse_exit
     if _posix is not None:
         _posix._exit = _refuse_exit
     try:
-        # what model code prints goes to stderr: stdout carries gmbench's own output only
-        # (`gmbench evaluate --json` is a JSON document there and nothing else)
-        with process_state(), contextlib.redirect_stdout(sys.stderr):
-            yield
+        yield
     finally:
         os._exit = real_exit
         if _posix is not None:
             _posix._exit = real_exit
+
+
+class _ToStderr(io.TextIOBase):
+    """Model code's ``sys.stdout``: writes go to stderr; ``close()`` closes nothing."""
+
+    def __init__(self, target: TextIO) -> None:
+        super().__init__()
+        self._target = target
+
+    def write(self, text: str) -> int:
+        return self._target.write(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError):
+            self._target.flush()
+
+    def close(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self._target.isatty()
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+
+@contextmanager
+def model_code() -> Iterator[None]:
+    """Run model code: process-wide state restored afterwards, ``os._exit`` refused, and a
+    :class:`~gmbench.errors.ModelError` when it replaced gmbench's code or a builtin."""
+    watch = CodeWatch()
+    # what model code prints goes to stderr: stdout carries gmbench's own output only
+    # (`gmbench evaluate --json` is a JSON document there and nothing else)
+    with exits_refused(), process_state(), contextlib.redirect_stdout(_ToStderr(sys.stderr)):
+        yield
+    replaced = watch.restore_replaced()
+    if replaced:
+        from gmbench.errors import ModelError
+
+        shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more"
+                                             if len(replaced) > 5 else "")
+        raise ModelError(f"model code replaced {shown}: a model may not patch gmbench or "
+                         "Python's builtins, since the numbers could then no longer be "
+                         "trusted; remove the assignment from the model file")
 
 
 def owned(value: Any) -> np.ndarray:

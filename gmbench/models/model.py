@@ -135,7 +135,7 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
     try:
         with model_code():
             spec.loader.exec_module(module)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ModelError):
         raise
     except BaseException as exc:  # any error in user code becomes a one-paragraph message
         hint = (" Install the missing package, or remove the import."

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_errors import assert_clear_error
 
 import gmbench
 from gmbench.cli import main
@@ -247,3 +250,99 @@ def test_re_adding_a_rerun_that_reproduces_every_number_is_not_a_conflict(gate, 
                     lambda d: d["provenance"].update(started="2099-01-01T00:00:00+00:00"))
     summary = add_results(gate["board"], [later])
     assert (summary.added, summary.unchanged, summary.conflicts) == (0, 3, ())
+
+
+# ------------------------------------------------------------------ the model boundary
+DIGITS_MODEL = """
+    import torch, numpy as np
+    DATASET = "digits"
+    {module}
+    class M:
+        def sample(self, n):
+            {sample}
+            return torch.randint(0, 17, (n, 1, 8, 8))
+    model = M()
+"""
+
+
+def digits_model(module: str = "", sample: str = "pass") -> str:
+    return DIGITS_MODEL.format(module=module, sample=sample)
+
+
+@pytest.mark.parametrize("change, state", [
+    ("np.seterr(all='raise')", lambda: np.geterr()),
+    ("import warnings; warnings.simplefilter('error')", lambda: list(__import__("warnings").filters)),
+    ("import os; os.environ['GMBENCH_BOARDS'] = '/elsewhere'; os.environ.pop('HOME', None)",
+     lambda: dict(__import__("os").environ)),
+    ("torch.use_deterministic_algorithms(True)",
+     lambda: torch.are_deterministic_algorithms_enabled()),
+    ("import sys; sys.setrecursionlimit(sys.getrecursionlimit() + 12345)",
+     lambda: __import__("sys").getrecursionlimit()),
+])
+@pytest.mark.parametrize("where", ["module", "sample"])
+def test_process_state_a_model_changes_is_restored_for_the_caller(write_model, change, state,
+                                                                  where):
+    """A training loop calling gmbench.evaluate gets its process back as it was."""
+    before = state()
+    path = write_model(digits_model(**{where: change}))
+    res = gmbench.evaluate(str(path), metrics=["copy_rate"], n_samples=300, progress=False)
+    assert res["copy_rate"].value is not None
+    assert state() == before
+
+
+def test_a_model_file_that_lowers_the_recursion_limit_still_runs(write_model, gmbench_cli):
+    path = write_model(digits_model(module="import sys; sys.setrecursionlimit(60)"))
+    run = gmbench_cli("evaluate", path, "--metrics", "copy_rate", "--n-samples", "300")
+    assert run.code == 0 and "Traceback" not in run.err, run.err
+    assert sys.getrecursionlimit() > 60
+
+
+def test_a_model_that_deletes_its_working_directory_or_closes_stdout_still_finishes(
+        write_model, tmp_path):
+    path = write_model(digits_model(sample=(
+        "import os, sys, tempfile, shutil; d = tempfile.mkdtemp(); os.chdir(d); "
+        "shutil.rmtree(d); sys.stdout.close(); sys.stderr.close()")))
+    proc = subprocess.run([sys.executable, "-m", "gmbench.cli", "evaluate", str(path),
+                           "--metrics", "copy_rate", "--n-samples", "300", "--out",
+                           str(tmp_path / "out")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "copy_rate" in proc.stdout and "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["metrics"]["copy_rate"]
+
+
+@pytest.mark.parametrize("patch, name", [
+    ("import builtins; builtins.print = lambda *a, **k: None", "builtins.print"),
+    ("import gmbench.metrics.likelihood as L; L.nll_estimate = lambda ev: None",
+     "gmbench.metrics.likelihood.nll_estimate"),
+])
+@pytest.mark.parametrize("where", ["module", "sample"])
+def test_a_model_that_patches_gmbench_or_a_builtin_is_refused(write_model, gmbench_cli, patch,
+                                                              name, where):
+    import builtins
+
+    import gmbench.metrics.likelihood as likelihood
+
+    originals = (builtins.print, likelihood.nll_estimate)
+    path = write_model(digits_model(**{where: patch}))
+    assert_clear_error(gmbench_cli("evaluate", path, "--metrics", "copy_rate", "--n-samples",
+                                   "300"), name, "may not patch")
+    assert (builtins.print, likelihood.nll_estimate) == originals  # put back
+
+
+def test_an_exit_handler_cannot_turn_a_failed_run_into_success(write_model, tmp_path):
+    path = write_model("""
+        import atexit, os
+        atexit.register(lambda: os._exit(0))
+        DATASET = "digits"
+        class M:
+            def sample(self, n):
+                return "not samples"
+        model = M()
+    """)
+    proc = subprocess.run([sys.executable, "-m", "gmbench.cli", "evaluate", str(path),
+                           "--metrics", "copy_rate", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "returned a str" in proc.stderr and "Traceback" not in proc.stderr
+    assert "exit handler" in proc.stderr and "os._exit(0)" in proc.stderr
