@@ -279,6 +279,10 @@ def _check_options(*, seed: Any, n_samples: Any, batch_size: Any, dequant_sample
     if dataset is not None and not isinstance(dataset, (str, Dataset)):
         raise OptionError(f"dataset must be a dataset name such as \"digits\" (see "
                           f"gmbench.list_datasets()), got {type(dataset).__name__}.")
+    if isinstance(dataset, str) and not dataset.strip():
+        raise OptionError("dataset (--dataset) is empty; name a dataset such as \"digits\" "
+                          "(see gmbench.list_datasets() or `gmbench datasets`), or leave it "
+                          "out to use the model file's DATASET.")
     if metrics is not None and (isinstance(metrics, str) or not metrics
                                 or not all(isinstance(k, str) for k in metrics)):
         raise OptionError(f"metrics must be a non-empty list of metric keys such as "

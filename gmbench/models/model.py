@@ -9,6 +9,7 @@ the member and the fix.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import inspect
@@ -500,7 +501,8 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
     if callable(loader):
         try:
             with model_code():
-                obj = loader(info, device)
+                # a copy: what `load` does to it cannot change gmbench's description
+                obj = loader(copy.deepcopy(info), device)
         except (ModelError, KeyboardInterrupt):
             raise
         except BaseException as exc:

@@ -5,13 +5,17 @@ against the dataset (shape, dtype, range, count), and :class:`StoredSamples` han
 order, so a stored set goes through exactly the checks, seeds and metrics a model's samples
 do. Accepted layouts: images ``(n, C, H, W)`` or ``(n, H, W, C)`` (``(n, H, W)`` for one
 channel), integer levels ``0..levels-1``, ``uint8`` ``0..255`` rescaled to the dataset's levels
-when it has 256, or floats in ``[0, 1]``; ``(n, d)`` arrays for vector data. A ``.npz`` holds one
+when it has 256, or floats in ``[0, 1]`` (16-bit PNGs are read as floats, ``value / 65535``); ``(n, d)`` arrays for vector data. A ``.npz`` holds one
 array, or several with one named ``samples``. PNG folders are read in file-name order.
 """
 
 from __future__ import annotations
 
+import math
+import zipfile
+import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,32 +35,80 @@ def samples_sha256(x: np.ndarray) -> str:
     return sha256_bytes(f"{a.dtype}|{a.shape}|".encode() + a.tobytes())
 
 
-def _load_file(path: Path) -> np.ndarray:
+def _image_array(img: Any, name: str, where: str, channels: int) -> np.ndarray:
+    """One PNG as ``(H, W)`` (one channel) or ``(H, W, 3)``: uint8, or float32 in [0, 1] for
+    16-bit images. Transparency and colour in a grey dataset are refused, not flattened."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(img)
+        if a.min(initial=0) < 0 or a.max(initial=0) > 65535:
+            raise ModelError(f"{where}: {name} is a 32-bit integer image with values outside "
+                             "0..65535; save 8- or 16-bit PNGs.")
+        return (a.astype(np.float64) / 65535.0).astype(np.float32)  # 16-bit: 0..65535
+    rgba = np.asarray(img.convert("RGBA"))  # (H, W, 4) uint8, whatever the 8-bit mode
+    if (rgba[..., 3] != 255).any():
+        raise ModelError(f"{where}: {name} has transparent pixels (mode {img.mode}); save "
+                         "the samples as opaque images (drop the alpha channel).")
+    if channels == 1:
+        if (rgba[..., 0] != rgba[..., 1]).any() or (rgba[..., 0] != rgba[..., 2]).any():
+            raise ModelError(f"{where}: {name} is a colour image (mode {img.mode}), but the "
+                             "dataset has one channel; save grey-scale images.")
+        return rgba[..., 0]
+    return rgba[..., :3]
+
+
+def _read_png_folder(path: Path, where: str, channels: int) -> np.ndarray:
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ModelError(f"{where}: the folder holds no .png images. Put one image per "
+                         "sample in it, or pass a .npz/.npy array.")
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                images.append(_image_array(img, f.name, where, channels))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ModelError(f"{where}: {f.name} is not a readable PNG ({exc}).") from None
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ModelError(f"{where}: the images differ in size or channels "
+                         f"({', '.join(map(str, sorted(shapes)))}); every sample must have "
+                         "the dataset's shape.")
+    if len({im.dtype for im in images}) > 1:  # 8- and 16-bit mixed: all as floats in [0, 1]
+        images = [im if im.dtype == np.float32 else (im / np.float32(255)).astype(np.float32)
+                  for im in images]
+    return np.stack(images)
+
+
+def _check_npy_header(path: Path, where: str) -> None:
+    """Refuse a ``.npy`` whose header claims more data than the file holds (before NumPy
+    tries to allocate it)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        offset = fh.tell()
+    if dtype.hasobject:  # np.load refuses it: pickled objects
+        return
+    need = math.prod(shape) * dtype.itemsize
+    have = path.stat().st_size - offset
+    if need > have:
+        raise ModelError(f"{where}: its header says {dtype} of shape {tuple(shape)} "
+                         f"({need} bytes), but the file holds {have} bytes of data; it is "
+                         "truncated or corrupt. Save the samples again with numpy.save.")
+
+
+def _load_file(path: Path, channels: int) -> np.ndarray:
     where = f"stored samples {path}"
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ModelError(f"{where}: the folder holds no .png images. Put one image per "
-                             "sample in it, or pass a .npz/.npy array.")
-        from PIL import Image, UnidentifiedImageError
-
-        images = []
-        for f in files:
-            try:
-                with Image.open(f) as img:
-                    mode = "L" if img.mode in ("L", "1", "I;16", "P") else "RGB"
-                    images.append(np.asarray(img.convert(mode)))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise ModelError(f"{where}: {f.name} is not a readable PNG ({exc}).") from None
-        shapes = {im.shape for im in images}
-        if len(shapes) > 1:
-            raise ModelError(f"{where}: the images differ in size or channels "
-                             f"({', '.join(map(str, sorted(shapes)))}); every sample must have "
-                             "the dataset's shape.")
-        return np.stack(images)
+        return _read_png_folder(path, where, channels)
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            _check_npy_header(path, where)
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
@@ -67,9 +119,11 @@ def _load_file(path: Path) -> np.ndarray:
                     return z[names[0]]
                 raise ModelError(f"{where} holds {len(names)} arrays ({', '.join(names)}); "
                                  "name the samples 'samples' or store only them.")
-    except (ValueError, OSError, EOFError) as exc:
-        raise ModelError(f"{where} cannot be read as a NumPy file ({exc}); it may be "
-                         "truncated or not a .npy/.npz (pickled arrays are refused).") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError,
+            KeyError) as exc:
+        raise ModelError(f"{where} cannot be read as a NumPy file "
+                         f"({type(exc).__name__}: {exc}); it may be truncated or not a "
+                         ".npy/.npz (pickled arrays are refused).") from None
     raise ModelError(f"{where}: use a .npz, a .npy or a folder of .png images.")
 
 
@@ -90,7 +144,7 @@ def read_samples(source: str | Path | np.ndarray | torch.Tensor, info: DatasetIn
         if not path.is_dir() and not path.is_file():
             raise ModelError(f"stored samples {path} is not a regular file (a pipe or a "
                              "device); save the samples to a .npz or .npy file.")
-        x = _load_file(path)
+        x = _load_file(path, info.shape[0] if info.kind == "image" else 1)
         name = path.stem if path.is_file() else path.name
         digest = sha256_file(path) if path.is_file() else samples_sha256(x)
         where = f"stored samples {path}"

@@ -268,6 +268,8 @@ def _parse_board(text: str, *, where: str) -> tuple[list[BoardRow], int]:
                              "a board written by `gmbench leaderboard add`.")
         rows = []
         for cells in reader:
+            if not cells:  # a blank line (an editor's or a merge's): nothing to read
+                continue
             line = f"{where} line {reader.line_num}"
             if len(cells) != len(header):
                 raise BoardError(f"{line} has {len(cells)} fields, expected {len(header)}: "

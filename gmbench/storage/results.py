@@ -193,6 +193,12 @@ def record_problem(v: Mapping[str, Any]) -> str | None:
     if v.get("ci_low") is not None and v.get("ci_high") is not None \
             and v["ci_low"] > v["ci_high"]:
         return f"ci_low ({v['ci_low']!r}) exceeds ci_high ({v['ci_high']!r})"
+    if v.get("value") is not None and v.get("ci_low") is not None \
+            and v.get("ci_high") is not None:
+        slack = 1e-9 * max(abs(v["value"]), abs(v["ci_low"]), abs(v["ci_high"]), 1e-300)
+        if not v["ci_low"] - slack <= v["value"] <= v["ci_high"] + slack:
+            return (f"the value {v['value']!r} lies outside its own 95% interval "
+                    f"[{v['ci_low']!r}, {v['ci_high']!r}]")
     if not 0 <= v.get("seed", 0) <= MAX_SEED:
         return f"'seed' holds {v['seed']}, outside [0, 2**63 - 1]"
     if v.get("protocol", 1) < 1:

@@ -19,6 +19,7 @@ from cli_errors import assert_clear_error
 import gmbench
 from gmbench.cli import main
 from gmbench.datasets import get_dataset
+from gmbench.errors import ModelError
 from gmbench.estimators.montecarlo import importance_mass
 from gmbench.metrics.likelihood import MASS_ROUNDING_TOL, Z_CHECK
 from gmbench.storage.leaderboard import add_results
@@ -234,8 +235,9 @@ def test_conflicting_rows_of_one_evaluation_are_reported_by_show_and_check(gate,
     lines = gate["board"].read_text().splitlines(keepends=True)
     row = next(line for line in lines if ",nll," in line)
     cells = row.split(",")
-    value_at = lines[0].split(",").index("value")
-    cells[value_at] = str(float(cells[value_at]) + 1)
+    header = lines[0].split(",")
+    for column in ("value", "ci_low", "ci_high"):
+        cells[header.index(column)] = str(float(cells[header.index(column)]) + 1)
     merged = gate["root"] / "merged.csv"
     merged.write_text("".join(lines) + ",".join(cells))
     code, out = _check(capsys, gate["results"], merged)
@@ -346,3 +348,131 @@ def test_an_exit_handler_cannot_turn_a_failed_run_into_success(write_model, tmp_
     assert proc.returncode == 2, proc.stderr
     assert "returned a str" in proc.stderr and "Traceback" not in proc.stderr
     assert "exit handler" in proc.stderr and "os._exit(0)" in proc.stderr
+
+
+# ------------------------------------------------------------------ stored samples
+def _png(path: Path, array: np.ndarray, mode: str | None = None) -> None:
+    from PIL import Image
+
+    Image.fromarray(array, mode=mode).save(path)
+
+
+def test_a_16_bit_png_folder_is_read_at_its_depth_not_binarised(tmp_path):
+    """16-bit grey PNGs used to be binarised by an 8-bit conversion; now value / 65535."""
+    digits = get_dataset("digits").test.x[:60]  # (60, 1, 8, 8) levels 0..16
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    for i, img in enumerate(digits):
+        _png(folder / f"{i:03d}.png", (img[0].astype(np.uint16) * 4096 - (img[0] > 0)).astype(
+            np.uint16))
+    from gmbench.models.stored import read_samples
+
+    x, _, _ = read_samples(folder, get_dataset("digits").info)
+    want = (digits.astype(np.float64) * 4096 - (digits > 0)) / 65535
+    assert x.dtype == np.float32 and np.allclose(x, want, atol=1e-7)
+    # and through the boundary the same levels as the 8-bit originals
+    res = gmbench.evaluate(samples=folder, dataset="digits", metrics=["copy_rate"],
+                           progress=False)
+    ref = gmbench.evaluate(samples=digits, dataset="digits", metrics=["copy_rate"],
+                           progress=False)
+    assert res["copy_rate"].value == ref["copy_rate"].value
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda a: (np.stack([a, np.full_like(a, 128)], -1), "LA"), "transparent pixels"),
+    (lambda a: (np.stack([a, a // 2, a], -1), "RGB"), "colour image"),
+])
+def test_png_transparency_and_colour_are_refused_for_a_grey_dataset(tmp_path, make, needle):
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(3):
+        arr, mode = make(np.full((8, 8), 16 * i, np.uint8))
+        _png(folder / f"{i}.png", arr, mode)
+    with pytest.raises(ModelError, match=needle):
+        gmbench.evaluate(samples=folder, dataset="digits", progress=False)
+
+
+def test_an_opaque_la_png_is_read_as_grey(tmp_path):
+    folder = tmp_path / "la"
+    folder.mkdir()
+    digits = get_dataset("digits").test.x[:30]
+    for i, img in enumerate(digits):
+        grey = (img[0] * 255 // 16).astype(np.uint8)
+        _png(folder / f"{i:02d}.png", np.stack([grey, np.full_like(grey, 255)], -1), "LA")
+    from gmbench.models.stored import read_samples
+
+    x, _, _ = read_samples(folder, get_dataset("digits").info)
+    assert x.shape == (30, 1, 8, 8) and x.dtype == np.uint8
+
+
+def test_numpy_files_that_lie_or_are_cut_are_refused_before_loading(tmp_path):
+    """A header claiming 10^12 images over 256 bytes of data used to end in a MemoryError
+    traceback; a cut .npz in a BadZipFile one."""
+    lying = tmp_path / "huge.npy"
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((4, 1, 8, 8), np.uint8))
+    header["shape"] = (10**12, 1, 8, 8)
+    with open(lying, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        fh.write(bytes(256))
+    with pytest.raises(ModelError, match="truncated or corrupt"):
+        gmbench.evaluate(samples=lying, dataset="digits", progress=False)
+    cut = tmp_path / "cut.npz"
+    np.savez_compressed(cut, samples=np.zeros((500, 1, 8, 8), np.uint8))
+    cut.write_bytes(cut.read_bytes()[:-40])
+    with pytest.raises(ModelError, match="cannot be read as a NumPy file"):
+        gmbench.evaluate(samples=cut, dataset="digits", progress=False)
+
+
+# ------------------------------------------------------------------ files and flags
+def test_blank_lines_in_a_board_are_skipped_and_the_rows_kept(gate, tmp_path):
+    from gmbench.storage.leaderboard import read_board
+
+    text = gate["board"].read_text()
+    spaced = tmp_path / "spaced.csv"
+    lines = text.splitlines(keepends=True)
+    spaced.write_text(lines[0] + "\n" + "".join(lines[1:]) + "\n\n")
+    assert read_board(spaced) == read_board(gate["board"])
+
+
+def test_a_value_outside_its_own_interval_is_refused_in_results_and_boards(gate, capsys):
+    def outside(d: dict) -> None:
+        rec = d["metrics"]["nll"]
+        rec["value"] = rec["ci_high"] + 1.0
+    bad = _edited(gate, "outside.json", outside)
+    code, out = _check(capsys, bad, gate["board"])
+    assert_clear_error_text(code, out, "outside its own 95% interval")
+    board = gate["root"] / "outside.csv"
+    lines = gate["board"].read_text().splitlines(keepends=True)
+    header = lines[0].rstrip("\n").split(",")
+    row = next(i for i, line in enumerate(lines) if ",nll," in line)
+    cells = lines[row].rstrip("\n").split(",")
+    cells[header.index("value")] = str(float(cells[header.index("ci_high")]) + 1.0)
+    lines[row] = ",".join(cells) + "\n"
+    board.write_text("".join(lines))
+    code, out = _check(capsys, gate["results"], board)
+    assert_clear_error_text(code, out, "outside its own 95% interval", f"line {row + 1}")
+
+
+def test_an_empty_dataset_name_is_refused_not_replaced_by_the_default(gmbench_cli):
+    run = gmbench_cli("evaluate", Path(__file__).resolve().parents[2] / "examples"
+                      / "minimal_model.py", "--dataset", " ", "--metrics", "nll")
+    assert_clear_error(run, "--dataset", "is empty")
+
+
+def test_what_load_does_to_its_dataset_description_stays_with_the_model(write_model,
+                                                                          gmbench_cli):
+    """`object.__setattr__(dataset, "levels", 2)` in load() used to change gmbench's own
+    description, and the model's valid samples were then refused as out of range."""
+    path = write_model("""
+        import torch
+        DATASET = "digits"
+        class M:
+            def sample(self, n):
+                return torch.randint(0, 17, (n, 1, 8, 8))
+        def load(dataset, device):
+            object.__setattr__(dataset, "levels", 2)
+            return M()
+    """)
+    run = gmbench_cli("evaluate", path, "--metrics", "copy_rate", "--n-samples", "300")
+    assert run.code == 0, run.err
+    assert run.results["dataset"]["levels"] == 17 and run.metric("copy_rate")["value"] is not None
