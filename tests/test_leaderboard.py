@@ -216,7 +216,7 @@ def test_formula_cells_are_neutralised(tmp_path, capsys):
     assert float(row["value"]) == 1.0
     assert neutralise(neutralise(HYPERLINK)) == neutralise(HYPERLINK)
     # re-adding keeps one row; negative numbers are not mangled
-    data["metrics"]["+cmd|' /C calc'!A0"]["value"] = -1.0
+    data["metrics"]["+cmd|' /C calc'!A0"].update(value=-1.0, ci_low=-1.5, ci_high=-0.5)
     add_results(board, [write_results(tmp_path / "r2.json", data)], replace=True)
     assert read_board(board)[0].value == -1.0
     # `check --model` finds the model by its raw or its stored name

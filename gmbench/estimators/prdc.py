@@ -239,13 +239,6 @@ class PRDCResult:
                           jackknife_se(self.fake_replicates[metric]))
 
 
-def _group_counts(mask: torch.Tensor, groups_onehot: torch.Tensor, dim: int) -> torch.Tensor:
-    """Counts of ``True`` per group along ``dim`` of a ``(B, N)`` mask: ``(B, G)`` for column
-    groups (``dim=1``), ``(N, G)`` for row groups (``dim=0``)."""
-    m = mask.to(groups_onehot.dtype)
-    return m @ groups_onehot if dim == 1 else m.T @ groups_onehot
-
-
 def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, seed: int,
          k_pr: int = 3, k_dc: int = 5, groups: int = JACKKNIFE_GROUPS,
          real_lists: NeighbourLists | None = None, chunk: int = DEFAULT_CHUNK,
@@ -292,50 +285,47 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, se
     r_grow = np.maximum(r_pr_g.max(0), r_dc_g.max(0))  # (N,) largest radius in any replicate
     s_grow = s_pr_g.max(0)  # (M,)
 
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(a, device=device, dtype=dtype)
-
-    # balls are compared in distances, not squares: every radius is the square root of the
-    # same kernel's squared distance, so a point exactly on a ball's edge stays inside it
-    r_pr_t, r_dc_t, s_pr_t = t(r_pr), t(r_dc), t(s_pr)
-    r_grow_t, s_grow_t = t(r_grow), t(s_grow)
-    # counts are whole numbers below 2**24 per block: exact in float32, at half the traffic
-    onehot_r = torch.nn.functional.one_hot(torch.as_tensor(gr, device=device),
-                                           groups).to(torch.float32)
-    onehot_f = torch.nn.functional.one_hot(torch.as_tensor(gf, device=device),
-                                           groups).to(torch.float32)
-    cnt_pr = np.empty((n_fake, groups))  # fake j: real k_pr-balls holding it, per real group
-    cnt_dc = np.empty((n_fake, groups))  # ... real k_dc-balls
-    cnt_rec = torch.zeros((n_real, groups), device=device, dtype=dtype)  # real i: fake balls
-    cnt_cov = torch.zeros((n_real, groups), device=device, dtype=dtype)  # real ball i: fakes
-    nearest = torch.full((n_real,), torch.inf, device=device, dtype=dtype)
+    # One sweep over the blocks of fake-real squared distances keeps, sparsely, every pair
+    # close enough to matter in any replicate: inside a real ball or a fake ball at its
+    # largest radius over the replicates (balls only grow when points are left out). Every
+    # count is then made from those pairs, in distances (each radius is the square root of
+    # the same kernel's squared distance, so a point exactly on a ball's edge stays inside).
+    slack = 1 + 1e-9  # the squared thresholds only select candidates; the test is exact
+    r_grow2 = torch.as_tensor(r_grow ** 2 * slack, device=device, dtype=dtype)  # (N,)
+    s_grow2 = torch.as_tensor(s_grow ** 2 * slack, device=device, dtype=dtype)  # (M,)
+    cnt_pr = np.zeros(n_fake * groups)  # fake j: real k_pr-balls holding it, per real group
+    cnt_dc = np.zeros(n_fake * groups)  # ... real k_dc-balls
+    cnt_rec = np.zeros(n_real * groups)  # real i: fake k_pr-balls holding it, per fake group
+    cnt_cov = np.zeros(n_real * groups)  # real k_dc-ball i: fakes inside it, per fake group
+    nearest2 = torch.full((n_real,), torch.inf, device=device, dtype=dtype)
     grow_r: list[np.ndarray] = []  # (j, i, d) with r_i < d <= r_grow_i: real radii growth
     grow_f: list[np.ndarray] = []  # (j, i, d) with s_j < d <= s_grow_j: fake radii growth
     stored, approximate = 0, False
     for start, d2 in _sq_dist_blocks(f_t, r_t, chunk):
-        d = d2.sqrt_()  # (B, N) distances
-        stop = start + d.shape[0]
-        in_pr, in_dc = d <= r_pr_t[None], d <= r_dc_t[None]
-        in_rec = d <= s_pr_t[start:stop, None]
-        cnt_pr[start:stop] = _group_counts(in_pr, onehot_r, 1).cpu().numpy()
-        cnt_dc[start:stop] = _group_counts(in_dc, onehot_r, 1).cpu().numpy()
-        cnt_rec += _group_counts(in_rec, onehot_f[start:stop], 0).to(dtype)
-        cnt_cov += _group_counts(in_dc, onehot_f[start:stop], 0).to(dtype)
-        nearest = torch.minimum(nearest, d.min(0).values)
+        stop = start + d2.shape[0]
+        nearest2 = torch.minimum(nearest2, d2.min(0).values)
+        near = (d2 <= r_grow2[None]) | (d2 <= s_grow2[start:stop, None])
+        j_t, i_t = torch.nonzero(near, as_tuple=True)
+        dist = d2[j_t, i_t].sqrt().cpu().numpy()
+        j, i = j_t.cpu().numpy() + start, i_t.cpu().numpy()
+        in_pr, in_dc, in_rec = dist <= r_pr[i], dist <= r_dc[i], dist <= s_pr[j]
+        cnt_pr += np.bincount(j[in_pr] * groups + gr[i[in_pr]], minlength=len(cnt_pr))
+        cnt_dc += np.bincount(j[in_dc] * groups + gr[i[in_dc]], minlength=len(cnt_dc))
+        cnt_rec += np.bincount(i[in_rec] * groups + gf[j[in_rec]], minlength=len(cnt_rec))
+        cnt_cov += np.bincount(i[in_dc] * groups + gf[j[in_dc]], minlength=len(cnt_cov))
         if not approximate:
-            for band, out in (((d <= r_grow_t[None]) & ~in_pr, grow_r),
-                              ((d <= s_grow_t[start:stop, None]) & ~in_rec, grow_f)):
-                j, i = torch.nonzero(band, as_tuple=True)
-                stored += len(j)
+            for band, out in (((dist <= r_grow[i]) & ~in_pr, grow_r),
+                              ((dist <= s_grow[j]) & ~in_rec, grow_f)):
+                stored += int(band.sum())
                 if stored > MAX_GROWTH_PAIRS:
                     approximate = True
                     grow_r.clear()
                     grow_f.clear()
                     break
-                out.append(np.stack([(j + start).cpu().numpy(), i.cpu().numpy(),
-                                     d[j, i].cpu().numpy()]))
-    cnt_rec_np, cnt_cov_np = cnt_rec.cpu().numpy(), cnt_cov.cpu().numpy()
-    nearest_np = nearest.cpu().numpy()
+                out.append(np.stack([j[band], i[band], dist[band]]))
+    cnt_pr, cnt_dc = cnt_pr.reshape(n_fake, groups), cnt_dc.reshape(n_fake, groups)
+    cnt_rec_np, cnt_cov_np = cnt_rec.reshape(n_real, groups), cnt_cov.reshape(n_real, groups)
+    nearest_np = nearest2.sqrt().cpu().numpy()
 
     prec_j = cnt_pr.sum(1) > 0  # (M,)
     dens_j = cnt_dc.sum(1) / k_dc  # (M,)
