@@ -28,6 +28,7 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
     This is the one distance kernel of every k-NN statistic in gmbench.
     """
     r_sq = (r * r).sum(1)  # (m,)
+    r_max = float(r_sq.max()) if len(r_sq) else 0.0
     for start in range(0, q.shape[0], chunk):
         qb = q[start:start + chunk]  # (B, d)
         q_sq = (qb * qb).sum(1, keepdim=True)  # (B, 1)
@@ -35,7 +36,13 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
         if snap is None:
             d2.clamp_min_(0)
         else:
-            d2.masked_fill_(d2 <= (q_sq + r_sq[None]).mul_(snap), 0.0)
+            # only entries below the block's largest threshold can snap: find those (one
+            # cheap pass; usually none or few), then apply each entry's own threshold
+            low = d2 <= snap * (float(q_sq.max()) + r_max)
+            if bool(low.any()):
+                j, i = torch.nonzero(low, as_tuple=True)
+                vals = d2[j, i]
+                d2[j, i] = torch.where(vals <= (q_sq[j, 0] + r_sq[i]) * snap, 0.0, vals)
         yield start, d2
 
 
