@@ -323,12 +323,12 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, se
                     grow_f.clear()
                     break
                 out.append(np.stack([j[band], i[band], dist[band]]))
-    cnt_pr, cnt_dc = cnt_pr.reshape(n_fake, groups), cnt_dc.reshape(n_fake, groups)
+    cnt_pr_g, cnt_dc_g = cnt_pr.reshape(n_fake, groups), cnt_dc.reshape(n_fake, groups)
     cnt_rec_np, cnt_cov_np = cnt_rec.reshape(n_real, groups), cnt_cov.reshape(n_real, groups)
     nearest_np = nearest2.sqrt().cpu().numpy()
 
-    prec_j = cnt_pr.sum(1) > 0  # (M,)
-    dens_j = cnt_dc.sum(1) / k_dc  # (M,)
+    prec_j = cnt_pr_g.sum(1) > 0  # (M,)
+    dens_j = cnt_dc_g.sum(1) / k_dc  # (M,)
     rec_i = cnt_rec_np.sum(1) > 0  # (N,)
     cov_i = nearest_np <= r_dc  # (N,)
     values = {"precision": float(prec_j.mean()), "recall": float(rec_i.mean()),
@@ -347,8 +347,8 @@ def prdc(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, se
     for g in range(groups):
         # ---- real group g left out: its balls vanish, the other real radii grow
         keep_r = gr != g
-        cov_pr = cnt_pr.sum(1) - cnt_pr[:, g] > 0
-        dens = cnt_dc.sum(1) - cnt_dc[:, g]
+        cov_pr = cnt_pr_g.sum(1) - cnt_pr_g[:, g] > 0
+        dens = cnt_dc_g.sum(1) - cnt_dc_g[:, g]
         sel = keep_r[gi]
         jj, ii, dd = gj[sel], gi[sel], gd[sel]
         newly = dd <= r_pr_g[g, ii]
