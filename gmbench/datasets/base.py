@@ -103,7 +103,7 @@ class Dataset:
 
     def _crc32(self) -> tuple[int, ...]:
         """CRC-32 of every array (about 5x faster than SHA-256: checked after every run)."""
-        return tuple(zlib.crc32(memoryview(np.ascontiguousarray(a))) for split in (self.train, self.test)
+        return tuple(zlib.crc32(np.ascontiguousarray(a).data) for split in (self.train, self.test)
                      for a in (split.x, split.y) if a is not None)
 
     def changed(self) -> bool:
@@ -120,7 +120,7 @@ class Dataset:
             for array in (split.x, split.y):
                 if array is not None:
                     digest.update(str(array.dtype).encode() + str(array.shape).encode())
-                    digest.update(memoryview(np.ascontiguousarray(array)))  # its bytes, uncopied
+                    digest.update(np.ascontiguousarray(array).data)  # its bytes, uncopied
         return digest.hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
