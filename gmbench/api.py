@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -34,8 +35,13 @@ from gmbench.device import parse_device
 from gmbench.errors import GmbenchError, ModelError, warn
 from gmbench.evaluation import MAX_DEQUANT_SAMPLES, MIN_SAMPLES, EvalConfig, run_evaluation
 from gmbench.models.boundary import process_state
-from gmbench.models.identity import weights_identity
-from gmbench.models.model import Model, ModelSource, build_model, import_model_file
+from gmbench.models.model import (
+    Model,
+    ModelSource,
+    build_model,
+    import_model_file,
+    object_identity,
+)
 from gmbench.models.stored import StoredSamples, read_samples
 from gmbench.outputs import Artifacts
 from gmbench.progress import progress_shown
@@ -189,6 +195,11 @@ class Results:
         from gmbench.storage.check import check_results, parse_tolerances
         from gmbench.storage.leaderboard import read_board
 
+        metrics = _as_list(metrics)
+        if metrics is not None and (isinstance(metrics, (str, bytes)) or not all(
+                isinstance(k, str) for k in metrics)):
+            raise OptionError(f"metrics must be a list of metric keys such as [\"fid\"], got "
+                              f"{metrics!r}.")
         parsed = parse_tolerances([f"{k}={v}" for k, v in (tolerances or {}).items()])
         return check_results(self.document, read_board(board),
                              model=model or self.document["model"]["name"],
@@ -243,15 +254,33 @@ def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | 
         return Model(stored, source=source, info=data.info, device=device)
     if isinstance(model, Model):
         return model
-    label = name or getattr(model, "NAME", None) or type(model).__name__
+    declared, weights = object_identity(model, model_file=Path.cwd() / "model.py")
+    label = name or declared or type(model).__name__
     source = ModelSource(path=Path(f"<{type(model).__module__}.{type(model).__qualname__}>"),
                          name=str(label), sha256=_code_sha256(model), dataset=None,
-                         weights=weights_identity(model, model_file=Path.cwd() / "model.py"))
+                         weights=weights)
     return Model(model, source=source, info=data.info, device=device)
 
 
 class OptionError(GmbenchError):
     """An option of :func:`evaluate` out of its range or of the wrong type."""
+
+
+def _as_int(value: Any) -> Any:
+    """A NumPy or other integral value as a Python int (booleans are left to be refused)."""
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
+        else value
+
+
+def _as_list(metrics: Any) -> Any:
+    """``metrics`` read once into a list (an iterator or generator would otherwise be used up
+    by the checks and measure nothing); strings and non-iterables are left to be refused."""
+    if metrics is None or isinstance(metrics, (str, bytes)):
+        return metrics
+    try:
+        return list(metrics)
+    except TypeError:
+        return metrics
 
 
 def _check_options(*, seed: Any, n_samples: Any, batch_size: Any, dequant_samples: Any,
@@ -323,9 +352,17 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
     Raises:
         GmbenchError: bad input (model, samples, dataset, metric, option), with what to do.
     """
+    seed, n_samples, batch_size, dequant_samples, max_train = (
+        _as_int(v) for v in (seed, n_samples, batch_size, dequant_samples, max_train))
+    metrics = _as_list(metrics)
     _check_options(seed=seed, n_samples=n_samples, batch_size=batch_size,
                    dequant_samples=dequant_samples, max_train=max_train, dataset=dataset,
                    metrics=metrics)
+    for option, value, example in (("device", device, "cpu"),
+                                   ("feature_extractor", feature_extractor, "auto")):
+        if not isinstance(value, str):
+            raise OptionError(f"{option} must be a string such as \"{example}\", got "
+                              f"{value!r}.")
     device = parse_device(device)
     with process_state(), progress_shown(progress):
         if isinstance(model, (str, Path)) and samples is None:

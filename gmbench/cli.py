@@ -269,6 +269,10 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) 
     seed = getattr(args, "seed", None)
     if seed is not None and not 0 <= seed <= MAX_SEED:
         parser.error(f"--seed must lie in [0, 2**63 - 1], got {seed}")
+    for name in ("board", "against", "out", "boards", "data_root", "results"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            parser.error(f"--{name.replace('_', '-')} is empty; pass a path")
     if getattr(args, "metrics", None) == []:
         parser.error("--metrics is empty; name at least one metric (see `gmbench metrics`), "
                      "or leave --metrics out to run every applicable metric")

@@ -97,6 +97,15 @@ def recover(out: Path) -> None:
 
 
 def _check_target(out: Path) -> None:
+    try:
+        here = Path.cwd().resolve()
+    except OSError:  # the working directory was removed
+        here = None
+    if here is not None and (out.resolve() == here or out.resolve() in here.parents):
+        raise OutputError(f"--out {out} is the current folder or one holding it; gmbench "
+                          "replaces its output folder as a whole, which would pull the folder "
+                          "away from under your shell. Pass a subfolder, e.g. --out "
+                          "gmbench-out/run1.")
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out} is a file, not a folder; pass a folder to write the "
                           "results into (it is created if needed).")

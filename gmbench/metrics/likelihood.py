@@ -120,7 +120,8 @@ def _mass_on_test(ev: Context) -> str | None:
     limit = MASS_ROUNDING_TOL if exact else math.log1p(STOCHASTIC_MASS_SLACK)
     if total <= limit:
         return None
-    return (f"the model's log_prob sums to {math.exp(total):.4g} in probability over the "
+    shown = f"{math.exp(total):.4g}" if total < 700 else f"e^{total:.4g}"
+    return (f"the model's log_prob sums to {shown} in probability over the "
             f"{len(idx)} distinct test examples, but a probability mass sums to at most 1 over "
             "any set of distinct points"
             + ("" if exact else f" (at most {1 + STOCHASTIC_MASS_SLACK:g} allowed for a "
@@ -210,8 +211,17 @@ def _bits_per_dim(ev: Context) -> Measurement:
 def _perplexity(ev: Context) -> Measurement:
     d = ev.info.dim
     per = "token" if ev.info.kind == "sequence" else "dimension"
-    return _measure(ev, monotone_transform(nll_estimate(ev), lambda v: math.exp(v / d),
-                                           lambda v: math.exp(v / d) / d), per=per)
+    return _measure(ev, monotone_transform(nll_estimate(ev), lambda v: _exp(v / d),
+                                           lambda v: _exp(v / d) / d), per=per)
+
+
+def _exp(v: float) -> float:
+    """``exp(v)``, ``inf`` past the float range (a perplexity beyond 1e308 is not a number
+    gmbench can report: the record says so)."""
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
 
 
 def _cross_entropy(ev: Context) -> Measurement:

@@ -208,37 +208,87 @@ def exits_refused() -> Iterator[None]:
 
 
 class _ToStderr(io.TextIOBase):
-    """Model code's ``sys.stdout``: writes go to stderr; ``close()`` closes nothing."""
+    """Model code's ``sys.stdout``: writes go to the current ``sys.stderr``; ``close()`` closes
+    nothing. One instance for the whole process (:data:`_MODEL_STDOUT`): a thread the model
+    started may print while gmbench enters or leaves model code, and ``print`` holds a
+    borrowed reference to the stream it found, so that stream must never be freed."""
 
-    def __init__(self, target: TextIO) -> None:
-        super().__init__()
-        self._target = target
+    @staticmethod
+    def _target() -> TextIO:
+        err = sys.stderr
+        return sys.__stderr__ if err is _MODEL_STDOUT or err is None else err  # type: ignore[return-value]
 
     def write(self, text: str) -> int:
-        return self._target.write(text)
+        return self._target().write(text)
 
     def flush(self) -> None:
-        with contextlib.suppress(ValueError):
-            self._target.flush()
+        with contextlib.suppress(ValueError, OSError):
+            self._target().flush()
 
     def close(self) -> None:
         pass
 
+    def writable(self) -> bool:
+        return True
+
     def isatty(self) -> bool:
-        return self._target.isatty()
+        return self._target().isatty()
 
     def fileno(self) -> int:
-        return self._target.fileno()
+        return self._target().fileno()
+
+
+_MODEL_STDOUT = _ToStderr()
 
 
 @contextmanager
-def model_code() -> Iterator[None]:
-    """Run model code: process-wide state restored afterwards, ``os._exit`` refused, and a
+def _stdout_descriptor_to_stderr() -> Iterator[None]:
+    """Point file descriptor 1 at stderr's for the duration (output of subprocesses and C
+    code the model runs goes to stderr too); a no-op where the descriptors are unusable."""
+    for stream in (sys.stdout, sys.__stdout__):
+        with contextlib.suppress(Exception):
+            stream.flush()  # type: ignore[union-attr]
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextmanager
+def _on_path(folder: str | None) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` meanwhile (a model importing its sibling modules
+    lazily, or unpickling a class defined beside it), removed afterwards if it was not
+    there before."""
+    if folder is None or folder in sys.path:
+        yield
+        return
+    sys.path.insert(0, folder)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+
+
+@contextmanager
+def model_code(folder: str | None = None) -> Iterator[None]:
+    """Run model code: process-wide state restored afterwards, ``os._exit`` refused, what it
+    prints sent to stderr, ``folder`` (the model file's) importable, and a
     :class:`~gmbench.errors.ModelError` when it replaced gmbench's code or a builtin."""
     watch = CodeWatch()
     # what model code prints goes to stderr: stdout carries gmbench's own output only
     # (`gmbench evaluate --json` is a JSON document there and nothing else)
-    with exits_refused(), process_state(), contextlib.redirect_stdout(_ToStderr(sys.stderr)):
+    with _on_path(folder), exits_refused(), process_state(), \
+            _stdout_descriptor_to_stderr(), contextlib.redirect_stdout(_MODEL_STDOUT):
         yield
     replaced = watch.restore_replaced()
     if replaced:

@@ -94,7 +94,18 @@ def _what_happened(exc: BaseException) -> str:
         text = str(exc).rstrip(".")
     except Exception:  # noqa: BLE001 - an exception whose __str__ raises
         text = "(its message cannot be printed)"
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[:MAX_MESSAGE]}... ({len(text)} characters in all)"
     return f"raised {type(exc).__name__}: {text}"
+
+
+MAX_MESSAGE = 2000  # characters of a model's exception message repeated in gmbench's error
+
+
+def _folder_of(path: Path) -> str | None:
+    """The folder of a model file, to keep importable while its code runs (``None`` for a
+    model given as an object)."""
+    return str(path.resolve().parent) if path.is_file() else None
 
 
 def _attr(obj: Any, name: str, default: Any, *, where: str) -> Any:
@@ -279,7 +290,7 @@ class Model:
 
     def _call(self, member: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            with model_code(), torch.no_grad():
+            with model_code(_folder_of(self.source.path)), torch.no_grad():
                 return fn(*args, **kwargs)
         except (ModelError, KeyboardInterrupt):
             raise
@@ -493,6 +504,24 @@ class Model:
         return np.concatenate(chunks)
 
 
+def object_identity(obj: Any, *, model_file: Path) -> tuple[Any, WeightsIdentity | None]:
+    """``NAME`` and the weights' identity of a model given as an object (the Python API), both
+    read as model code: a property or ``state_dict`` that raises becomes a
+    :class:`ModelError` naming it."""
+    where = type(obj).__name__
+    name = _attr(obj, "NAME", None, where=where)
+    try:
+        with model_code():
+            identity = weights_identity(obj, model_file=model_file)
+    except (ModelError, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        raise ModelError(f"{where}: hashing the model's weights for the record "
+                         f"{_what_happened(exc)}: its `state_dict()`, `weights_files` or "
+                         "tensor attributes failed. Fix them, or pass the model's file.") from None
+    return name, identity
+
+
 def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, device: str
                 ) -> Model:
     """Take the model from ``load(dataset, device)``, else from ``model`` (SPEC section 2)."""
@@ -500,7 +529,7 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
     loader = _attr(module, "load", None, where=where)
     if callable(loader):
         try:
-            with model_code():
+            with model_code(_folder_of(source.path)):
                 # a copy: what `load` does to it cannot change gmbench's description
                 obj = loader(copy.deepcopy(info), device)
         except (ModelError, KeyboardInterrupt):
@@ -522,7 +551,7 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
                          "`sample(n)` and/or `log_prob(x)` methods.")
     if isinstance(obj, torch.nn.Module):
         try:
-            with model_code():
+            with model_code(_folder_of(source.path)):
                 if loader is None or not callable(loader):
                     obj.to(device)
                 obj.eval()
@@ -534,7 +563,7 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
                              f"{_what_happened(exc)}{_line_in(exc, source.path)}.") from None
     module_weights = _attr(module, "WEIGHTS", None, where=where)
     try:
-        with model_code():
+        with model_code(_folder_of(source.path)):
             identity = weights_identity(obj, model_file=source.path,
                                         module_weights=module_weights)
     except (ModelError, KeyboardInterrupt):

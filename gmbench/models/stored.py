@@ -75,9 +75,11 @@ def _read_png_folder(path: Path, where: str, channels: int) -> np.ndarray:
         raise ModelError(f"{where}: the images differ in size or channels "
                          f"({', '.join(map(str, sorted(shapes)))}); every sample must have "
                          "the dataset's shape.")
-    if len({im.dtype for im in images}) > 1:  # 8- and 16-bit mixed: all as floats in [0, 1]
-        images = [im if im.dtype == np.float32 else (im / np.float32(255)).astype(np.float32)
-                  for im in images]
+    deep = [f.name for f, im in zip(files, images, strict=True) if im.dtype == np.float32]
+    if deep and len(deep) < len(images):  # 8-bit values may be levels, 16-bit ones never are
+        raise ModelError(f"{where}: {len(deep)} of the {len(images)} images are 16-bit "
+                         f"({', '.join(deep[:3])}{', ...' if len(deep) > 3 else ''}) and the "
+                         "others 8-bit; save them all at one bit depth.")
     return np.stack(images)
 
 
@@ -168,8 +170,9 @@ def read_samples(source: str | Path | np.ndarray | torch.Tensor, info: DatasetIn
     if info.levels is not None and x.dtype == np.uint8 and info.levels != 256 and \
             x.max(initial=0) > info.levels - 1:
         raise ModelError(f"{where} are uint8 with values up to {x.max()}, but {info.name} has "
-                         f"{info.levels} levels: store levels 0..{info.levels - 1}, or floats "
-                         "in [0, 1].")
+                         f"{info.levels} levels, and 8-bit values are read as levels: store "
+                         f"levels 0..{info.levels - 1}, floats in [0, 1] (.npy/.npz), or "
+                         "16-bit PNGs (read as value / 65535).")
     return np.array(x, copy=True), name, digest
 
 

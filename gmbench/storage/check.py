@@ -181,6 +181,13 @@ def parse_tolerances(items: Sequence[str]) -> dict[str, Tolerance]:
     out: dict[str, Tolerance] = {}
     for item in items:
         m = _TOL.match(item)
+        signed = re.match(r"^\s*[^=\s]+\s*=\s*(-\S*|[-+]?(inf|infinity|nan))\s*%?\s*$", item,
+                          re.IGNORECASE)
+        if not m and signed:
+            raise BoardError(f"--tolerance {item!r}: a tolerance is an accepted worsening, a "
+                             "finite number >= 0 (e.g. `--tolerance fid=2.5` or "
+                             "`--tolerance precision=5%`); negative, infinite and nan values "
+                             "are refused.")
         if not m:
             raise BoardError(f"--tolerance {item!r} is not KEY=VALUE: write e.g. "
                              "`--tolerance fid=2.5` (absolute, in the metric's unit), "

@@ -293,7 +293,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
     except PermissionError:
         raise BoardError(f"{path} cannot be read (permission denied).") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8-sig"))  # a BOM an editor added is not content
     except RecursionError:
         raise BoardError(f"{path} nests JSON too deeply to be a results file; pass a "
                          "results.json written by `gmbench evaluate`.") from None
