@@ -89,9 +89,11 @@ def test_tolerances_parse_absolute_relative_and_default():
     assert tol == {"fid": Tolerance(2.5), "precision": Tolerance(5.0, relative=True),
                    "*": Tolerance(1e-3)}
     assert tol["precision"].of(-0.8) == pytest.approx(0.04)
-    for bad in ("fid", "fid=-1", "fid=abc", "=3"):
+    for bad in ("fid", "fid=abc", "=3"):
         with pytest.raises(BoardError, match="KEY=VALUE"):
             parse_tolerances([bad])
+    with pytest.raises(BoardError, match="negative, infinite and nan values are refused"):
+        parse_tolerances(["fid=-1"])
 
 
 # ------------------------------------------------------------------ end to end
