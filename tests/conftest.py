@@ -13,6 +13,17 @@ import pytest
 from gmbench.cli import main
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n 2``, as `.ci/run` runs the suite) each worker gets one torch
+    thread: the workers already use the cores, and more threads would oversubscribe them."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def private_caches(tmp_path_factory):
     """The suite never writes into the user's own caches (features, neighbour lists and CAS
