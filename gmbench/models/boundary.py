@@ -287,9 +287,13 @@ def model_code(folder: str | None = None) -> Iterator[None]:
     watch = CodeWatch()
     # what model code prints goes to stderr: stdout carries gmbench's own output only
     # (`gmbench evaluate --json` is a JSON document there and nothing else)
-    with _on_path(folder), exits_refused(), process_state(), \
-            _stdout_descriptor_to_stderr(), contextlib.redirect_stdout(_MODEL_STDOUT):
-        yield
+    try:
+        with _on_path(folder), exits_refused(), process_state(), \
+                _stdout_descriptor_to_stderr(), contextlib.redirect_stdout(_MODEL_STDOUT):
+            yield
+    except BaseException:
+        watch.restore_replaced()  # put back what was patched; the model's error goes on
+        raise
     replaced = watch.restore_replaced()
     if replaced:
         from gmbench.errors import ModelError

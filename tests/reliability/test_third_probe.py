@@ -476,3 +476,14 @@ def test_what_load_does_to_its_dataset_description_stays_with_the_model(write_mo
     run = gmbench_cli("evaluate", path, "--metrics", "copy_rate", "--n-samples", "300")
     assert run.code == 0, run.err
     assert run.results["dataset"]["levels"] == 17 and run.metric("copy_rate")["value"] is not None
+
+
+def test_a_patch_is_undone_when_the_model_then_fails(write_model, gmbench_cli):
+    import builtins
+
+    original = builtins.print
+    path = write_model(digits_model(sample="import builtins; builtins.print = None; "
+                                           "raise RuntimeError('broken')"))
+    assert_clear_error(gmbench_cli("evaluate", path, "--metrics", "copy_rate"),
+                       "raised RuntimeError: broken")
+    assert builtins.print is original
