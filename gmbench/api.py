@@ -284,7 +284,8 @@ def _as_list(metrics: Any) -> Any:
 
 
 def _check_options(*, seed: Any, n_samples: Any, batch_size: Any, dequant_samples: Any,
-                   max_train: Any, dataset: Any, metrics: Any) -> None:
+                   max_train: Any, dataset: Any, metrics: Any, device: Any = "cpu",
+                   feature_extractor: Any = "auto") -> None:
     """The command line's checks of its options, for the Python API (the same messages in
     the options' Python names)."""
     def whole(name: str, value: Any, low: int, optional: bool = False) -> None:
@@ -317,6 +318,11 @@ def _check_options(*, seed: Any, n_samples: Any, batch_size: Any, dequant_sample
         raise OptionError(f"metrics must be a non-empty list of metric keys such as "
                           f"[\"fid\"] (see gmbench.list_metrics()), got {metrics!r}; pass "
                           "None for every applicable metric.")
+    for option, value, example in (("device", device, "cpu"),
+                                   ("feature_extractor", feature_extractor, "auto")):
+        if not isinstance(value, str):
+            raise OptionError(f"{option} must be a string such as \"{example}\", got "
+                              f"{value!r}.")
 
 
 def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset | None = None,
@@ -357,12 +363,7 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
     metrics = _as_list(metrics)
     _check_options(seed=seed, n_samples=n_samples, batch_size=batch_size,
                    dequant_samples=dequant_samples, max_train=max_train, dataset=dataset,
-                   metrics=metrics)
-    for option, value, example in (("device", device, "cpu"),
-                                   ("feature_extractor", feature_extractor, "auto")):
-        if not isinstance(value, str):
-            raise OptionError(f"{option} must be a string such as \"{example}\", got "
-                              f"{value!r}.")
+                   metrics=metrics, device=device, feature_extractor=feature_extractor)
     device = parse_device(device)
     with process_state(), progress_shown(progress):
         if isinstance(model, (str, Path)) and samples is None:

@@ -122,11 +122,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     from gmbench.storage.results import read_results
 
     result = read_results(args.results)
-    gated = None if args.metrics is None else [k.strip() for k in args.metrics.split(",")
-                                                if k.strip()]
     report = check_results(result, read_board(args.against), model=args.model,
                            tolerances=parse_tolerances(args.tolerance), alpha=args.alpha,
-                           metrics=gated, defined=registered_directions())
+                           metrics=args.metrics, defined=registered_directions())
     bad = report.regressions
     try:
         for warning in report.warnings:
@@ -239,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accepted worsening per metric: absolute in the metric's unit "
                           "(fid=2.5), or relative to the reference (precision=5%%); '*=VALUE' "
                           "sets every metric's default (0); repeatable")
-    chk.add_argument("--metrics", help="comma-separated metrics to gate (default: every metric "
+    chk.add_argument("--metrics", type=_metric_list, default=None,
+                     help="comma-separated metrics to gate (default: every metric "
                                        "in the results or on the board; a gated metric the "
                                        "results lack fails the check)")
     chk.set_defaults(func=cmd_check)

@@ -101,7 +101,7 @@ def _check_target(out: Path) -> None:
         here = Path.cwd().resolve()
     except OSError:  # the working directory was removed
         here = None
-    if here is not None and (out.resolve() == here or out.resolve() in here.parents):
+    if here is not None and here.is_relative_to(out.resolve()):  # out is here or above
         raise OutputError(f"--out {out} is the current folder or one holding it; gmbench "
                           "replaces its output folder as a whole, which would pull the folder "
                           "away from under your shell. Pass a subfolder, e.g. --out "

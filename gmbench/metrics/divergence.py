@@ -59,12 +59,8 @@ def known_truth(dataset: Dataset) -> str | None:
 # ------------------------------------------------------------------ exact KL and TV
 def exact_kl_tv(ev: Context) -> MonteCarloKLTV:
     """KL and TV by Monte Carlo over fresh draws from the dataset's ground truth."""
-    def compute() -> MonteCarloKLTV:
-        draws = truth_draws(ev)
-        return monte_carlo_kl_tv(draws.round, target=EXACT_TARGET)
-
-
-    return ev.memo("divergence/exact", compute)
+    return ev.memo("divergence/exact", lambda: monte_carlo_kl_tv(
+        truth_draws(ev).round, target=EXACT_TARGET))
 
 
 def _exact_details(ev: Context, mc: MonteCarloKLTV) -> dict[str, Any]:

@@ -173,6 +173,8 @@ def holm(p_values: Sequence[float], alpha: float = ALPHA) -> list[bool]:
     return rejected
 
 
+_OUT_OF_RANGE = re.compile(r"^\s*[^=\s]+\s*=\s*(-\S*|[-+]?(inf|infinity|nan))\s*%?\s*$",
+                           re.IGNORECASE)
 _TOL = re.compile(r"^\s*([^=\s]+)\s*=\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(%?)\s*$")
 
 
@@ -181,9 +183,7 @@ def parse_tolerances(items: Sequence[str]) -> dict[str, Tolerance]:
     out: dict[str, Tolerance] = {}
     for item in items:
         m = _TOL.match(item)
-        signed = re.match(r"^\s*[^=\s]+\s*=\s*(-\S*|[-+]?(inf|infinity|nan))\s*%?\s*$", item,
-                          re.IGNORECASE)
-        if not m and signed:
+        if not m and _OUT_OF_RANGE.match(item):
             raise BoardError(f"--tolerance {item!r}: a tolerance is an accepted worsening, a "
                              "finite number >= 0 (e.g. `--tolerance fid=2.5` or "
                              "`--tolerance precision=5%`); negative, infinite and nan values "
