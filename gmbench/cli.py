@@ -58,6 +58,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from gmbench.present.table import render_table
         table = render_table(dict(doc), wide=args.wide)
     print(printable_lines(table))
+    from gmbench.progress import slowest
+
+    prov = doc.get("provenance", {})
+    if prov.get("metric_seconds"):
+        print(f"took {prov.get('duration_s', 0):.1f} s; slowest stages: "
+              f"{slowest(prov['metric_seconds'])} (per metric: metric_seconds in results.json; "
+              "shared work is charged to the first metric that needs it)", file=sys.stderr)
     written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     print(printable(f"wrote {', '.join(written)} to {out}/"), file=sys.stderr)
     return 0

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from gmbench.background import Background
 from gmbench.datasets import Dataset, forget_dataset
 from gmbench.errors import MetricError, ModelError
 from gmbench.features.cache import cached_arrays
@@ -33,6 +34,7 @@ from gmbench.metrics import METRICS, Metric, get_metric
 from gmbench.metrics.memorization import suspicious_pairs
 from gmbench.models.model import Model
 from gmbench.outputs import Artifacts
+from gmbench.progress import stage
 from gmbench.rng import child_seed, generator
 from gmbench.storage.results import MetricResult, RunResult
 from gmbench.version import __version__
@@ -134,6 +136,7 @@ class Evaluation:
         self.dataset = dataset
         self.config = config
         self._memo: dict[str, Any] = {}
+        self.work = Background()
 
     @property
     def info(self):  # noqa: ANN201 - DatasetInfo
@@ -155,12 +158,19 @@ class Evaluation:
     def memo(self, key: str, compute: Callable[[], T]) -> T:
         """Compute ``key`` once per evaluation (shared by every metric that asks)."""
         if key not in self._memo:
-            self._memo[key] = compute()
+            self._memo[key] = self.work.result(key) if self.work.pending(key) else compute()
         return self._memo[key]
 
     def computed(self, key: str) -> bool:
-        """Whether ``key`` (e.g. ``"samples"``) was computed during this evaluation."""
-        return key in self._memo
+        """Whether ``key`` (e.g. ``"samples"``) was computed (or started in the background)
+        during this evaluation."""
+        return key in self._memo or self.work.pending(key)
+
+    def background(self, key: str, compute: Callable[[], object]) -> None:
+        """Start ``compute()`` on the background worker (:mod:`gmbench.background`) unless
+        ``key`` is computed or started already; :meth:`memo` of ``key`` waits for it."""
+        if not self.computed(key):
+            self.work.submit(key, compute)
 
     # ---------------------------------------------------------------- likelihood arrays
     def _log_prob(self, x: np.ndarray, split: str) -> np.ndarray:
@@ -339,11 +349,29 @@ def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
         check_sample_budget(ev.n_samples, dataset)
     results: dict[str, MetricResult] = {}
     seconds: dict[str, float] = {}
-    for metric in chosen:
-        tic = time.perf_counter()
-        results[metric.key] = metric.run(ev)
-        # shared arrays are charged to the first metric that needs them
-        seconds[metric.key] = round(time.perf_counter() - tic, 3)
+    # Metrics with background work start it at their turn and run after all the others, so
+    # that work overlaps theirs. Shared arrays are charged to the first metric that needs
+    # them; a deferred metric to its start plus its wait.
+    deferred = [m for m in chosen if m.prepare is not None]
+    try:
+        for metric in chosen:
+            tic = time.perf_counter()
+            with stage(metric.key):
+                if metric.prepare is not None:
+                    metric.prepare(ev)
+                else:
+                    results[metric.key] = metric.run(ev)
+            seconds[metric.key] = time.perf_counter() - tic
+            ev.work.poll()
+        for metric in deferred:
+            tic = time.perf_counter()
+            with stage(metric.key):
+                results[metric.key] = metric.run(ev)
+            seconds[metric.key] += time.perf_counter() - tic
+    finally:
+        ev.work.close()
+    results = {m.key: results[m.key] for m in chosen}
+    seconds = {key: round(value, 3) for key, value in seconds.items()}
     uses_samples = ev.computed("samples")
     run = RunResult(
         model=model.source.to_dict(),

@@ -9,6 +9,7 @@ seeds ``random``, NumPy and torch and restores all three afterwards.
 from __future__ import annotations
 
 import random
+import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,10 @@ __all__ = ["MAX_SEED", "check_seed", "child_seed", "forked_rng", "generator"]
 
 
 MAX_SEED = 2**63 - 1
+# The global generators are process-wide: a forked section (seed, draw, restore) holds this
+# lock, so estimator work in a background thread (gmbench.background) never interleaves its
+# draws with another section's.
+_GLOBAL_RNG = threading.RLock()
 
 
 def check_seed(seed: int) -> int:
@@ -53,7 +58,14 @@ def generator(seed: int, *names: str | int) -> np.random.Generator:
 
 @contextmanager
 def forked_rng(seed: int) -> Iterator[None]:
-    """Seed ``random``, NumPy and torch (CPU and CUDA) with ``seed``; restore them on exit."""
+    """Seed ``random``, NumPy and torch (CPU and CUDA) with ``seed``; restore them on exit.
+    One forked section runs at a time in the process."""
+    with _GLOBAL_RNG, _forked(seed):
+        yield
+
+
+@contextmanager
+def _forked(seed: int) -> Iterator[None]:
     py_state = random.getstate()
     np_state = np.random.get_state()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy import special
 
-from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks
+from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks, topk_rows
 from gmbench.estimators.prdc import jackknife_se
 from gmbench.estimators.uncertainty import Estimate
 
@@ -78,8 +78,8 @@ def _wkv_distances(x: torch.Tensor, y: torch.Tensor, *, k: int, keep: int, chunk
     for (start, dxx), (_, dxy) in blocks:  # (B, n), (B, m)
         rows = torch.arange(dxx.shape[0])
         dxx[rows, rows + start] = torch.inf  # a point is not its own neighbour
-        top_x, idx_x = torch.topk(dxx, kx, dim=1, largest=False, sorted=True)
-        top_y, idx_y = torch.topk(dxy, ky, dim=1, largest=False, sorted=True)
+        top_x, idx_x = topk_rows(dxx, kx, largest=False)
+        top_y, idx_y = topk_rows(dxy, ky, largest=False)
         rho2, nu2 = top_x[:, k - 1], top_y[:, k - 1]
         eps2 = torch.maximum(rho2, nu2)
         k_i, rho_ball = _ball_statistics(dxx, top_x, eps2)

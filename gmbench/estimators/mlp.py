@@ -100,7 +100,13 @@ def mlp(d_in: int, d_out: int, hidden: tuple[int, ...]) -> nn.Sequential:
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run torch on ``n`` CPU threads (``None``: unchanged), then restore the previous count.
-    Small networks gain nothing from more threads and lose much to contention."""
+    Small networks gain nothing from more threads and lose much to contention. In background
+    work (:mod:`gmbench.background`) the count is the thread budget's, and left alone."""
+    from gmbench.background import in_background
+
+    if in_background():
+        yield
+        return
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -145,8 +151,9 @@ def train_mlp(x: np.ndarray, y: np.ndarray, *, out: int, spec: MLPSpec, seed: in
     wt = None if weights is None else torch.as_tensor(weights, dtype=torch.float32,
                                                       device=device)
     n = len(xt)
-    with forked_rng(seed), torch.enable_grad():
+    with forked_rng(seed):  # the global generator draws the initial weights, nothing after
         net = mlp(xt.shape[1], out, spec.hidden).to(device)
+    with torch.enable_grad():
         opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
         order_gen = torch.Generator().manual_seed(seed)
         total = steps if steps is not None else stopping.max_steps  # type: ignore[union-attr]
@@ -247,8 +254,9 @@ def train_parallel_mlp(x: np.ndarray, y: np.ndarray, *, classes: int, hidden: in
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
     wt = torch.as_tensor(np.asarray(weights), dtype=torch.float32, device=device)  # (M, n)
     n, members = len(xt), wt.shape[0]
-    with forked_rng(seed), torch.enable_grad():
+    with forked_rng(seed):  # the global generator draws the initial weights, nothing after
         net = ParallelMLP(xt.shape[1], hidden, classes, members).to(device)
+    with torch.enable_grad():
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         order_gen = torch.Generator().manual_seed(seed)
         step = 0

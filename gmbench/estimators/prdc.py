@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks
+from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks, topk_rows
 
 __all__ = ["JACKKNIFE_GROUPS", "DensityCoverage", "NeighbourLists", "PRDCResult",
            "density_coverage", "jackknife_se", "kth_neighbor_radius", "prdc",
@@ -90,7 +90,7 @@ def kth_neighbor_radius(real: np.ndarray | torch.Tensor, *, k: int, chunk: int =
     for start, d2 in _sq_dist_blocks(x, x, chunk):
         rows = torch.arange(d2.shape[0], device=device)
         d2[rows, rows + start] = torch.inf
-        out[start:start + d2.shape[0]] = d2.topk(k, dim=1, largest=False).values[:, -1].sqrt(
+        out[start:start + d2.shape[0]] = topk_rows(d2, k, largest=False)[0][:, -1].sqrt(
             ).double().cpu().numpy()
     return out
 
@@ -186,7 +186,7 @@ def self_neighbours(x: np.ndarray | torch.Tensor, *, keep: int, chunk: int = DEF
     for start, d2 in _sq_dist_blocks(t, t, chunk):
         rows = torch.arange(d2.shape[0], device=device)
         d2[rows, rows + start] = torch.inf
-        vals, ids = d2.topk(keep, dim=1, largest=False, sorted=True)
+        vals, ids = topk_rows(d2, keep, largest=False)
         dist[start:start + d2.shape[0]] = vals.sqrt().double().cpu().numpy()
         idx[start:start + d2.shape[0]] = ids.cpu().numpy()
     return NeighbourLists(dist, idx)

@@ -82,6 +82,11 @@ class Context(Protocol):
 
     def computed(self, key: str) -> bool: ...
 
+    def background(self, key: str, compute: Callable[[], object]) -> None:
+        """Start ``compute()`` in the background (where the thread budget allows; else now);
+        ``memo(key, ...)`` then waits for its value. ``compute`` must not call the model."""
+        ...
+
     @property
     def test_log_prob(self) -> np.ndarray: ...
 

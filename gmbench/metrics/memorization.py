@@ -40,11 +40,29 @@ def nearest_train(ev: Context, split: str, space: str = "features"
     per evaluation. ``k`` is :data:`SHARED_K` for samples in feature space, else 1."""
     k = SHARED_K if (split, space) == ("samples", "features") else 1
 
+    exact = space == "pixels" and _integer_levels(ev)
+
     def compute() -> tuple[np.ndarray, np.ndarray]:
+        if exact:  # the data's own integer levels: an exact search (integer arithmetic)
+            raw = {"samples": ev.samples, "test": ev.dataset.test.x}[split]
+            dist, idx = knn(raw, ev.dataset.train.x, k=k, device=ev.config.device)
+            assert ev.info.levels is not None
+            return dist / (ev.info.levels - 1), idx  # in the units of ev.pixels
         return knn(_data(ev, split, space), _data(ev, "train", space), k=k,
                    device=ev.config.device)
 
+    if split == "test":  # does not depend on the model: once per machine, cached on disk
+        arrays = ev.model_independent(
+            f"test-train-nn{k}-{space}{'-exact' if exact else ''}",
+            lambda: dict(zip(("distances", "indices"), compute(), strict=True)),
+            rows=len(ev.dataset.test))
+        return arrays["distances"], arrays["indices"]
     return ev.memo(f"nn-train/{split}/{space}", compute)
+
+
+def _integer_levels(ev: Context) -> bool:
+    """Whether the data are integer levels (at most 256 of them: pixels), searched exactly."""
+    return ev.info.levels is not None and ev.info.levels <= 256 and ev.info.is_discrete
 
 
 def _distances(ev: Context, space: str) -> tuple[np.ndarray, np.ndarray]:

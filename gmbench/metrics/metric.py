@@ -58,6 +58,9 @@ class Metric:
         unit: unit of the value.
         compute: the function that measures it.
         applies: returns why the metric does not apply to a dataset, or ``None`` if it does.
+        prepare: starts, at the metric's turn, work it needs that can run in the background
+            (``Context.background``: estimator arithmetic on arrays, never the model); the
+            metric itself then runs after all the others, so that work overlaps theirs.
     """
 
     key: str
@@ -70,6 +73,7 @@ class Metric:
     unit: str
     compute: Callable[[Context], Measurement]
     applies: Callable[[Dataset], str | None] = always
+    prepare: Callable[[Context], None] | None = None
 
     @property
     def direction(self) -> Direction:

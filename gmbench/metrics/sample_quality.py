@@ -51,7 +51,6 @@ from gmbench.estimators.image_quality import (
 from gmbench.estimators.prdc import LIST_MARGIN, NeighbourLists, self_neighbours
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.features.classifier import BUNDLED_DATASETS, classifier_available
-from gmbench.features.fidelity import register_with_torch_fidelity
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
 from gmbench.rng import child_seed
@@ -111,6 +110,10 @@ def _estimate(ev: Context, key: str) -> tuple[Estimate, dict[str, Any]]:
 
 def _measure(key: str):  # noqa: ANN202 - returns a compute function
     def compute(ev: Context) -> Measurement:
+        # imported here: torch-fidelity brings torchvision (about 1.5 s), which runs that
+        # need no sample-quality metric should not pay
+        from gmbench.features.fidelity import register_with_torch_fidelity
+
         register_with_torch_fidelity()
         estimate, extra = _estimate(ev, key)
         extractor = ev.extractor

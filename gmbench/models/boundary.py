@@ -22,7 +22,8 @@ call into model code runs in:
   handlers model code registered with ``atexit`` under this rule, so none can replace the
   exit status);
 * what model code prints (``print``, ``sys.stdout``) goes to stderr;
-* ``KeyboardInterrupt`` passes through untouched (exit 130 on the command line).
+* ``KeyboardInterrupt`` passes through untouched (exit 130 on the command line);
+* background estimator work (:mod:`gmbench.background`) is finished before model code runs.
 
 :func:`owned` copies an array that crossed the boundary, so neither side can change the
 other's data afterwards.
@@ -46,6 +47,8 @@ from typing import Any, NoReturn, TextIO
 
 import numpy as np
 import torch
+
+from gmbench.background import before_model_code
 
 try:
     import posix as _posix
@@ -283,7 +286,10 @@ def _on_path(folder: str | None) -> Iterator[None]:
 def model_code(folder: str | None = None) -> Iterator[None]:
     """Run model code: process-wide state restored afterwards, ``os._exit`` refused, what it
     prints sent to stderr, ``folder`` (the model file's) importable, and a
-    :class:`~gmbench.errors.ModelError` when it replaced gmbench's code or a builtin."""
+    :class:`~gmbench.errors.ModelError` when it replaced gmbench's code or a builtin.
+    Background estimator work (:mod:`gmbench.background`) finishes first: model code may
+    change the process-wide state that work relies on."""
+    before_model_code()
     watch = CodeWatch()
     # what model code prints goes to stderr: stdout carries gmbench's own output only
     # (`gmbench evaluate --json` is a JSON document there and nothing else)
