@@ -200,3 +200,106 @@ def test_peak_memory(benchmark, features, tmp_path):
     print("\npeak MB above baseline (n=5000 -> n=10000):")
     for m, row in table.items():
         print(f"  {m:15s} {row[5_000]:8.0f} -> {row[N]:8.0f}")
+
+
+# ------------------------------------------------------------------ from images, cold and warm
+# The four metrics torch-fidelity computes (IS, FID, KID, precision/recall) from 10,000 images
+# against the 10,000 Fashion-MNIST test images in the bundled classifier's feature space:
+# gmbench (`gmbench.evaluate(samples=...)`, with its intervals) against
+# `torch_fidelity.calculate_metrics(..., feature_extractor="gmbench-fashion-mnist")`, each in
+# a fresh interpreter (the timed part starts after the imports), alternating which goes first.
+# cold: empty caches (gmbench's feature cache; torch-fidelity's cache=False); warm: the
+# real split's features cached by an earlier run (gmbench's feature cache; torch-fidelity's
+# cache=True with a named input2 cache). Ratio = gmbench / torch-fidelity; target <= 0.9.
+IMAGE_CHILD = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np, torch
+    import gmbench, torch_fidelity
+    import gmbench.features.fidelity  # registers gmbench-<dataset> with torch-fidelity
+    from gmbench.datasets import get_dataset
+    which, warm, cache_root, report = {which!r}, {warm!r}, {cache_root!r}, {report!r}
+    ds = get_dataset("fashion-mnist")
+    fake = ds.train.x[:{n}]  # stands in for 10k model samples (uint8 levels)
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x):
+            self.x = torch.from_numpy(np.ascontiguousarray(x))
+        def __len__(self):
+            return len(self.x)
+        def __getitem__(self, i):
+            return self.x[i]
+
+    tic = time.perf_counter()
+    if which == "gmbench":
+        res = gmbench.evaluate(samples=fake, dataset="fashion-mnist", progress=False, seed=0,
+                               metrics=["inception_score", "fid", "kid", "precision", "recall"])
+        values = {{k: res[k].value for k in ("inception_score", "fid", "kid", "precision",
+                                             "recall")}}
+    else:
+        out = torch_fidelity.calculate_metrics(
+            input1=Images(fake), input2=Images(ds.test.x), input2_cache_name="fm-test",
+            feature_extractor="gmbench-fashion-mnist", isc=True, fid=True, kid=True, prc=True,
+            cuda=False, verbose=False, cache=warm, cache_root=cache_root)
+        values = {{"inception_score": out["inception_score_mean"],
+                   "fid": out["frechet_inception_distance"],
+                   "kid": out["kernel_inception_distance_mean"],
+                   "precision": out["precision"], "recall": out["recall"]}}
+    seconds = time.perf_counter() - tic
+    with open(report, "w") as fh:
+        json.dump({{"seconds": seconds, "values": values}}, fh)
+""")
+
+
+def _image_run(which: str, warm: bool, tmp: Path, tag: str) -> dict:
+    import os
+
+    cache = tmp / f"{which}-{'warm' if warm else tag}"
+    cache.mkdir(exist_ok=True)
+    report = tmp / f"{which}-{tag}.json"
+    code = IMAGE_CHILD.format(which=which, warm=warm, cache_root=str(cache), report=str(report),
+                              n=N)
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "OMP_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(report.read_text())
+
+
+def images_side_by_side(tmp: Path, warm: bool, rounds: int = 2) -> dict[str, dict]:
+    best: dict[str, dict] = {}
+    if warm:  # fill each side's cache once
+        for which in ("gmbench", "torch-fidelity"):
+            _image_run(which, True, tmp, "fill")
+    for r in range(rounds):
+        order = ("gmbench", "torch-fidelity") if r % 2 == 0 else ("torch-fidelity", "gmbench")
+        for which in order:
+            res = _image_run(which, warm, tmp, f"round{r}")
+            if which not in best or res["seconds"] < best[which]["seconds"]:
+                best[which] = res
+    return best
+
+
+@pytest.mark.benchmark(group="sample-quality-images")
+@pytest.mark.parametrize("cache", ["cold", "warm"])
+def test_four_metrics_from_images_against_torch_fidelity(benchmark, tmp_path, cache):
+    if not classifier_available("fashion-mnist"):
+        pytest.skip("needs the bundled Fashion-MNIST classifier")
+    from gmbench.datasets import DatasetError, get_dataset
+
+    try:
+        get_dataset("fashion-mnist")
+    except DatasetError as exc:
+        pytest.skip(f"needs Fashion-MNIST: {exc}")
+    best = benchmark.pedantic(images_side_by_side, args=(tmp_path, cache == "warm"), rounds=1,
+                              iterations=1)
+    ours_, theirs_ = best["gmbench"], best["torch-fidelity"]
+    ratio = ours_["seconds"] / theirs_["seconds"]
+    benchmark.extra_info.update({"gmbench_s": round(ours_["seconds"], 2),
+                                 "torch_fidelity_s": round(theirs_["seconds"], 2),
+                                 "ratio": round(ratio, 3)})
+    print(f"\n{cache}: gmbench {ours_['seconds']:.2f} s, torch-fidelity "
+          f"{theirs_['seconds']:.2f} s: ratio {ratio:.2f}")
+    a, b = ours_["values"], theirs_["values"]
+    assert a["fid"] == pytest.approx(b["fid"], rel=1e-4)
+    assert a["precision"] == pytest.approx(b["precision"], abs=1e-3)
+    assert a["recall"] == pytest.approx(b["recall"], abs=1e-3)
+    assert a["inception_score"] == pytest.approx(b["inception_score"], rel=0.05)

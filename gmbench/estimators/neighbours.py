@@ -14,6 +14,11 @@ import torch
 __all__ = ["DEFAULT_CHUNK", "knn", "squared_distance_blocks", "topk_rows"]
 
 DEFAULT_CHUNK = 1024
+# A distance block holds at most this many entries (64 MB in float32 or int32): against the
+# 60,000 training images a block is 279 queries, not 1,024 (a 245 MB block, held twice
+# where a fresh product meets the buffer, raised the peak memory of a cold evaluation);
+# the matrix products stay large enough to run at the same throughput.
+BLOCK_ENTRIES = 2**24
 GROUP = 64  # columns per group in `topk_rows`
 
 
@@ -76,6 +81,12 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
         yield start, d2
 
 
+def _block_rows(chunk: int, m: int) -> int:
+    """Queries per block: ``chunk``, fewer where a ``(chunk, m)`` block would exceed
+    :data:`BLOCK_ENTRIES` (never under 32 rows)."""
+    return max(1, min(chunk, max(32, BLOCK_ENTRIES // max(m, 1))))
+
+
 def _as_tensor(x: np.ndarray | torch.Tensor, device: str, dtype: torch.dtype) -> torch.Tensor:
     t = torch.as_tensor(x) if isinstance(x, np.ndarray) else x
     return t.reshape(t.shape[0], -1).to(device=device, dtype=dtype)
@@ -92,7 +103,8 @@ def knn(queries: np.ndarray | torch.Tensor, refs: np.ndarray | torch.Tensor, *, 
         k: neighbours per query.
         exclude_self: ``queries`` *is* ``refs``; a point is not its own neighbour (its own
             index is excluded, not merely distance zero, so exact duplicates still count).
-        chunk: queries per block.
+        chunk: queries per block (at most; fewer against large ``refs``, see
+            :data:`BLOCK_ENTRIES`).
         device, dtype: where and in what precision to compute.
 
     Returns:
@@ -100,6 +112,7 @@ def knn(queries: np.ndarray | torch.Tensor, refs: np.ndarray | torch.Tensor, *, 
         Integer arrays whose values span at most 256 levels (pixels) are searched exactly in
         integer arithmetic on the CPU (:func:`_knn_integer`), else in ``dtype``.
     """
+    chunk = _block_rows(chunk, len(refs))
     if device == "cpu" and isinstance(queries, np.ndarray) and isinstance(refs, np.ndarray) \
             and _small_integers(queries, refs):
         return _knn_integer(queries, refs, k=k, exclude_self=exclude_self, chunk=chunk)
@@ -166,10 +179,11 @@ def _knn_integer(queries: np.ndarray, refs: np.ndarray, *, k: int, exclude_self:
     r_sq = r.to(torch.int32).square().sum(1, dtype=torch.int32)  # (m,)
     dist = np.empty((n, k), dtype=np.float64)
     index = np.empty((n, k), dtype=np.int64)
+    buffer = torch.empty((max(min(chunk, n), 17), m), dtype=torch.int32)
     for start in range(0, n, chunk):
         qb = q[start:start + chunk]  # (B, d)
         rows = qb.shape[0]
-        s = _int8_products(qb, r).mul_(2).sub_(r_sq)  # 2 q.r - |r|^2, (B, m) int32
+        s = _int8_products(qb, r, buffer).mul_(2).sub_(r_sq)  # 2 q.r - |r|^2, (B, m) int32
         if exclude_self:
             own = torch.arange(rows)
             s[own, own + start] = torch.iinfo(torch.int32).min
@@ -180,12 +194,13 @@ def _knn_integer(queries: np.ndarray, refs: np.ndarray, *, k: int, exclude_self:
     return dist, index
 
 
-def _int8_products(q: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    """``q @ r.T`` of int8 matrices as exact int32; torch's int8 kernel wants more than 16
-    rows, so smaller blocks are padded."""
+def _int8_products(q: torch.Tensor, r: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``q @ r.T`` of int8 matrices as exact int32, written into the first rows of ``out``
+    (at least 17 rows: torch's int8 kernel wants more than 16, so smaller blocks are
+    padded)."""
     rows = q.shape[0]
     if rows > 16:
-        return torch._int_mm(q, r.T)
+        return torch._int_mm(q, r.T, out=out[:rows])
     padded = torch.zeros((17, q.shape[1]), dtype=torch.int8)
     padded[:rows] = q
-    return torch._int_mm(padded, r.T)[:rows]
+    return torch._int_mm(padded, r.T, out=out[:17])[:rows]
