@@ -11,7 +11,8 @@ and ``cli``; ``evaluation`` (one run: shared arrays and the metric loop) and ``o
 run's folder); ``present`` (tables, reports, pictures); ``metrics`` (the registry and each
 metric's wiring); ``storage`` (results files, leaderboards, the regression gate);
 ``estimators`` (the mathematics, pure functions); ``features`` (feature extractors and their
-cache); ``models`` (the model contract and the boundary around model code); ``datasets``.
+cache); ``models`` (the model contract and the boundary around model code); ``datasets``;
+``distributed`` (sweeps and sharded evaluations, on Ray when installed: ``gmbench.sweep``).
 """
 
 from gmbench.api import (
@@ -23,8 +24,9 @@ from gmbench.api import (
     list_metrics,
     load_model,
 )
+from gmbench.distributed.sweep import sweep
 from gmbench.errors import GmbenchError
 from gmbench.version import __version__
 
 __all__ = ["GmbenchError", "MetricRecord", "Results", "__version__", "evaluate",
-           "list_baselines", "list_datasets", "list_metrics", "load_model"]
+           "list_baselines", "list_datasets", "list_metrics", "load_model", "sweep"]

@@ -40,7 +40,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        progress=not (args.quiet or args.json), batch_size=args.batch_size,
                        dequant_samples=args.dequant_samples, max_train=args.max_train,
                        feature_extractor=args.feature_extractor,
-                       inception_weights=args.inception_weights, data_root=args.data_root)
+                       inception_weights=args.inception_weights, data_root=args.data_root,
+                       workers=args.workers, address=args.address)
     doc = results.document
     out = cwd / (args.out or Path("gmbench-out") / (
         f"{safe_filename(doc['model']['name'])}-{safe_filename(doc['dataset']['name'])}"))
@@ -150,6 +151,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from gmbench.distributed.sweep import sweep
+
+    runner = "serial" if args.serial else "auto"
+    report = sweep(args.models, args.datasets, args.seeds, board=args.board, out=args.out,
+                   metrics=args.metrics, n_samples=args.n_samples, device=args.device,
+                   feature_extractor=args.feature_extractor, data_root=args.data_root,
+                   runner=runner, address=args.address, cpus_per_eval=args.cpus_per_eval,
+                   gpus_per_eval=args.gpus_per_eval, retries=args.retries, rerun=args.rerun,
+                   progress=not args.quiet, shards=args.shards)
+    print(printable_lines(report.describe()))
+    return report.exit_code
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with gmbench's error line: ``gmbench: error: ...`` and exit status 2."""
 
@@ -196,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-train", type=int, default=d["max_train"],
                     help="train examples scored for nll_train (seeded subset; default "
                          f"{d['max_train']})")
+    ev.add_argument("--workers", type=int, default=1,
+                    help="split sampling and feature extraction over N Ray workers (needs "
+                         "pip install \"gmbench[ray]\"; default 1: this process)")
+    ev.add_argument("--address", default=None,
+                    help="with --workers: join a Ray cluster (auto, ray://host:port; default: "
+                         "start Ray on this machine)")
     ev.add_argument("--report", action="store_true",
                     help="also write report.html (self-contained: tables, pictures, plots)")
     ev.add_argument("--boards", default=None,
@@ -250,6 +271,47 @@ def build_parser() -> argparse.ArgumentParser:
                                        "results lack fails the check)")
     chk.set_defaults(func=cmd_check)
 
+    sw = sub.add_parser(
+        "sweep", help="evaluate many model files x datasets x seeds onto one board (on Ray)",
+        description="Evaluate every (model, dataset, seed) and add each result's rows to the "
+                    "board as it finishes. With Ray installed (pip install \"gmbench[ray]\") "
+                    "each evaluation is a Ray task on this machine or, with --address, on a "
+                    "cluster; without it they run one at a time in this process. Re-running "
+                    "the same sweep skips finished evaluations and retries failed ones. Exit "
+                    "0: all finished; 1: some failed (listed); 2: bad input.")
+    sw.add_argument("models", nargs="+", metavar="MODEL", help="model files")
+    sw.add_argument("--datasets", required=True, help="comma-separated dataset names")
+    sw.add_argument("--seeds", default="0", help="seeds: 0-4, 0,3,7 or 0-2,10 (default 0)")
+    sw.add_argument("--board", required=True, help="the board CSV the rows are added to")
+    sw.add_argument("--out", default="gmbench-sweep",
+                    help="folder of the runs and sweep.json (default gmbench-sweep)")
+    sw.add_argument("--metrics", type=_metric_list, default=None,
+                    help="comma-separated metric keys (default: every applicable metric)")
+    sw.add_argument("--n-samples", type=int, default=d["n_samples"],
+                    help="samples for sample metrics (default as for evaluate)")
+    sw.add_argument("--device", default=d["device"],
+                    help="cpu, cuda or cuda:N (default cpu; cuda with --gpus-per-eval)")
+    sw.add_argument("--feature-extractor", default=None, help="as for evaluate")
+    sw.add_argument("--data-root", help="directory holding dataset files")
+    sw.add_argument("--address", default=None,
+                    help="join a Ray cluster: auto, or ray://host:port (default: start Ray on "
+                         "this machine)")
+    sw.add_argument("--cpus-per-eval", type=float, default=1.0,
+                    help="CPUs per evaluation (its torch threads; default 1)")
+    sw.add_argument("--gpus-per-eval", type=float, default=0.0,
+                    help="GPUs per evaluation (fractions share a GPU; default 0)")
+    sw.add_argument("--shards", type=int, default=1,
+                    help="split each evaluation's sampling and feature extraction over N Ray "
+                         "workers (default 1)")
+    sw.add_argument("--retries", type=int, default=2,
+                    help="retries of an evaluation whose worker died (default 2)")
+    sw.add_argument("--rerun", action="store_true",
+                    help="evaluate again what an earlier run of the sweep finished")
+    sw.add_argument("--serial", action="store_true",
+                    help="one evaluation at a time in this process, even with Ray installed")
+    sw.add_argument("--quiet", action="store_true", help="no line per finished evaluation")
+    sw.set_defaults(func=cmd_sweep)
+
     sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
     sub.add_parser("metrics", help="list metrics and what each needs").set_defaults(
         func=cmd_metrics)
@@ -263,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from gmbench.rng import MAX_SEED
 
-    for name in ("n_samples", "batch_size", "dequant_samples", "max_train"):
+    for name in ("n_samples", "batch_size", "dequant_samples", "max_train", "workers",
+                 "shards"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

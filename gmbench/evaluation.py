@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -137,6 +137,7 @@ class Evaluation:
         self.config = config
         self._memo: dict[str, Any] = {}
         self.work = Background()
+        self.chosen: frozenset[str] = frozenset()
 
     @property
     def info(self):  # noqa: ANN201 - DatasetInfo
@@ -165,6 +166,10 @@ class Evaluation:
         """Whether ``key`` (e.g. ``"samples"``) was computed (or started in the background)
         during this evaluation."""
         return key in self._memo or self.work.pending(key)
+
+    def wanted(self, key: str) -> bool:
+        """Whether metric ``key`` runs in this evaluation."""
+        return key in self.chosen
 
     def background(self, key: str, compute: Callable[[], object]) -> None:
         """Start ``compute()`` on the background worker (:mod:`gmbench.background`) unless
@@ -339,14 +344,30 @@ def provenance(device: str, started: float) -> dict[str, Any]:
     }
 
 
+def needs_samples(model: Model, dataset: Dataset, metrics: Sequence[str] | None) -> bool:
+    """Whether any of the selected metrics may draw samples."""
+    chosen, _ = select_metrics(metrics, model, dataset)
+    return any("sample" in m.needs or m.needs_any for m in chosen)
+
+
 def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
-                   metrics: Sequence[str] | None = None) -> tuple[RunResult, Artifacts]:
-    """Run the selected (default: every applicable) metric; the result and its artifacts."""
+                   metrics: Sequence[str] | None = None, *,
+                   precomputed: Mapping[str, Any] | None = None,
+                   provenance_extra: Mapping[str, Any] | None = None
+                   ) -> tuple[RunResult, Artifacts]:
+    """Run the selected (default: every applicable) metric; the result and its artifacts.
+
+    ``precomputed`` holds shared arrays computed elsewhere, under their memo keys (the
+    samples and their feature pass gathered from shards: ``"samples"``,
+    ``"feature_pass/samples"``); ``provenance_extra`` is recorded beside the provenance.
+    """
     started = time.time()
     chosen, skipped = select_metrics(metrics, model, dataset)
     ev = Evaluation(model, dataset, config)
+    ev.chosen = frozenset(m.key for m in chosen)
     if any("sample" in m.needs or m.needs_any for m in chosen):
         check_sample_budget(ev.n_samples, dataset)
+    ev._memo.update(precomputed or {})
     results: dict[str, MetricResult] = {}
     seconds: dict[str, float] = {}
     # Metrics with background work start it at their turn and run after all the others, so
@@ -381,7 +402,8 @@ def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
         metrics=results,
         skipped=skipped,
         config=asdict(config),
-        provenance={**provenance(config.device, started), "metric_seconds": seconds},
+        provenance={**provenance(config.device, started), **(provenance_extra or {}),
+                    "metric_seconds": seconds},
     )
     samples = ev.samples if uses_samples else None
     if samples is None and "sample" in model.capabilities and metrics is None:

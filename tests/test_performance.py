@@ -165,6 +165,71 @@ def test_multiscale_mmd_matches_float64_computation(monkeypatch):
     assert far.value == pytest.approx(unfloored.value, rel=1e-12, abs=1e-30)
 
 
+def test_upper_distance_blocks_are_the_upper_half_of_the_distance_matrix():
+    from gmbench.estimators.neighbours import upper_distance_blocks
+
+    a = torch.from_numpy(np.random.default_rng(5).normal(size=(300, 7)).astype(np.float32))
+    exact = ((a.double()[:, None] - a.double()[None]) ** 2).sum(-1)
+    seen = torch.zeros(300, 300, dtype=torch.bool)
+    for start, d2 in upper_distance_blocks(a, chunk=64):
+        rows = d2.shape[0]
+        assert d2.shape == (rows, 300 - start)
+        np.testing.assert_allclose(d2.double(), exact[start:start + rows, start:], atol=2e-5)
+        seen[start:start + rows, start:] = True
+    assert bool(seen.triu().eq(torch.ones(300, 300, dtype=torch.bool).triu()).all())
+
+
+@pytest.mark.parametrize("replicates", [0, 7])
+def test_symmetric_kernel_sums_equal_the_full_matrix(replicates):
+    """Sums over the upper half (off-diagonal pairs twice) against the full matrix, plain and
+    weighted, within float32 rounding; one distinct exponential per gamma for two kernels."""
+    from gmbench.estimators.mmd import _kernel_sums
+
+    rng = np.random.default_rng(6)
+    a = torch.from_numpy(rng.normal(size=(500, 5)).astype(np.float32))
+    w = (torch.from_numpy(rng.multinomial(500, np.full(500, 1 / 500), size=replicates)).float()
+         if replicates else None)
+    groups = [((0.5,), w, w), ((0.125, 0.5, 2.0), w, w)]
+    upper = _kernel_sums(a, a, groups, 64, symmetric=True)
+    full = _kernel_sums(a, a, groups, 64, symmetric=False)
+    for u, f in zip(upper, full, strict=True):
+        assert u.shape == (1 + replicates,)
+        np.testing.assert_allclose(u.numpy(), f.numpy(), rtol=2e-6)
+
+
+def test_mmd_of_several_kernels_in_one_pass_equals_each_alone():
+    from gmbench.estimators.mmd import mmd2_unbiased_many
+
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(400, 6)), rng.normal(0.2, 1.1, size=(700, 6))
+    bandwidths = [2.0, tuple(2.0 * f for f in MULTISCALE_FACTORS)]
+    together = mmd2_unbiased_many(x, y, bandwidths=bandwidths,
+                                  rngs=[np.random.default_rng(i) for i in (1, 2)], n_boot=30,
+                                  resample_x=False)
+    for bandwidth, seed, joint in zip(bandwidths, (1, 2), together, strict=True):
+        alone = mmd2_unbiased(x, y, bandwidth=bandwidth, rng=np.random.default_rng(seed),
+                              n_boot=30, resample_x=False)
+        assert joint.value == alone.value
+        np.testing.assert_array_equal(joint.boot, alone.boot)
+
+
+def test_held_fixed_reference_needs_no_replicate_sums():
+    """With the test split held fixed (``resample_x=False``), every replicate weighs its pairs
+    by 1: the replicates equal those with weights of ones summed, within float32 rounding."""
+    from gmbench.estimators.mmd import _kernel_sums
+
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(300, 4)), rng.normal(0.5, 1.0, size=(300, 4))
+    fixed = mmd2_unbiased(x, y, bandwidth=1.5, rng=np.random.default_rng(3), n_boot=20,
+                          resample_x=False)
+    xt = torch.from_numpy(x.astype(np.float32)) - torch.from_numpy(
+        np.concatenate([x, y]).mean(0).astype(np.float32))
+    ones = torch.ones(20, 300)
+    summed = _kernel_sums(xt, xt, [((1 / (2 * 1.5**2),), ones, ones)], 64, symmetric=True)[0]
+    assert torch.allclose(summed[1:], summed[0].expand(20), rtol=1e-6)
+    assert np.isfinite(fixed.boot).all() and fixed.boot.std() > 0
+
+
 # ------------------------------------------------------------------ background work
 @pytest.fixture
 def two_threads():

@@ -53,14 +53,35 @@ def runnable_metrics(family: str, dataset: str, wanted: str) -> list[str]:
             if not (get_metric(k).missing(model.capabilities) or get_metric(k).applies(data))]
 
 
+# instruction-set extensions that decide which float kernels MKL and oneDNN dispatch to
+KERNEL_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_kernels() -> str:
+    """The CPU's :data:`KERNEL_FLAGS` (from ``/proc/cpuinfo``), else the processor's name:
+    two CPUs of one architecture with different vector units round differently."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh
+                          if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    have = [f for f in KERNEL_FLAGS if f in flags]
+    return " ".join(have) if have else platform.processor()
+
+
 def platform_record() -> dict[str, str]:
-    """What a seeded run's exact digits depend on: machine, Python, torch and numpy builds."""
+    """What a seeded run's exact digits depend on: machine, its vector units, Python, torch
+    and numpy builds."""
     import platform
 
     import numpy
     import torch
 
-    return {"machine": platform.machine(), "system": platform.system(),
+    return {"machine": platform.machine(), "cpu": cpu_kernels(), "system": platform.system(),
             "python": platform.python_version(), "torch": torch.__version__,
             "numpy": numpy.__version__}
 

@@ -8,15 +8,21 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from gmbench.estimators.neighbours import DEFAULT_CHUNK, squared_distance_blocks
+from gmbench.estimators.neighbours import (
+    DEFAULT_CHUNK,
+    _block_rows,
+    squared_distance_blocks,
+    upper_distance_blocks,
+)
 from gmbench.estimators.uncertainty import Estimate
 
-__all__ = ["MMDResult", "MULTISCALE_FACTORS", "gaussian_rbf_mmd2", "median_bandwidth", "mmd2_unbiased", "multiscale_bandwidths"]
+__all__ = ["MMDResult", "MULTISCALE_FACTORS", "gaussian_rbf_mmd2", "median_bandwidth", "mmd2_unbiased", "mmd2_unbiased_many", "multiscale_bandwidths"]
 
 EXP_FLOOR = -87.0  # exp(-87) = 1.6e-38, the smallest exponent with a normal float32 result
 MULTISCALE_FACTORS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0, 4.0)
@@ -78,42 +84,72 @@ class MMDResult:
                         "self-pairs)")
 
 
-def _kernel_sums(a: torch.Tensor, b: torch.Tensor, wa: torch.Tensor, wb: torch.Tensor,
-                 gammas: tuple[float, ...], chunk: int) -> torch.Tensor:
-    """``[sum_ij k(a_i, b_j), sum_ij wa[r, i] k(a_i, b_j) wb[r, j] for each r]`` for the kernel
-    ``k = sum_g exp(-gamma_g |a - b|^2)``.
+Group = tuple[tuple[float, ...], "torch.Tensor | None", "torch.Tensor | None"]
+
+
+def _kernel_sums(a: torch.Tensor, b: torch.Tensor, groups: Sequence[Group], chunk: int, *,
+                 symmetric: bool = False) -> list[torch.Tensor]:
+    """For each group ``(gammas, wa, wb)``: ``[sum_ij k(a_i, b_j), sum_ij wa[r, i] k(a_i, b_j)
+    wb[r, j] for each r]`` for the kernel ``k = sum_g exp(-gamma_g |a - b|^2)``, all groups
+    from one pass over the distances.
 
     Args:
-        a: ``(n, d)``; b: ``(m, d)``; wa: ``(R, n)``; wb: ``(R, m)`` weights (R may be 0).
-        gammas: inverse squared length scales of the summed RBF kernels.
+        a: ``(n, d)``; b: ``(m, d)``.
+        groups: per kernel, its inverse squared length scales and the replicate weights
+            ``wa`` ``(R, n)``, ``wb`` ``(R, m)``, or ``None`` for none (``R = 0``).
+        symmetric: ``b`` is ``a`` (and each group's ``wb`` its ``wa``): only the blocks on
+            and above the diagonal are computed, each pair off the diagonal counted twice.
+
+    Each distinct ``gamma`` is exponentiated once per block, whichever groups share it.
 
     Returns:
-        ``(1 + R,)`` float64: the plain sum, then one weighted sum per replicate.
+        per group, ``(1 + R,)`` float64: the plain sum, then one weighted sum per replicate.
     """
-    plain = torch.zeros((), dtype=torch.float64)
-    weighted = torch.zeros(wa.shape[0], dtype=torch.float64)
-    # the kernel and one term are written into buffers allocated once (fresh block-sized
+    plain = [torch.zeros((), dtype=torch.float64) for _ in groups]
+    weighted = [torch.zeros(wa.shape[0] if wa is not None else 0, dtype=torch.float64)
+                for _, wa, _ in groups]
+    schedule: list[float] = []  # distinct gammas, the longest group's in its own order first
+    for gammas, _, _ in sorted(groups, key=lambda g: -len(g[0])):
+        schedule += [g for g in gammas if g not in schedule]
+    if symmetric:
+        blocks = upper_distance_blocks(a, chunk=chunk)
+    else:
+        blocks = ((start, d2) for start, d2 in squared_distance_blocks(
+            a, b, chunk=_block_rows(chunk, b.shape[0])))
+    # kernels and one exponential term live in buffers allocated once (fresh block-sized
     # arrays cost more in page faults than the exponentials themselves)
-    kern_buf = term = torch.empty(0)
-    if len(gammas) > 1:
-        kern_buf = torch.empty((min(chunk, a.shape[0]), b.shape[0]), dtype=a.dtype)
-        term = torch.empty_like(kern_buf)
-    for start, d2 in squared_distance_blocks(a, b, chunk=chunk):  # (B, m)
-        # exponents are clipped at EXP_FLOOR: exp of anything lower is a subnormal float32,
-        # which the vectorised exp computes about 8x slower, and which no float32 sum of
-        # these kernels can resolve (an additive change below 1.7e-38 per pair)
-        if len(gammas) == 1:
-            kern = d2.mul_(-gammas[0]).clamp_min_(EXP_FLOOR).exp_()
-        else:
-            kern = kern_buf[:d2.shape[0]].zero_()
-            t = term[:d2.shape[0]]
-            for gamma in gammas:
-                kern.add_(torch.mul(d2, -gamma, out=t).clamp_min_(EXP_FLOOR).exp_())
-        plain += kern.sum(1).double().sum()
-        if wa.shape[0]:
-            kw = kern @ wb.T  # (B, R)
-            weighted += (kw * wa[:, start:start + d2.shape[0]].T).sum(0, dtype=torch.float64)
-    return torch.cat([plain[None], weighted])
+    size = _block_rows(chunk, b.shape[0]) * b.shape[0]
+    term_buf = torch.empty(size, dtype=a.dtype)
+    kern_bufs = [torch.empty(size, dtype=a.dtype) for _ in groups]
+    for start, d2 in blocks:  # (B, w): w = m, or n - start when symmetric
+        rows = d2.shape[0]
+        kerns = [buf[:d2.numel()].view(d2.shape) for buf in kern_bufs]
+        term = term_buf[:d2.numel()].view(d2.shape)
+        started = [False] * len(groups)
+        for gamma in schedule:
+            # exponents are clipped at EXP_FLOOR: exp of anything lower is a subnormal
+            # float32, which the vectorised exp computes about 8x slower, and which no float32
+            # sum of these kernels can resolve (an additive change below 1.7e-38 per pair)
+            torch.mul(d2, -gamma, out=term).clamp_min_(EXP_FLOOR).exp_()
+            for i, ((gammas, _, _), kern) in enumerate(zip(groups, kerns, strict=True)):
+                if gamma in gammas:
+                    kern.add_(term) if started[i] else kern.copy_(term)
+                    started[i] = True
+        for i, ((_, wa, wb), kern) in enumerate(zip(groups, kerns, strict=True)):
+            if not symmetric:
+                plain[i] += kern.sum(1).double().sum()
+                if wa is not None and wb is not None:
+                    kw = kern @ wb.T  # (B, R)
+                    weighted[i] += (kw * wa[:, start:start + rows].T).sum(0, dtype=torch.float64)
+                continue
+            square, rest = kern[:, :rows], kern[:, rows:]
+            plain[i] += square.sum(1).double().sum() + 2.0 * rest.sum(1).double().sum()
+            if wa is not None:
+                kw = square @ wa[:, start:start + rows].T  # (B, R)
+                if rest.shape[1]:
+                    kw.add_(rest @ wa[:, start + rows:].T, alpha=2.0)
+                weighted[i] += (kw * wa[:, start:start + rows].T).sum(0, dtype=torch.float64)
+    return [torch.cat([p[None], w]) for p, w in zip(plain, weighted, strict=True)]
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, bandwidth: float | tuple[float, ...],
@@ -127,40 +163,70 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, bandwidth: float | tuple[floa
     multinomial counts ``w`` for the resampled sets and evaluate the same U-statistic on the
     resample, with pairs of copies of one point dropped (they are not pairs of distinct
     draws): ``U_xx* = (w'Kw - k0 sum w_i^2) / (n^2 - sum w_i^2)`` with ``k0 = k(a, a)``. All
-    replicates share one chunked pass over the kernel matrices, memory
-    ``O(chunk * (n + m + n_boot))``.
+    replicates share one chunked pass over the kernel matrices (the symmetric ``xx`` and
+    ``yy`` ones over their upper half), memory ``O(chunk * (n + m + n_boot))``.
 
     Args:
         x: ``(n, d)`` sample of ``P``; y: ``(m, d)`` sample of ``Q``.
         bandwidth: ``sigma`` (see :func:`median_bandwidth`), or several (a sum of kernels).
         rng: for the bootstrap counts.
         n_boot: bootstrap replicates (0 for none).
-        chunk: rows per block.
+        chunk: rows per block (at most; fewer for large sets).
         resample_x: resample ``x`` too (``False``: ``x`` is a fixed reference, e.g. a test
             split that every run shares, and only ``y`` is resampled).
     """
-    sigmas = bandwidth if isinstance(bandwidth, tuple) else (bandwidth,)
+    return mmd2_unbiased_many(x, y, bandwidths=[bandwidth], rngs=[rng], n_boot=n_boot,
+                              chunk=chunk, resample_x=resample_x)[0]
+
+
+def mmd2_unbiased_many(x: np.ndarray, y: np.ndarray, *,
+                       bandwidths: Sequence[float | tuple[float, ...]],
+                       rngs: Sequence[np.random.Generator], n_boot: int = 200,
+                       chunk: int = DEFAULT_CHUNK, resample_x: bool = True
+                       ) -> list[MMDResult]:
+    """:func:`mmd2_unbiased` for several kernels of the same two sets (``bandwidths[i]`` with
+    bootstrap counts from ``rngs[i]``), from one pass over their distances: each result is
+    the one :func:`mmd2_unbiased` gives alone (the same draws; sums in another order only
+    where a kernel is alone)."""
     xt = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), -1))
     yt = torch.as_tensor(np.asarray(y, np.float32).reshape(len(y), -1))
     center = torch.cat([xt, yt]).mean(0)  # shift-invariant kernel; limits float32 cancellation
     xt, yt = xt - center, yt - center
     n, m = xt.shape[0], yt.shape[0]
-    gammas = tuple(1.0 / (2.0 * s**2) for s in sigmas)
-    k0 = float(len(gammas))  # k(a, a): each summed kernel is 1 on the diagonal
-    wx = (rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64) if resample_x
-          else np.ones((n_boot, n)))  # (R, n)
-    wy = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64)  # (R, m)
-    wxt, wyt = torch.from_numpy(wx).float(), torch.from_numpy(wy).float()
-    sxx = _kernel_sums(xt, xt, wxt, wxt, gammas, chunk).numpy()
-    syy = _kernel_sums(yt, yt, wyt, wyt, gammas, chunk).numpy()
-    sxy = _kernel_sums(xt, yt, wxt, wyt, gammas, chunk).numpy()
-    # the diagonal k(a, a) = k0 is exactly k0 * n (resp. k0 * sum w^2) of each sum
-    value = ((sxx[0] - k0 * n) / (n * (n - 1)) + (syy[0] - k0 * m) / (m * (m - 1))
-             - 2.0 * sxy[0] / (n * m))
-    qx, qy = (wx**2).sum(1), (wy**2).sum(1)
-    boot = ((sxx[1:] - k0 * qx) / (n * n - qx) + (syy[1:] - k0 * qy) / (m * m - qy)
-            - 2.0 * sxy[1:] / (n * m))
-    return MMDResult(float(value), boot, n, m, sigmas[0] if len(sigmas) == 1 else sigmas)
+    kernels = []
+    for bandwidth, rng in zip(bandwidths, rngs, strict=True):
+        sigmas = bandwidth if isinstance(bandwidth, tuple) else (bandwidth,)
+        gammas = tuple(1.0 / (2.0 * s**2) for s in sigmas)
+        wx = (rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+              if resample_x else np.ones((n_boot, n)))  # (R, n)
+        wy = rng.multinomial(m, np.full(m, 1.0 / m), size=n_boot).astype(np.float64)  # (R, m)
+        kernels.append((sigmas, gammas, wx, wy))
+    wxt = [torch.from_numpy(k[2]).float() for k in kernels]
+    wyt = [torch.from_numpy(k[3]).float() for k in kernels]
+    # with x held fixed every replicate weighs x's pairs by 1: its weighted sums are its plain
+    # sum, and no product with the weights is needed
+    sxx = _kernel_sums(xt, xt, [(k[1], w if resample_x else None, None)
+                                for k, w in zip(kernels, wxt, strict=True)], chunk,
+                       symmetric=True)
+    syy = _kernel_sums(yt, yt, [(k[1], w, None) for k, w in zip(kernels, wyt, strict=True)],
+                       chunk, symmetric=True)
+    sxy = _kernel_sums(xt, yt, [(k[1], a, b) for k, a, b in zip(kernels, wxt, wyt,
+                                                                  strict=True)], chunk)
+    results = []
+    for (sigmas, gammas, wx, wy), txx, tyy, txy in zip(kernels, sxx, syy, sxy, strict=True):
+        kxx, kyy, kxy = txx.numpy(), tyy.numpy(), txy.numpy()
+        if not resample_x:
+            kxx = np.concatenate([kxx[:1], np.full(n_boot, kxx[0])])
+        k0 = float(len(gammas))  # k(a, a): each summed kernel is 1 on the diagonal
+        # the diagonal k(a, a) = k0 is exactly k0 * n (resp. k0 * sum w^2) of each sum
+        value = ((kxx[0] - k0 * n) / (n * (n - 1)) + (kyy[0] - k0 * m) / (m * (m - 1))
+                 - 2.0 * kxy[0] / (n * m))
+        qx, qy = (wx**2).sum(1), (wy**2).sum(1)
+        boot = ((kxx[1:] - k0 * qx) / (n * n - qx) + (kyy[1:] - k0 * qy) / (m * m - qy)
+                - 2.0 * kxy[1:] / (n * m))
+        results.append(MMDResult(float(value), boot, n, m,
+                                 sigmas[0] if len(sigmas) == 1 else sigmas))
+    return results
 
 
 def gaussian_rbf_mmd2(mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray, cov2: np.ndarray,

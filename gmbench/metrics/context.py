@@ -82,6 +82,11 @@ class Context(Protocol):
 
     def computed(self, key: str) -> bool: ...
 
+    def wanted(self, key: str) -> bool:
+        """Whether metric ``key`` runs in this evaluation (work it shares with the asking
+        metric may then be done in the same pass)."""
+        ...
+
     def background(self, key: str, compute: Callable[[], object]) -> None:
         """Start ``compute()`` in the background (where the thread budget allows; else now);
         ``memo(key, ...)`` then waits for its value. ``compute`` must not call the model."""

@@ -20,7 +20,7 @@ from gmbench.estimators.mmd import (
     MULTISCALE_FACTORS,
     MMDResult,
     median_bandwidth,
-    mmd2_unbiased,
+    mmd2_unbiased_many,
     multiscale_bandwidths,
 )
 from gmbench.estimators.montecarlo import (
@@ -228,16 +228,30 @@ def _kl_knn(ev: Context) -> Measurement:
 
 
 # ------------------------------------------------------------------ MMD
+MMD_KEYS = {False: "mmd", True: "mmd_multiscale"}
+
+
+def _mmd_pass(ev: Context, kinds: list[bool]) -> dict[bool, MMDResult]:
+    """``mmd`` (``False``) and/or ``mmd_multiscale`` (``True``), from one pass over the
+    distances (each with its own bootstrap draws: the values of separate passes)."""
+    x, y = ev.features("test"), ev.features("samples")
+    sigma = ev.memo("divergence/mmd-median", lambda: median_bandwidth(
+        x, y, rng=ev.rng("mmd", "bandwidth")))
+    results = mmd2_unbiased_many(
+        x, y, bandwidths=[multiscale_bandwidths(sigma) if ms else sigma for ms in kinds],
+        rngs=[ev.rng(MMD_KEYS[ms], "bootstrap") for ms in kinds], n_boot=MMD_BOOTSTRAP,
+        resample_x=False)
+    return dict(zip(kinds, results, strict=True))
+
+
 def _mmd_result(ev: Context, multiscale: bool) -> MMDResult:
-    def compute() -> MMDResult:
-        x, y = ev.features("test"), ev.features("samples")
-        sigma = ev.memo("divergence/mmd-median", lambda: median_bandwidth(
-            x, y, rng=ev.rng("mmd", "bandwidth")))
-        bandwidth = multiscale_bandwidths(sigma) if multiscale else sigma
-        rng = ev.rng("mmd_multiscale" if multiscale else "mmd", "bootstrap")
-        return mmd2_unbiased(x, y, bandwidth=bandwidth, rng=rng, n_boot=MMD_BOOTSTRAP,
-                             resample_x=False)
-    return ev.memo(f"divergence/mmd/{multiscale}", compute)
+    # the first MMD metric of a run computes every MMD metric the run wants in its pass
+    shared = ev.memo("divergence/mmd", lambda: _mmd_pass(
+        ev, [ms for ms in (False, True) if ms == multiscale or ev.wanted(MMD_KEYS[ms])]))
+    if multiscale in shared:
+        return shared[multiscale]
+    return ev.memo(f"divergence/mmd/{multiscale}", lambda: _mmd_pass(ev, [multiscale])[
+        multiscale])
 
 
 def _mmd_details(res: MMDResult) -> dict[str, Any]:

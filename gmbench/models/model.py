@@ -318,18 +318,23 @@ class Model:
             return lambda n, seed: fn(torch.Size([n]))
         return lambda n, seed: fn(n)
 
-    def sample(self, n: int, *, seed: int, desc: str = "sampling") -> np.ndarray:
+    def sample(self, n: int, *, seed: int, desc: str = "sampling",
+               blocks: tuple[int, int] | None = None) -> np.ndarray:
         """``n`` validated samples in the data representation, shape ``(n, *shape)``.
 
         The model is called on blocks of :data:`SAMPLE_BLOCK` samples, block ``b`` inside an
         RNG state seeded from ``(seed, b)``, so the samples depend on ``seed`` alone. Discrete
-        data come back as int64 levels; continuous data as float32.
+        data come back as int64 levels; continuous data as float32. ``blocks=(first, stop)``
+        draws only blocks ``first <= b < stop`` of the ``n`` (a shard: the shards' samples,
+        concatenated in block order, are the ``n`` samples).
         """
         if self._sample_call is None:
             raise ModelError(f"{self._file}: the model has no `sample(n)`.")
         chunks = []
-        blocks = math.ceil(n / SAMPLE_BLOCK)
-        for i, start, stop in progress(_batches(n, SAMPLE_BLOCK), total=blocks, desc=desc):
+        every = list(_batches(n, SAMPLE_BLOCK))
+        if blocks is not None:
+            every = every[blocks[0]:blocks[1]]
+        for i, start, stop in progress(every, total=len(every), desc=desc):
             s = child_seed(seed, "sample", i)
             with forked_rng(s):
                 out = self._call("sample", self._sample_call, stop - start, s)
