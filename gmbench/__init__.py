@@ -12,7 +12,8 @@ run's folder); ``present`` (tables, reports, pictures); ``metrics`` (the registr
 metric's wiring); ``storage`` (results files, leaderboards, the regression gate);
 ``estimators`` (the mathematics, pure functions); ``features`` (feature extractors and their
 cache); ``models`` (the model contract and the boundary around model code); ``datasets``;
-``distributed`` (sweeps and sharded evaluations, on Ray when installed: ``gmbench.sweep``).
+``sweeps`` (many models, datasets and seeds onto one board: ``gmbench.sweep``) and
+``distributed`` (Ray underneath: sessions, sharded sampling and extraction).
 """
 
 from gmbench.api import (
@@ -24,8 +25,8 @@ from gmbench.api import (
     list_metrics,
     load_model,
 )
-from gmbench.distributed.sweep import sweep
 from gmbench.errors import GmbenchError
+from gmbench.sweeps import sweep
 from gmbench.version import __version__
 
 __all__ = ["GmbenchError", "MetricRecord", "Results", "__version__", "evaluate",

@@ -152,7 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from gmbench.distributed.sweep import sweep
+    from gmbench.sweeps import sweep
 
     runner = "serial" if args.serial else "auto"
     report = sweep(args.models, args.datasets, args.seeds, board=args.board, out=args.out,

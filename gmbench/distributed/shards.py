@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["gather_samples", "shard_blocks", "sharded_job"]
+__all__ = ["gather_samples", "shard_blocks"]
 
 
 def shard_blocks(n: int, shards: int, block: int) -> list[tuple[int, int]]:
@@ -36,7 +35,7 @@ def _shard(model_path: str, dataset: str, data_root: str | None, device: str, n:
     """In a worker: this shard's samples (compact dtype in transit) and their feature pass."""
     import torch
 
-    from gmbench.api import _dataset
+    from gmbench.datasets import get_dataset
     from gmbench.features.extractors import extract_all, get_extractor
     from gmbench.models.boundary import process_state
     from gmbench.models.model import build_model, import_model_file
@@ -45,7 +44,7 @@ def _shard(model_path: str, dataset: str, data_root: str | None, device: str, n:
     torch.set_num_threads(threads)
     with process_state():
         module, source = import_model_file(model_path)
-        data = _dataset(dataset, data_root)
+        data = get_dataset(dataset, data_root)
         model = build_model(module, source, data.info, device)
         x = model.sample(n, seed=child_seed(seed, "samples"), blocks=blocks)
         feats = extract_all(get_extractor(extractor, data, inception_weights=inception_weights,
@@ -76,13 +75,3 @@ def gather_samples(ray: Any, *, model_path: str, dataset: str, data_root: str | 
     return {"samples": samples, "feature_pass/samples": features,
             "provenance": {"shards": len(ranges),
                            "shard_seconds": round(time.perf_counter() - tic, 3)}}
-
-
-def sharded_job(job: Any, options: Mapping[str, Any], shards: int, cpus: float, gpus: float
-                ) -> tuple[str, Any, float]:
-    """A sweep's evaluation with its sampling and extraction in ``shards`` Ray tasks (run as
-    a Ray task itself; :func:`gmbench.distributed.sweep.run_job`'s contract)."""
-    from gmbench.distributed.sweep import run_job
-
-    return run_job(job, {**options, "workers": shards, "cpus_per_worker": cpus,
-                         "gpus_per_worker": gpus})

@@ -27,7 +27,7 @@ from gmbench.files import atomic_write, sha256_file
 from gmbench.names import printable, safe_filename
 
 __all__ = ["Job", "Outcome", "SweepError", "SweepReport", "parse_seeds", "plan", "run_job",
-           "sweep"]
+           "sharded_job", "sweep"]
 
 STATUSES = ("done", "skipped", "failed")
 MAX_JOBS = 100_000
@@ -304,7 +304,7 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         rerun: evaluate again what an earlier run finished.
         progress: a line on stderr per finished evaluation.
         shards: split each evaluation's sampling and feature extraction over this many Ray
-            workers (:func:`gmbench.distributed.shards.evaluate_sharded`).
+            workers (:func:`gmbench.distributed.shards.gather_samples`).
 
     Returns:
         a :class:`SweepReport`; its ``exit_code`` is 1 when an evaluation failed.
@@ -379,7 +379,6 @@ def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
     with ray_session(address) as ray:
         threads = max(1, int(cpus))
         if shards > 1:
-            from gmbench.distributed.shards import sharded_job
             task: Any = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(
                 sharded_job)
             args: tuple[Any, ...] = (shards, cpus, gpus)
@@ -399,6 +398,14 @@ def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+
+
+def sharded_job(job: Job, options: Mapping[str, Any], shards: int, cpus: float, gpus: float
+                ) -> tuple[str, Any, float]:
+    """A sweep's evaluation with its sampling and extraction in ``shards`` Ray tasks (run as
+    a Ray task itself; :func:`run_job`'s contract)."""
+    return run_job(job, {**options, "workers": shards, "cpus_per_worker": cpus,
+                         "gpus_per_worker": gpus})
 
 
 def _ray_failure(exc: BaseException) -> str:
