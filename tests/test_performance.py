@@ -165,20 +165,6 @@ def test_multiscale_mmd_matches_float64_computation(monkeypatch):
     assert far.value == pytest.approx(unfloored.value, rel=1e-12, abs=1e-30)
 
 
-def test_upper_distance_blocks_are_the_upper_half_of_the_distance_matrix():
-    from gmbench.estimators.neighbours import upper_distance_blocks
-
-    a = torch.from_numpy(np.random.default_rng(5).normal(size=(300, 7)).astype(np.float32))
-    exact = ((a.double()[:, None] - a.double()[None]) ** 2).sum(-1)
-    seen = torch.zeros(300, 300, dtype=torch.bool)
-    for start, d2 in upper_distance_blocks(a, chunk=64):
-        rows = d2.shape[0]
-        assert d2.shape == (rows, 300 - start)
-        np.testing.assert_allclose(d2.double(), exact[start:start + rows, start:], atol=2e-5)
-        seen[start:start + rows, start:] = True
-    assert bool(seen.triu().eq(torch.ones(300, 300, dtype=torch.bool).triu()).all())
-
-
 @pytest.mark.parametrize("replicates", [0, 7])
 def test_symmetric_kernel_sums_equal_the_full_matrix(replicates):
     """Sums over the upper half (off-diagonal pairs twice) against the full matrix, plain and

@@ -11,8 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_CHUNK", "knn", "squared_distance_blocks", "topk_rows",
-           "upper_distance_blocks"]
+__all__ = ["DEFAULT_CHUNK", "knn", "squared_distance_blocks", "topk_rows"]
 
 DEFAULT_CHUNK = 1024
 # A distance block holds at most this many entries (64 MB in float32 or int32): against the
@@ -80,24 +79,6 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
                 vals = d2[j, i]
                 d2[j, i] = torch.where(vals <= (q_sq[j, 0] + r_sq[i]) * snap, 0.0, vals)
         yield start, d2
-
-
-def upper_distance_blocks(a: torch.Tensor, *, chunk: int = DEFAULT_CHUNK
-                          ) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(start, d2)``: the squared distances ``(B, n - start)`` from ``a[start:start +
-    B]`` to ``a[start:]``, the blocks on and above the diagonal of the symmetric ``(n, n)``
-    matrix (half its arithmetic). ``d2[:, :B]`` is the diagonal square; every pair outside
-    it stands for two. Same arithmetic as :func:`squared_distance_blocks` (round-off
-    clipped at 0); one buffer, reused: consume a block before asking for the next."""
-    n = a.shape[0]
-    rows = _block_rows(chunk, n)
-    a_sq = (a * a).sum(1)  # (n,)
-    buffer = torch.empty(min(rows, n) * n, dtype=a.dtype, device=a.device)
-    for start in range(0, n, rows):
-        qb = a[start:start + rows]  # (B, d)
-        out = buffer[:qb.shape[0] * (n - start)].view(qb.shape[0], n - start)
-        d2 = torch.addmm(a_sq[None, start:], qb, a[start:].T, alpha=-2.0, out=out)
-        yield start, d2.add_(a_sq[start:start + rows, None]).clamp_min_(0)
 
 
 def _block_rows(chunk: int, m: int) -> int:
