@@ -165,7 +165,8 @@ def plan(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str],
 
 def finished(job: Job, out: Path, options: Mapping[str, Any]) -> bool:
     """Whether ``out/<folder>/results.json`` is a valid result of this job: the same model
-    file (sha256 of its bytes), dataset, seed and options (sample count, requested metrics).
+    file (sha256 of its bytes), dataset, seed and options (sample count, feature extractor,
+    requested metrics).
     A weights file that changed under an unchanged model file is not seen: delete the run's
     folder (or pass ``rerun``) to evaluate again."""
     from gmbench.storage.results import read_results
@@ -183,6 +184,9 @@ def finished(job: Job, out: Path, options: Mapping[str, Any]) -> bool:
         return False
     if options.get("n_samples") is not None and doc.get("n_samples") not in (
             None, options["n_samples"]):
+        return False
+    config = doc.get("config") or {}
+    if config.get("feature_extractor", "auto") != options.get("feature_extractor", "auto"):
         return False
     wanted = options.get("metrics")
     have = set(doc.get("metrics") or {}) | set(doc.get("skipped") or {})

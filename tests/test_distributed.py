@@ -156,6 +156,11 @@ def test_a_changed_model_file_is_evaluated_again(tmp_path):
                   runner="serial", progress=False)
     assert gmbench.sweep([model], "digits", "0", **kwargs).count("done") == 1
     assert gmbench.sweep([model], "digits", "0", **kwargs).count("skipped") == 1
+    assert gmbench.sweep([model], "digits", "0", **{**kwargs, "metrics": ["nll", "fid"]}
+                         ).count("done") == 1  # a metric the earlier run lacks
+    assert gmbench.sweep([model], "digits", "0", **{**kwargs, "metrics": ["fid"],
+                                                     "feature_extractor": "pixels"}
+                         ).count("done") == 1  # another feature space
     model.write_text(model.read_text() + "\n# retrained\n")
     assert gmbench.sweep([model], "digits", "0", **kwargs).count("done") == 1
     assert gmbench.sweep([model], "digits", "0", rerun=True, **kwargs).count("done") == 1
