@@ -25,11 +25,10 @@ def ray_available() -> bool:
 
 
 @contextmanager
-def ray_session(address: str | None = None, *, num_cpus: int | None = None,
-                dashboard: bool = False) -> Iterator[Any]:
+def ray_session(address: str | None = None) -> Iterator[Any]:
     """The ``ray`` module, initialised: a Ray already running in this process is used as it
     is (and left running); else ``address`` is joined (``"auto"``, ``"ray://host:port"``) or,
-    without one, a local Ray is started on this machine with ``num_cpus`` CPUs (default: all)
+    without one, a local Ray is started on this machine with all its CPUs and no dashboard,
     and shut down afterwards. Usage statistics are switched off before Ray is imported."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # workers inherit it
     if not ray_available():
@@ -39,12 +38,10 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None,
     if ray.is_initialized():
         yield ray
         return
-    options: dict[str, Any] = {"include_dashboard": dashboard, "logging_level": "WARNING",
+    options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING",
                                "configure_logging": True}
     if address:
         options["address"] = address
-    else:
-        options["num_cpus"] = num_cpus or os.cpu_count() or 1
     try:
         ray.init(**options)
     except (ConnectionError, RuntimeError, ValueError) as exc:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gmbench.estimators.neighbours import DEFAULT_CHUNK
+from gmbench.estimators.neighbours import DEFAULT_CHUNK, distance_block
 from gmbench.estimators.uncertainty import Estimate
 
 __all__ = ["MMDResult", "MULTISCALE_FACTORS", "gaussian_rbf_mmd2", "median_bandwidth", "mmd2_unbiased", "mmd2_unbiased_many", "multiscale_bandwidths"]
@@ -132,10 +132,8 @@ def _kernel_sums(a: torch.Tensor, b: torch.Tensor, groups: Sequence[Group], chun
         for c0, c1, factor in tiles:
             shape = (count, c1 - c0)
             size = count * (c1 - c0)
-            # the distances as everywhere in gmbench: |r|^2 - 2 q.r + |q|^2, round-off
-            # clipped at 0 (:func:`gmbench.estimators.neighbours.squared_distance_blocks`)
-            d2 = torch.addmm(b_sq[None, c0:c1], qa, b[c0:c1].T, alpha=-2.0,
-                             out=d2_buf[:size].view(shape)).add_(q_sq).clamp_min_(0)
+            d2 = distance_block(qa, q_sq, b[c0:c1], b_sq[c0:c1],
+                                out=d2_buf[:size].view(shape)).clamp_min_(0)
             term = term_buf[:size].view(shape)
             kerns = [buf[:size].view(shape) for buf in kern_bufs]
             started = [False] * len(groups)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["DEFAULT_CHUNK", "knn", "squared_distance_blocks", "topk_rows"]
+__all__ = ["DEFAULT_CHUNK", "distance_block", "knn", "squared_distance_blocks", "topk_rows"]
 
 DEFAULT_CHUNK = 1024
 # A distance block holds at most this many entries (64 MB in float32 or int32): against the
@@ -66,8 +66,7 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
     for start in range(0, q.shape[0], chunk):
         qb = q[start:start + chunk]  # (B, d)
         q_sq = (qb * qb).sum(1, keepdim=True)  # (B, 1)
-        d2 = torch.addmm(r_sq[None], qb, r.T, alpha=-2.0,
-                         out=buffer[:qb.shape[0]]).add_(q_sq)  # (B, m)
+        d2 = distance_block(qb, q_sq, r, r_sq, out=buffer[:qb.shape[0]])  # (B, m)
         if snap is None:
             d2.clamp_min_(0)
         else:
@@ -79,6 +78,14 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
                 vals = d2[j, i]
                 d2[j, i] = torch.where(vals <= (q_sq[j, 0] + r_sq[i]) * snap, 0.0, vals)
         yield start, d2
+
+
+def distance_block(qb: torch.Tensor, q_sq: torch.Tensor, r: torch.Tensor, r_sq: torch.Tensor,
+                   *, out: torch.Tensor) -> torch.Tensor:
+    """``|r|^2 - 2 q.r + |q|^2`` of the queries ``qb`` ``(B, d)`` (squared norms ``q_sq``
+    ``(B, 1)``) to ``r`` ``(m, d)`` (``r_sq`` ``(m,)``), written into ``out`` ``(B, m)``: the
+    expansion every distance in gmbench uses, round-off not yet clipped."""
+    return torch.addmm(r_sq[None], qb, r.T, alpha=-2.0, out=out).add_(q_sq)
 
 
 def _block_rows(chunk: int, m: int) -> int:
