@@ -230,13 +230,17 @@ def test_an_interrupted_sweep_resumes_and_writes_each_row_once(tmp_path):
     argv = [sys.executable, "-m", "gmbench", "sweep", *map(str, BASELINES), "--datasets",
             "digits", "--seeds", "0-1", "--metrics", "nll,fid", "--board", str(board),
             "--out", str(out), "--serial", "--quiet"]
+
+    def runs() -> int:  # finished run folders; a run being written is a hidden staging folder
+        return sum(not p.parent.name.startswith(".") for p in out.glob("*/results.json"))
+
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not list(out.glob("*/results.json")) and time.monotonic() < deadline:
+    while not runs() and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    written = len(list(out.glob("*/results.json")))
+    written = runs()
     assert 1 <= written < 6
     done = subprocess.run(argv, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
