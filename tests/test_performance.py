@@ -99,6 +99,28 @@ def test_distance_blocks_reuse_one_buffer_and_stay_right():
     assert len(set(seen)) == 1  # one buffer, overwritten block by block
 
 
+@pytest.mark.parametrize("m", [40, 64 * 9, 64 * 9 + 13])
+def test_snapped_blocks_equal_a_full_comparison(m):
+    """The grouped search for entries to snap (only column groups whose minimum is low are
+    compared) gives the block a comparison of every entry gives: duplicates of the queries in
+    the references, a set against itself (its diagonal), groups and a ragged tail."""
+    rng = np.random.default_rng(3)
+    r = torch.as_tensor(rng.normal(size=(m, 6)), dtype=torch.float32)
+    q = torch.as_tensor(rng.normal(size=(70, 6)), dtype=torch.float32)
+    q[[3, 40, 69]] = r[[0, m - 1, m // 2]]  # exact duplicates, one in the ragged tail
+    snap, r_sq = 1e-6, (r * r).sum(1)
+    for queries in (q, r):
+        zeros = 0
+        for start, d2 in nb.squared_distance_blocks(queries, r, chunk=32, snap=snap):
+            qb = queries[start:start + len(d2)]
+            q_sq = (qb * qb).sum(1, keepdim=True)
+            raw = nb.distance_block(qb, q_sq, r, r_sq, out=torch.empty_like(d2))
+            expected = torch.where(raw <= (q_sq + r_sq) * snap, 0.0, raw)
+            assert torch.equal(d2, expected)
+            zeros += int((d2 == 0).sum())
+        assert zeros == (3 if queries is q else m)
+
+
 @pytest.mark.parametrize(("levels", "dim"), [(256, 784), (17, 64), (2, 30)])
 @pytest.mark.parametrize("exclude_self", [False, True])
 def test_integer_knn_is_exact(levels, dim, exclude_self):

@@ -48,8 +48,8 @@ def topk_rows(x: torch.Tensor, k: int, *, largest: bool) -> tuple[torch.Tensor, 
 def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DEFAULT_CHUNK,
                             snap: float | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield ``(start, d2)``: the ``(B, m)`` squared Euclidean distances from the queries
-    ``q[start:start + B]`` to all of ``r``, one block of ``chunk`` queries at a time (memory
-    ``O(chunk * m)``), as ``|r|^2 - 2 q.r + |q|^2`` built in the product's own buffer.
+    ``q[start:start + B]`` to all of ``r``, one block of ``chunk`` queries at a time (fewer
+    against a large ``r``: at most :data:`BLOCK_ENTRIES` entries; memory ``O(chunk * m)``), as ``|r|^2 - 2 q.r + |q|^2`` built in the product's own buffer.
 
     Every block is written into one buffer allocated once: consume (or copy) a block before
     asking for the next. A fresh ``(chunk, m)`` array per block cost more in page faults than
@@ -60,6 +60,7 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
     values below ``snap * (|q|^2 + |r|^2)`` (the round-off of an exact duplicate) become 0.
     This is the one distance kernel of every k-NN statistic in gmbench.
     """
+    chunk = _block_rows(chunk, r.shape[0])
     r_sq = (r * r).sum(1)  # (m,)
     r_max = float(r_sq.max()) if len(r_sq) else 0.0
     buffer = torch.empty((min(chunk, q.shape[0]), r.shape[0]), dtype=q.dtype, device=q.device)
@@ -70,14 +71,34 @@ def squared_distance_blocks(q: torch.Tensor, r: torch.Tensor, *, chunk: int = DE
         if snap is None:
             d2.clamp_min_(0)
         else:
-            # only entries below the block's largest threshold can snap: find those (one
-            # cheap pass; usually none or few), then apply each entry's own threshold
-            low = d2 <= snap * (float(q_sq.max()) + r_max)
-            if bool(low.any()):
-                j, i = torch.nonzero(low, as_tuple=True)
-                vals = d2[j, i]
-                d2[j, i] = torch.where(vals <= (q_sq[j, 0] + r_sq[i]) * snap, 0.0, vals)
+            _snap_block(d2, q_sq, r_sq, snap, bound=snap * (float(q_sq.max()) + r_max))
         yield start, d2
+
+
+def _snap_block(d2: torch.Tensor, q_sq: torch.Tensor, r_sq: torch.Tensor, snap: float, *,
+                bound: float) -> None:
+    """Set to 0 the entries of ``d2`` ``(B, m)`` at or below ``snap * (|q|^2 + |r|^2)``.
+
+    Only entries at or below ``bound`` (the block's largest threshold) can snap, and there are
+    few: the diagonal of a set against itself, exact duplicates, negative round-off. One
+    reduction finds the minimum of each group of :data:`GROUP` consecutive columns; only the
+    groups whose minimum is at or below ``bound`` are compared entry by entry. A full
+    comparison (a boolean block, then its nonzero entries) cost 3x the matrix product."""
+    rows, m = d2.shape
+    full = (m // GROUP) * GROUP
+    if d2.stride(1) != 1 or full == 0:
+        j, i = torch.nonzero(d2 <= bound, as_tuple=True)
+    else:
+        groups = d2.as_strided((rows, full // GROUP, GROUP), (d2.stride(0), GROUP, 1))
+        jg, g = torch.nonzero(groups.amin(2) <= bound, as_tuple=True)
+        j = jg.repeat_interleave(GROUP)
+        i = (g[:, None] * GROUP + torch.arange(GROUP, device=d2.device)).reshape(-1)
+        if full < m:
+            jt, it = torch.nonzero(d2[:, full:] <= bound, as_tuple=True)
+            j, i = torch.cat([j, jt]), torch.cat([i, it + full])
+    if len(j):
+        vals = d2[j, i]
+        d2[j, i] = torch.where(vals <= (q_sq[j, 0] + r_sq[i]) * snap, 0.0, vals)
 
 
 def distance_block(qb: torch.Tensor, q_sq: torch.Tensor, r: torch.Tensor, r_sq: torch.Tensor,
