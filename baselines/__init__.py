@@ -32,12 +32,20 @@ class Baseline:
         weights: the family whose trained weights it loads (itself, another family's for a
             variant such as ``vae_elbo``), or ``None`` when it is fitted from the data at load
             time (closed form or no parameters).
+        n_samples: ``(dataset, count)`` pairs: a smaller, stated sample count for its board
+            rows where sampling is slow.
     """
 
     name: str
     datasets: tuple[str, ...]
     description: str
     weights: str | None
+    n_samples: tuple[tuple[str, int], ...] = ()
+
+    def samples_for(self, dataset: str) -> int | None:
+        """The sample count its board rows are recorded at where that is not the default
+        (a slow sampler: ancestral PixelCNN sampling), else ``None``."""
+        return dict(self.n_samples).get(dataset)
 
     @property
     def trained(self) -> bool:
@@ -62,8 +70,12 @@ for _b in (
     Baseline("vae_elbo", IMAGE_DATASETS, "the same VAE scored by its ELBO (a lower bound)",
              "vae"),
     Baseline("flow", IMAGE_DATASETS + TOY_DATASETS,
-             "RealNVP-style affine coupling flow; images: dequantized, logit preprocessing",
-             "flow"),
+             "normalizing flow; images: multi-scale convolutional (Glow-style), dequantized; "
+             "vectors: MLP affine couplings", "flow"),
+    Baseline("flow_mlp", IMAGE_DATASETS, "the MLP affine coupling flow on images "
+             "(RealNVP-style, flattened pixels): a point of comparison", "flow_mlp"),
+    Baseline("pixelcnn", IMAGE_DATASETS, "gated PixelCNN (autoregressive): exact log-mass, "
+             "ancestral samples", "pixelcnn", n_samples=(("fashion-mnist", 2000),)),
     Baseline("gan", IMAGE_DATASETS + TOY_DATASETS, "DCGAN (MLP GAN on 2-D data); samples only",
              "gan"),
     Baseline("memorizer", IMAGE_DATASETS + TOY_DATASETS,

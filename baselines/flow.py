@@ -1,16 +1,15 @@
-"""A RealNVP-style normalizing flow: affine coupling layers with MLP conditioners and fixed
-random permutations between them; exact likelihood.
+"""The normalizing-flow baseline; exact likelihood.
 
-On discrete images it is a density on dequantized pixels ``y in [0,1)^D``
-(``log_prob_space = "dequantized"``): ``y -> logit(alpha + (1-2 alpha) y)`` (RealNVP's
-preprocessing), a fixed standardization, then the couplings onto ``N(0, I)``; training
-dequantizes with fresh uniform noise each step. On continuous data the couplings act on the
-standardized data.
+On images: the multi-scale convolutional flow of :mod:`gmbench_baselines.multiscale`
+(squeeze, actnorm, invertible 1x1 convolutions, affine couplings with convolutional
+conditioners, a learned split prior), a density on dequantized pixels ``y in [0,1)^D``
+(``log_prob_space = "dequantized"``) after RealNVP's logit preprocessing; trained on freshly
+dequantized batches by the resumable, budgeted loop (:mod:`.training.loop`).
 
-References:
-    Dinh, Sohl-Dickstein & Bengio 2017, "Density estimation using Real NVP";
-    Kingma & Dhariwal 2018, "Glow" (permutations between couplings, zero-initialized last
-    layers so the flow starts at the identity).
+On vector data (2-D toys, Gaussians): the MLP coupling flow of ``baselines/flow_mlp.py``,
+which is also bundled on images under the name ``flow_mlp`` as a point of comparison.
+
+Evaluate: ``gmbench evaluate baselines/flow.py --dataset fashion-mnist``.
 """
 
 from __future__ import annotations
@@ -18,161 +17,80 @@ from __future__ import annotations
 import math
 
 import torch
-from gmbench_baselines.densities import logit_inverse, logit_transform, std_normal_log_density
-from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels, minibatches
+from gmbench_baselines import flow_mlp
+from gmbench_baselines.multiscale import MultiScaleFlow
+from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels
+from gmbench_baselines.training.loop import Budget, train_resumable
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
 from gmbench.datasets import Dataset, DatasetInfo
 
-__all__ = ["AffineCoupling", "CouplingFlow", "fit", "load"]
+__all__ = ["fit", "load"]
 
 ALPHA = 1e-4
-ARCH = {"digits": {"hidden": 128, "layers": 8}, "fashion-mnist": {"hidden": 256, "layers": 8},
-        "continuous": {"hidden": 64, "layers": 8}}
-EPOCHS = {"digits": 40, "fashion-mnist": 6, "continuous": 30}
-BATCH_SIZE = {"digits": 128, "fashion-mnist": 128, "continuous": 256}
+ARCH = {"digits": {"hidden": 64, "steps": 4}, "fashion-mnist": {"hidden": 128, "steps": 8}}
+EPOCHS = {"digits": 150, "fashion-mnist": 30}
+BATCH_SIZE = 64
+# per epoch (learning rate) and per step (weight average): digits has 23 steps an epoch
+LR_DECAY = {"digits": 0.95, "fashion-mnist": 0.9}
+EMA = {"digits": 0.99, "fashion-mnist": 0.999}
 LEARNING_RATE = 1e-3
 
 
-class AffineCoupling(nn.Module):
-    """``y1 = x1``, ``y2 = x2 * exp(s(x1)) + t(x1)`` with ``s = scale * tanh(.)``."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.d1 = dim // 2
-        d2 = dim - self.d1
-        self.net = nn.Sequential(nn.Linear(self.d1, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
-                                 nn.ReLU(), nn.Linear(hidden, 2 * d2))
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
-        self.scale = nn.Parameter(torch.ones(d2))
-
-    def _params(self, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raw_s, t = self.net(x1).chunk(2, dim=-1)
-        return self.scale * torch.tanh(raw_s), t
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Data -> noise direction: ``(n, D) -> (n, D)`` and ``log |det|`` ``(n,)``."""
-        x1, x2 = x[:, :self.d1], x[:, self.d1:]
-        s, t = self._params(x1)
-        return torch.cat([x1, x2 * s.exp() + t], dim=-1), s.sum(-1)
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        y1, y2 = y[:, :self.d1], y[:, self.d1:]
-        s, t = self._params(y1)
-        return torch.cat([y1, (y2 - t) * torch.exp(-s)], dim=-1)
+def _is_image(info: DatasetInfo) -> bool:
+    return info.is_discrete and len(info.shape) == 3 and info.shape[1] % 4 == 0 \
+        and info.shape[2] % 4 == 0
 
 
-class CouplingFlow(nn.Module):
-    """Preprocessing, then ``layers`` x (fixed permutation, affine coupling), onto ``N(0, I)``."""
-
-    log_prob_kind = "exact"
-
-    def __init__(self, *, shape: tuple[int, ...], hidden: int, layers: int,
-                 alpha: float | None, seed: int = 0) -> None:
-        super().__init__()
-        self.shape, self.alpha = tuple(shape), alpha
-        self.log_prob_space = "dequantized" if alpha is not None else "data"
-        dim = math.prod(self.shape)
-        gen = torch.Generator().manual_seed(seed)
-        perms = [torch.randperm(dim, generator=gen) if dim > 2 else
-                 torch.tensor([1, 0]) for _ in range(layers)]
-        self.register_buffer("perms", torch.stack(perms))  # (layers, D)
-        self.register_buffer("shift", torch.zeros(dim))
-        self.register_buffer("log_std", torch.zeros(dim))
-        self.couplings = nn.ModuleList(AffineCoupling(dim, hidden) for _ in range(layers))
-
-    def _pre(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v = x.reshape(len(x), -1).float()
-        log_det = torch.zeros(len(x), device=v.device)
-        if self.alpha is not None:
-            v, log_det = logit_transform(v, alpha=self.alpha)
-        return (v - self.shift) * torch.exp(-self.log_std), log_det - self.log_std.sum()
-
-    def set_standardization(self, v: torch.Tensor) -> None:
-        """Fix the standardization from preprocessed training data ``v`` ``(n, D)``."""
-        self.shift.copy_(v.mean(0))
-        self.log_std.copy_(v.std(0).clamp(min=1e-3).log())
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """``(n, *shape)`` -> ``(n,)`` nats (a density on ``[0,1)^D`` for images)."""
-        h, log_det = self._pre(x)
-        for perm, coupling in zip(self.perms, self.couplings, strict=True):
-            h, ld = coupling(h[:, perm])
-            log_det = log_det + ld
-        return std_normal_log_density(h) + log_det
-
-    def sample(self, n: int) -> torch.Tensor:
-        """``(n, *shape)``: floats in ``[0, 1]`` for images, data values otherwise."""
-        h = torch.randn(n, self.shift.numel(), device=self.shift.device)
-        for perm, coupling in zip(reversed(self.perms), reversed(self.couplings), strict=True):
-            h = coupling.inverse(h)[:, torch.argsort(perm)]
-        v = h * self.log_std.exp() + self.shift
-        if self.alpha is not None:
-            v = logit_inverse(v, alpha=self.alpha)
-        return v.reshape(n, *self.shape)
+def build(info: DatasetInfo, config: dict) -> MultiScaleFlow:
+    return MultiScaleFlow(shape=info.shape, hidden=config["hidden"], steps=config["steps"],
+                          alpha=config["alpha"], seed=config["seed"])
 
 
-def _key(info: DatasetInfo) -> str:
-    return info.name if info.name in ARCH else "continuous"
-
-
-def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str) -> Fitted:
-    """Adam on the negative log-likelihood of freshly dequantized batches."""
+def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
+        budget: Budget | None = None) -> Fitted:
+    """Images: Adam on the negative log-likelihood of freshly dequantized batches (the
+    resumable loop); vectors: :func:`baselines.flow_mlp.fit`."""
     info = dataset.info
-    key = _key(info)
-    epochs = epochs or EPOCHS.get(key, 20)
-    arch = ARCH.get(key, ARCH["fashion-mnist"])
-    alpha = ALPHA if info.is_discrete else None
+    if not _is_image(info):
+        if budget is not None and budget.seconds is not None:
+            raise ValueError("the MLP flow on vector data trains in one go (no budget)")
+        return flow_mlp.fit(dataset, seed=seed, epochs=epochs, device=device)
+    config = {**ARCH.get(info.name, ARCH["digits"]), "alpha": ALPHA, "seed": seed,
+              "arch": "multiscale"}
+    epochs = epochs or EPOCHS.get(info.name, 30)
+    levels = int(info.levels)  # type: ignore[arg-type]
+    dims = math.prod(info.shape)
     torch.manual_seed(seed)
-    model = CouplingFlow(shape=info.shape, alpha=alpha, seed=seed, **arch).to(device)
+    model = build(info, config).to(device)
+    x = flat_levels(dataset).reshape(-1, *info.shape).float()
+    test = flat_levels(dataset, "test").reshape(-1, *info.shape).float()
     gen = torch.Generator().manual_seed(seed)
-    if info.is_discrete:
-        levels = int(info.levels)  # type: ignore[arg-type]
-        x = flat_levels(dataset).float()
-        offset = model.shift.numel() * math.log(levels)  # density on [0,1)^D -> mass of a bin
-        with torch.no_grad():
-            v, _ = logit_transform((x + torch.rand(x.shape, generator=gen)) / levels, alpha=ALPHA)
-    else:
-        x = torch.from_numpy(dataset.train.x.reshape(len(dataset.train), -1)).float()
-        offset = 0.0
-        v = x
-    model.set_standardization(v.to(device))
-    x = x.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    steps = epochs * math.ceil(len(x) / BATCH_SIZE[key])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LEARNING_RATE, total_steps=steps,
-                                                pct_start=0.05)
-    log = TrainLog(f"flow {info.name}")
-    loss_value = math.nan
-    for epoch in range(epochs):
-        total = 0.0
-        for idx in minibatches(len(x), BATCH_SIZE[key], gen):
-            batch = x[idx]
-            if info.is_discrete:
-                batch = (batch + torch.rand(batch.shape, generator=gen).to(device)) / levels
-            loss = offset - model.log_prob(batch).mean()
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
-        loss_value = total / len(x)
-        if epoch % max(1, epochs // 15) == 0 or epoch == epochs - 1:
-            per_dim = (f" ({loss_value / (model.shift.numel() * math.log(2)):.3f} bits/dim)"
-                       if info.is_discrete else "")
-            log(f"epoch {epoch + 1}/{epochs} nll {loss_value:.3f} nats{per_dim}")
-    config = {**arch, "alpha": alpha, "seed": seed}
-    return Fitted(dict(model.state_dict()), config, final_train_loss=loss_value, epochs=epochs,
-                  extra={"loss": "negative log-likelihood, nats per example"
-                                  + (" (discrete, one dequantization)" if alpha else "")})
+    first = x[torch.randperm(len(x), generator=gen)[:512]]
+    model.initialize(((first + torch.rand(first.shape, generator=gen)) / levels).to(device))
+    offset = dims * math.log(levels)  # density on [0,1)^D -> mass of a bin
+
+    def loss_of(batch: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
+        y = (batch + torch.rand(batch.shape, generator=noise)) / levels
+        return offset - model.log_prob(y.to(device)).mean()
+
+    result = train_resumable(
+        model, loss_of, x, held_out=test, family="flow", dataset=info.name, seed=seed,
+        epochs=epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE, budget=budget,
+        lr_decay=LR_DECAY.get(info.name, 0.95), ema_decay=EMA.get(info.name, 0.99),
+        log=TrainLog(f"flow {info.name}"), per_example_to_bpd=1 / (dims * math.log(2)),
+        settings=config)
+    return Fitted(dict(model.state_dict()), config, final_train_loss=result.final_train_loss,
+                  epochs=result.epochs,
+                  extra={"loss": "negative log-likelihood, nats per example (discrete, one "
+                                 "dequantization)", **result.record()})
 
 
-def load(dataset: DatasetInfo, device: str) -> CouplingFlow:
+def load(dataset: DatasetInfo, device: str) -> nn.Module:
+    if not _is_image(dataset):
+        return flow_mlp.load(dataset, device, family="flow")
     tensors, config = load_weights("flow", dataset.name, device)
-    model = CouplingFlow(shape=dataset.shape, hidden=config["hidden"], layers=config["layers"],
-                         alpha=config["alpha"], seed=config["seed"])
+    model = build(dataset, config)
     model.load_state_dict(tensors)
     return model.to(device).eval()

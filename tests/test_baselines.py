@@ -173,7 +173,7 @@ def test_ppca_fit_matches_scikit_learn():
 
 
 def test_coupling_flow_inverts_and_its_density_integrates_to_one():
-    from gmbench_baselines.flow import CouplingFlow
+    from gmbench_baselines.flow_mlp import CouplingFlow
 
     torch.manual_seed(0)
     flow = CouplingFlow(shape=(2,), hidden=16, layers=4, alpha=None).double()

@@ -88,7 +88,7 @@ def test_every_metric_declares_a_protocol_and_target_metrics_a_lower_is_better_d
 
 # ------------------------------------------------------------------ weights identity
 def _flow_model(tensors: dict, config: dict) -> torch.nn.Module:
-    from gmbench_baselines.flow import CouplingFlow
+    from gmbench_baselines.flow_mlp import CouplingFlow
 
     info = get_dataset("digits").info
     model = CouplingFlow(shape=info.shape, hidden=config["hidden"], layers=config["layers"],
@@ -101,10 +101,10 @@ def _flow_model(tensors: dict, config: dict) -> torch.nn.Module:
 def test_weights_identity_follows_the_parameters(one_thread):
     """Retraining a baseline for one more epoch changes its weights identity; loading the
     same weights again does not."""
-    from gmbench_baselines.flow import fit
+    from gmbench_baselines.flow_mlp import fit
     from gmbench_baselines.weights import load_weights
 
-    where = ROOT / "baselines" / "flow.py"
+    where = ROOT / "baselines" / "flow_mlp.py"
     digits = get_dataset("digits")
     short = fit(digits, seed=0, epochs=2, device="cpu")
     longer = fit(digits, seed=0, epochs=3, device="cpu")
@@ -112,7 +112,7 @@ def test_weights_identity_follows_the_parameters(one_thread):
     b = weights_identity(_flow_model(longer.tensors, longer.config), model_file=where)
     assert a is not None and b is not None and a.source == "state_dict"
     assert a.sha256 != b.sha256
-    bundled = [weights_identity(_flow_model(*load_weights("flow", "digits")), model_file=where)
+    bundled = [weights_identity(_flow_model(*load_weights("flow_mlp", "digits")), model_file=where)
                for _ in range(2)]
     assert bundled[0] == bundled[1] and bundled[0].sha256 not in (a.sha256, b.sha256)
 

@@ -24,7 +24,7 @@ class Fitted:
     tensors: dict[str, torch.Tensor]
     config: dict[str, Any]
     final_train_loss: float | None
-    epochs: int
+    epochs: float  # fractional where a budget stopped training mid-epoch
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -129,6 +129,9 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
                 "--seed", str(SEED), "--out", str(run_dir), *extra_args]
         if metrics:
             argv += ["--metrics", ",".join(runnable_metrics(family, dataset, metrics))]
+        n_samples = BASELINES[family].samples_for(dataset)
+        if n_samples is not None:  # a slow sampler's rows at a smaller, stated count
+            argv += ["--n-samples", str(n_samples)]
         started = time.time()
         print(f"$ gmbench {' '.join(argv)}", file=sys.stderr, flush=True)
         code = gmbench_main(argv)

@@ -1,7 +1,8 @@
 """On-disk cache of real-data features, keyed by the dataset's and the extractor's hashes.
 
 Features of a dataset split depend only on the split's contents and the extractor's weights,
-so they are computed once per machine and reused by every later evaluation. Files live in
+so they are computed once per machine and reused by every later evaluation (by the same
+computation: :data:`COMPUTATION`). Files live in
 ``$XDG_CACHE_HOME/gmbench/features`` (default ``~/.cache/gmbench/features``), one
 safetensors file per (dataset, split, extractor), written atomically; a file whose recorded
 hashes do not match is recomputed, and one whose arrays do not match the content hash stored
@@ -21,7 +22,13 @@ import numpy as np
 from gmbench.errors import warn
 from gmbench.files import atomic_write
 
-__all__ = ["cache_dir", "cache_path", "cached_arrays", "content_sha256"]
+__all__ = ["COMPUTATION", "cache_dir", "cache_path", "cached_arrays", "content_sha256"]
+
+# What the cached arrays depend on beyond the dataset's and extractor's hashes: the code that
+# computes them. Change it whenever a change alters their values, even by round-off (files
+# of another computation are recomputed quietly), so that a cache never mixes the two.
+# 2: the bundled classifier runs channels-last on the CPU (features differ by ~1e-6).
+COMPUTATION = "2"
 
 
 def cache_dir() -> Path:
@@ -81,7 +88,8 @@ def cached_arrays(*, dataset: str, split: str, dataset_sha256: str, extractor: s
     if os.environ.get("GMBENCH_FEATURE_CACHE", "").lower() in ("off", "0", "false", "no"):
         return compute()
     keys = {"dataset": dataset, "split": split, "dataset_sha256": dataset_sha256,
-            "extractor": extractor, "extractor_sha256": extractor_sha256, "rows": str(n)}
+            "extractor": extractor, "extractor_sha256": extractor_sha256, "rows": str(n),
+            "computation": COMPUTATION}
     path = cache_path(dataset=dataset, split=split, dataset_sha256=dataset_sha256,
                       extractor=extractor, extractor_sha256=extractor_sha256)
     if path.is_file():
