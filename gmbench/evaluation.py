@@ -364,6 +364,13 @@ def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
     started = time.time()
     chosen, skipped = select_metrics(metrics, model, dataset)
     ev = Evaluation(model, dataset, config)
+    if metrics is None and any(m.needs_logits for m in chosen) \
+            and not hasattr(ev.extractor, "logits_layer"):
+        for metric in [m for m in chosen if m.needs_logits]:
+            chosen.remove(metric)
+            skipped[metric.key] = (f"needs class logits, which the feature extractor "
+                                   f"'{ev.extractor.name}' does not have (inception-v3-compat "
+                                   "and the bundled classifiers do)")
     ev.chosen = frozenset(m.key for m in chosen)
     if any("sample" in m.needs or m.needs_any for m in chosen):
         check_sample_budget(ev.n_samples, dataset)

@@ -1,4 +1,7 @@
-"""The dataset registry: names, descriptions and an in-process cache (SPEC section 3)."""
+"""The dataset registry: names, descriptions and an in-process cache (SPEC section 3).
+
+A name that is not registered but is a path (a ``.npz`` file, a folder) loads the user's own
+dataset (:mod:`gmbench.datasets.local`)."""
 
 from __future__ import annotations
 
@@ -78,6 +81,12 @@ def _idx(m: re.Match[str], root: str | None) -> Dataset:
     return make_idx_dataset(m.group(0), root)
 
 
+def _cifar(_m: re.Match[str], root: str | None) -> Dataset:
+    from gmbench.datasets.cifar import make_cifar10
+
+    return make_cifar10(root)
+
+
 DATASETS: Registry[DatasetSpec] = Registry("dataset", error=DatasetError,
                                            listing="gmbench datasets")
 
@@ -108,6 +117,8 @@ _register("digits", _digits,
 _register("fashion-mnist", _idx, "Fashion-MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k",
           "IDX files")
 _register("mnist", _idx, "MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files")
+_register("cifar10", _cifar, "CIFAR-10 (3, 32, 32), 256 levels, 10 classes, 50k/10k",
+          "binary version")
 
 
 def example_names() -> tuple[str, ...]:
@@ -142,6 +153,10 @@ def _load(name: str, data_root: str | None) -> Dataset:
         match = spec.pattern.fullmatch(name)
         if match:
             return spec.build(match, data_root)
+    from gmbench.datasets.local import looks_like_path, make_local_dataset
+
+    if looks_like_path(name):  # your own: a .npz file or a folder of images
+        return make_local_dataset(name, registered=example_names() + tuple(DATASETS))
     raise DatasetError(
         f"Unknown dataset '{name}'.{did_you_mean(name, example_names())} "
         "Run `gmbench datasets` to list them."

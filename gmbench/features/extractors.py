@@ -20,6 +20,7 @@ pixels ``D``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,8 @@ class ClassifierFeatures:
 
 
 def find_inception_weights(path: str | Path | None) -> Path:
-    """The InceptionV3 weights file: ``path`` if given, else torch's hub cache copy.
+    """The InceptionV3 weights file: ``path`` if given, else ``$GMBENCH_INCEPTION_WEIGHTS``,
+    else torch's hub cache copy.
 
     Raises:
         ExtractorError: the file does not exist (with how to get it).
@@ -130,9 +132,12 @@ def find_inception_weights(path: str | Path | None) -> Path:
     how = (
         f"Download torch-fidelity's InceptionV3 weights from {INCEPTION_URL} on a machine with "
         f"internet access (the file is {INCEPTION_WEIGHTS_FILE}, about 92 MB) and pass "
-        "--inception-weights PATH, or put the file in torch's hub cache "
+        "--inception-weights PATH (or set GMBENCH_INCEPTION_WEIGHTS=PATH), or put the file "
+        "in torch's hub cache "
         f"({Path(torch.hub.get_dir()) / 'checkpoints'}). gmbench does not download it for you."
     )
+    if path is None and os.environ.get("GMBENCH_INCEPTION_WEIGHTS"):
+        path = os.environ["GMBENCH_INCEPTION_WEIGHTS"]
     if path is not None:
         p = Path(path).expanduser()
         if p.is_dir():

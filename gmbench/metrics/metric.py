@@ -58,6 +58,8 @@ class Metric:
         unit: unit of the value.
         compute: the function that measures it.
         applies: returns why the metric does not apply to a dataset, or ``None`` if it does.
+        needs_logits: it reads class logits of the feature extractor (the default selection
+            skips it where the extractor has none, e.g. pixels).
         prepare: starts, at the metric's turn, work it needs that can run in the background
             (``Context.background``: estimator arithmetic on arrays, never the model); the
             metric itself then runs after all the others, so that work overlaps theirs.
@@ -74,6 +76,7 @@ class Metric:
     compute: Callable[[Context], Measurement]
     applies: Callable[[Dataset], str | None] = always
     prepare: Callable[[Context], None] | None = None
+    needs_logits: bool = False
 
     @property
     def direction(self) -> Direction:

@@ -153,4 +153,5 @@ for _key, _desc, _hib, _ideal, _protocol, _unit in (
 ):
     register(Metric(key=_key, description=_desc, needs=("sample",),
                     higher_is_better=_hib, ideal=_ideal, protocol=_protocol, unit=_unit,
-                    compute=_measure(_key), applies=images_with_extractor))
+                    compute=_measure(_key), applies=images_with_extractor,
+                    needs_logits=_key == "inception_score"))

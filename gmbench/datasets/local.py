@@ -1,0 +1,205 @@
+"""Your own dataset: ``--dataset PATH`` for a ``.npz`` file or a folder of images.
+
+- ``.npz``: arrays ``x_train`` and ``x_test`` (required), ``y_train`` and ``y_test``
+  (optional, both or neither); read without pickle. Images as ``(n, H, W)``,
+  ``(n, H, W, C)`` or ``(n, C, H, W)`` (``C`` of 1 or 3) of integer levels ``0..255``;
+  other integer arrays ``(n, D)`` are discrete vectors; float arrays ``(n, D)`` continuous.
+- a folder with ``train/`` and ``test/``, each holding image files (PNG, JPEG, BMP, ...),
+  either directly or in one sub-folder per class (the classes: the sub-folders' names,
+  sorted; the same in both splits). Images are read in sorted file-name order (within each
+  class), so files named in array order reproduce the arrays. All images must share one
+  size and be all grayscale or all RGB.
+
+The dataset's name is the file's or folder's name (without ``.npz``); its content hash is
+recorded in every result, so two users with the same data get comparable numbers. Labels
+enable CAS.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from gmbench.datasets.base import Dataset, DatasetInfo, Split
+from gmbench.errors import DatasetError
+
+__all__ = ["IMAGE_SUFFIXES", "looks_like_path", "make_local_dataset"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+HOW = ("A dataset file is a .npz with x_train and x_test (optional y_train, y_test); a dataset "
+       "folder holds train/ and test/ with image files, optionally in one sub-folder per class")
+
+
+def looks_like_path(name: str) -> bool:
+    """Whether ``--dataset`` names a file or folder rather than a registered dataset."""
+    return name.endswith(".npz") or os.sep in name or "/" in name or Path(name).exists()
+
+
+def _name(path: Path, registered: tuple[str, ...]) -> str:
+    name = path.name[:-4] if path.name.endswith(".npz") else path.name
+    if not name or name in registered:
+        raise DatasetError(f"{path}: a dataset of your own cannot be named '{name}', the name "
+                           "of a built-in dataset (its bundled feature space and boards would "
+                           "be taken for yours); rename the file or folder.")
+    return name
+
+
+def _as_images(x: np.ndarray, what: str) -> np.ndarray:
+    """``(n, C, H, W)`` from ``(n, H, W)``, ``(n, H, W, C)`` or ``(n, C, H, W)``."""
+    if x.ndim == 3:
+        return x[:, None]
+    if x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if x.shape[1] in (1, 3):
+        return x
+    raise DatasetError(f"{what} has shape {x.shape}: images need 1 or 3 channels, as "
+                       "(n, H, W), (n, H, W, C) or (n, C, H, W).")
+
+
+def _labels(y: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise DatasetError(f"{what} has shape {y.shape}; it needs one label per image "
+                           f"({n},).")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and int(y.min()) < 0):
+        raise DatasetError(f"{what} must hold non-negative integer class labels "
+                           f"(got {y.dtype}).")
+    return y.astype(np.int64)
+
+
+def _from_npz(path: Path) -> dict[str, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DatasetError(f"Cannot read {path}: {exc}. {HOW}.") from None
+    missing = [k for k in ("x_train", "x_test") if k not in arrays]
+    if missing:
+        raise DatasetError(f"{path} has no {' or '.join(missing)} (it holds "
+                           f"{', '.join(sorted(arrays)) or 'nothing'}). {HOW}.")
+    if ("y_train" in arrays) != ("y_test" in arrays):
+        raise DatasetError(f"{path} has labels for one split only; give both y_train and "
+                           "y_test, or neither.")
+    return {k: arrays.get(k) for k in ("x_train", "x_test", "y_train", "y_test")}
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            img = opened.convert("RGBA" if "transparency" in opened.info else "RGB") \
+                if opened.mode == "P" else opened
+            if img.mode in ("L", "1") or img.mode.startswith("I"):
+                return np.asarray(img.convert("L"))[None]
+            if "A" in img.getbands():
+                raise DatasetError(f"{path} has an alpha channel ({opened.mode}); save the "
+                                   "images as RGB or grayscale.")
+            return np.asarray(img.convert("RGB")).transpose(2, 0, 1)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DatasetError(f"Cannot read the image {path}: {exc}.") from None
+
+
+def _split_folder(folder: Path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is missing. {HOW}.")
+    entries = sorted(folder.iterdir())
+    subdirs = [e for e in entries if e.is_dir()]
+    files = [e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES]
+    if subdirs and files:
+        raise DatasetError(f"{folder} mixes image files and class sub-folders; use one or the "
+                           "other.")
+    if subdirs:
+        classes = [d.name for d in subdirs]
+        items = [(f, i) for i, d in enumerate(subdirs) for f in sorted(d.iterdir())
+                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        classes = []
+        items = [(f, -1) for f in files]
+    if not items:
+        raise DatasetError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    images = [_read_image(f) for f, _ in items]
+    first = images[0].shape
+    for (f, _), img in zip(items, images, strict=True):
+        if img.shape != first:
+            kind = {1: "grayscale", 3: "RGB"}
+            detail = (f"{kind.get(img.shape[0])} among {kind.get(first[0])} images"
+                      if img.shape[0] != first[0] else
+                      f"{img.shape[1]}x{img.shape[2]} pixels, not {first[1]}x{first[2]}")
+            raise DatasetError(f"{f} is {detail} (first: {items[0][0]}); every image of a "
+                               "dataset must have one size and be all grayscale or all RGB.")
+    y = np.array([c for _, c in items], dtype=np.int64) if classes else None
+    return np.stack(images), y, classes
+
+
+def _from_folder(path: Path) -> dict[str, np.ndarray | None]:
+    x_train, y_train, c_train = _split_folder(path / "train")
+    x_test, y_test, c_test = _split_folder(path / "test")
+    if c_train != c_test:
+        raise DatasetError(f"{path}: train/ and test/ have different class sub-folders "
+                           f"({', '.join(c_train) or 'none'} against "
+                           f"{', '.join(c_test) or 'none'}).")
+    return {"x_train": x_train, "x_test": x_test, "y_train": y_train, "y_test": y_test}
+
+
+def make_local_dataset(path: str | os.PathLike[str], registered: tuple[str, ...] = ()
+                       ) -> Dataset:
+    """The dataset of a ``.npz`` file or an image folder (see the module docstring)."""
+    where = Path(path).expanduser()
+    if not where.exists():
+        raise DatasetError(f"--dataset {path}: no such file or folder. {HOW}, or pass the "
+                           "name of a built-in dataset (`gmbench datasets` lists them).")
+    name = _name(where, registered)
+    arrays = _from_folder(where) if where.is_dir() else _from_npz(where)
+    x_train, x_test = np.asarray(arrays["x_train"]), np.asarray(arrays["x_test"])
+    for key, x in (("x_train", x_train), ("x_test", x_test)):
+        if x.ndim < 2 or len(x) == 0:
+            raise DatasetError(f"{path}: {key} has shape {x.shape}; it needs at least one "
+                               "example along its first axis.")
+    integer = np.issubdtype(x_train.dtype, np.integer) and np.issubdtype(x_test.dtype,
+                                                                        np.integer)
+    if integer:
+        low = min(int(x_train.min()), int(x_test.min()))
+        high = max(int(x_train.max()), int(x_test.max()))
+        if low < 0:
+            raise DatasetError(f"{path}: integer data must be levels 0, 1, 2, ...; found "
+                               f"{low}.")
+    elif not (np.issubdtype(x_train.dtype, np.floating)
+              and np.issubdtype(x_test.dtype, np.floating)):
+        raise DatasetError(f"{path}: x_train ({x_train.dtype}) and x_test ({x_test.dtype}) "
+                           "must both be integer levels or both floats.")
+    image = integer and x_train.ndim in (3, 4)
+    if image:
+        x_train, x_test = _as_images(x_train, "x_train"), _as_images(x_test, "x_test")
+        if high > 255:
+            raise DatasetError(f"{path}: image levels above 255 (found {high}); store 8-bit "
+                               "images (0..255).")
+        x_train, x_test = x_train.astype(np.uint8), x_test.astype(np.uint8)
+        levels: int | None = 256
+    elif integer:
+        levels = high + 1
+        x_train, x_test = x_train.astype(np.int64), x_test.astype(np.int64)
+    else:
+        levels = None
+        x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+        if not (np.isfinite(x_train).all() and np.isfinite(x_test).all()):
+            raise DatasetError(f"{path}: the arrays hold NaN or infinite values.")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DatasetError(f"{path}: x_train examples have shape {x_train.shape[1:]}, x_test "
+                           f"examples {x_test.shape[1:]}; both splits need the same shape.")
+    y_train = _labels(arrays["y_train"], len(x_train), "y_train")
+    y_test = _labels(arrays["y_test"], len(x_test), "y_test")
+    classes = None
+    if y_train is not None and y_test is not None:
+        classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    kind = "image" if image else "continuous" if levels is None else "sequence"
+    info = DatasetInfo(name=name, kind=kind, shape=tuple(int(s) for s in x_train.shape[1:]),
+                       levels=levels, num_classes=classes)
+    return Dataset(info=info, train=Split(x_train, y_train), test=Split(x_test, y_test),
+                   source=str(where.resolve()),
+                   description=f"your dataset from {where.name}")
