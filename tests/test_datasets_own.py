@@ -340,3 +340,38 @@ def test_cifar10_evaluates_from_generated_official_files(cifar_files, isolated, 
     assert run.metric("nll")["value"] == pytest.approx(3072 * np.log(256), rel=1e-12)
     assert run.metric("precision")["value"] < 0.2  # uniform noise is far from the blobs
     assert 0.0 <= run.metric("cas")["value"] <= 0.3  # noise labels teach nothing
+
+
+def test_a_classifier_trained_for_your_dataset_is_its_feature_space(own_data, tmp_path,
+                                                                   monkeypatch, write_model,
+                                                                   gmbench_cli, one_thread):
+    """The documented command trains the same weights twice (same data, seed, threads); with
+    GMBENCH_CLASSIFIERS set, ``auto`` evaluates in that space (logits too: the Inception
+    Score runs); a classifier recorded for other contents under the same name is refused."""
+    from gmbench.features import classifier as clf_mod
+    from gmbench.features.train_classifier import main as train_main
+
+    data = str(own_data / "blobs.npz")
+    for out in ("a", "b"):
+        assert train_main(["--dataset", data, "--epochs", "2", "--threads", "1", "--out",
+                           str(tmp_path / out)]) == 0
+    records = [json.loads((tmp_path / out / "blobs.json").read_text()) for out in "ab"]
+    assert records[0]["weights_sha256"] == records[1]["weights_sha256"]
+    assert records[0]["architecture"]["in_shape"] == [3, 8, 8]
+    assert records[0]["dataset_sha256"] == get_dataset(data).sha256
+    monkeypatch.setenv("GMBENCH_CLASSIFIERS", str(tmp_path / "a"))
+    clf_mod._load.cache_clear()
+    model = write_model(MODEL.format(path=data))
+    run = gmbench_cli("evaluate", model, "--dataset", data, "--metrics",
+                      "inception_score,fid", "--n-samples", "400")
+    assert run.code == 0, run.err
+    assert run.metric("fid")["feature_space"].startswith("gmbench-blobs (sha256 "
+                                                          f"{records[0]['weights_sha256'][:12]}")
+    other = tmp_path / "other" / "blobs.npz"  # other contents, the same name
+    other.parent.mkdir()
+    x, y = _blobs(50, 9, size=8)
+    np.savez(other, x_train=x, x_test=x[:20], y_train=y, y_test=y[:20])
+    run = gmbench_cli("evaluate", model, "--dataset", str(other), "--metrics", "fid",
+                      "--n-samples", "50")
+    assert run.code != 0 and "trained on other data named 'blobs'" in run.err
+    clf_mod._load.cache_clear()

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -57,10 +58,29 @@ def _paths(dataset: str, directory: Path) -> tuple[Path, Path]:
     return directory / f"{dataset}.safetensors", directory / f"{dataset}.json"
 
 
-def classifier_available(dataset: str, directory: Path = WEIGHTS_DIR) -> bool:
-    """Whether trained weights for ``dataset`` exist."""
+def classifier_dirs() -> list[Path]:
+    """Where classifiers are looked up: this package (the bundled ones), then the folder
+    ``$GMBENCH_CLASSIFIERS`` (classifiers you trained for your own datasets with
+    ``python -m gmbench.features.train_classifier --dataset PATH``)."""
+    extra = os.environ.get("GMBENCH_CLASSIFIERS")
+    return [WEIGHTS_DIR] + ([Path(extra).expanduser()] if extra else [])
+
+
+def _where(dataset: str) -> Path | None:
+    for directory in classifier_dirs():
+        weights, record = _paths(dataset, directory)
+        if weights.is_file() and record.is_file():
+            return directory
+    return None
+
+
+def classifier_available(dataset: str, directory: Path | None = None) -> bool:
+    """Whether trained weights for ``dataset`` exist (in ``directory``, default: any of
+    :func:`classifier_dirs`)."""
+    if directory is None:
+        return _where(dataset) is not None
     weights, record = _paths(dataset, directory)
-    return dataset in ARCHITECTURES and weights.is_file() and record.is_file()
+    return weights.is_file() and record.is_file()
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,22 +206,35 @@ def _load(dataset: str, directory: Path, device: str) -> BundledClassifier:
                              sha256=digest, device=device)
 
 
-def classifier_for(dataset: str, *, device: str = "cpu", directory: str | Path | None = None
-                   ) -> BundledClassifier:
+def classifier_for(dataset: str, *, device: str = "cpu", directory: str | Path | None = None,
+                   sha256: str | None = None) -> BundledClassifier:
     """The bundled classifier of an image dataset (loaded once per process and device).
 
     Args:
-        dataset: ``"digits"``, ``"fashion-mnist"`` or ``"mnist"``.
+        dataset: ``"digits"``, ``"fashion-mnist"``, ``"mnist"``, or your dataset's name.
         device: ``"cpu"`` or ``"cuda"``.
-        directory: where the weights live (default: this package).
+        directory: where the weights live (default: :func:`classifier_dirs`).
+        sha256: the dataset's content hash: a classifier of one of your own datasets
+            recorded for other contents is refused (the bundled ones are checked by name).
 
     Raises:
         ExtractorError: no classifier for this dataset, weights not trained yet, or corrupt.
     """
-    if dataset not in ARCHITECTURES:
+    where = Path(directory) if directory else _where(dataset)
+    if where is None:
         raise ExtractorError(
-            f"There is no bundled classifier for dataset '{dataset}'; classifiers exist for "
-            f"image datasets only: {', '.join(BUNDLED_DATASETS)}. Use --feature-extractor "
-            "pixels for other data."
-        )
-    return _load(dataset, Path(directory) if directory else WEIGHTS_DIR, device)
+            f"There is no trained classifier for dataset '{dataset}' (looked in "
+            f"{', '.join(map(str, classifier_dirs()))}); bundled ones exist for "
+            f"{', '.join(BUNDLED_DATASETS)}. For your own labelled image dataset, train one "
+            f"with `python -m gmbench.features.train_classifier --dataset PATH --out DIR` and "
+            "set GMBENCH_CLASSIFIERS=DIR; or use --feature-extractor pixels or "
+            "inception-v3-compat.")
+    clf = _load(dataset, where, device)
+    if sha256 is not None and clf.record.get("dataset_sha256") not in (None, sha256) \
+            and dataset not in ARCHITECTURES:
+        raise ExtractorError(
+            f"The classifier for '{dataset}' in {where} was trained on other data named "
+            f"'{dataset}' (dataset sha256 {str(clf.record.get('dataset_sha256'))[:12]}, this "
+            f"one {sha256[:12]}): its features would not be this dataset's. Retrain it with "
+            f"`python -m gmbench.features.train_classifier --dataset PATH --out {where}`.")
+    return clf

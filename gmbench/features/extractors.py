@@ -110,8 +110,9 @@ class ClassifierFeatures:
     logits_layer: str = "logits"
 
     @classmethod
-    def for_dataset(cls, dataset: str, *, device: str = "cpu") -> ClassifierFeatures:
-        clf = classifier_for(dataset, device=device)
+    def for_dataset(cls, dataset: str, *, device: str = "cpu", sha256: str | None = None
+                    ) -> ClassifierFeatures:
+        clf = classifier_for(dataset, device=device, sha256=sha256)
         return cls(classifier=clf, name=clf.name, sha256=clf.sha256)
 
     def extract(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -234,7 +235,8 @@ def default_extractor(dataset: Dataset, *, device: str = "cpu") -> FeatureExtrac
     """The feature space sample metrics use on ``dataset`` by default: its bundled
     classifier when trained weights exist, else pixels."""
     if dataset.info.kind == "image" and classifier_available(dataset.info.name):
-        return ClassifierFeatures.for_dataset(dataset.info.name, device=device)
+        return ClassifierFeatures.for_dataset(dataset.info.name, device=device,
+                                              sha256=dataset.sha256)
     return PixelFeatures(dataset.info)
 
 
@@ -257,11 +259,12 @@ class ExtractorSpec:
 
 EXTRACTORS: Registry[ExtractorSpec] = Registry("feature extractor", error=ExtractorError)
 for _spec in (
-    ExtractorSpec("auto", "the dataset's bundled classifier where one is trained, else pixels",
+    ExtractorSpec("auto", "the dataset's classifier where one is trained, else pixels",
                   False, lambda ds, w, dev: default_extractor(ds, device=dev)),
-    ExtractorSpec("classifier", "the dataset's bundled classifier (128-d penultimate layer)",
-                  True, lambda ds, w, dev: ClassifierFeatures.for_dataset(ds.info.name,
-                                                                          device=dev)),
+    ExtractorSpec("classifier", "the dataset's classifier (128-d penultimate layer): bundled, "
+                  "or yours in $GMBENCH_CLASSIFIERS",
+                  True, lambda ds, w, dev: ClassifierFeatures.for_dataset(
+                      ds.info.name, device=dev, sha256=ds.sha256)),
     ExtractorSpec("pixels", "the flattened data, scaled to [0, 1]", False,
                   lambda ds, w, dev: PixelFeatures(ds.info)),
     ExtractorSpec("inception-v3-compat", "torch-fidelity's ImageNet InceptionV3 (needs its "

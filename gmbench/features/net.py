@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "Architecture", "ConvClassifier"]
+__all__ = ["ARCHITECTURES", "Architecture", "ConvClassifier", "architecture_for"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,23 @@ ARCHITECTURES: dict[str, Architecture] = {
     # 8x8 -> 8x8 -> 4x4; 1024 -> 128 -> 10
     "digits": Architecture((1, 8, 8), (32, 64), (False, True)),
 }
+
+
+def architecture_for(name: str, shape: tuple[int, ...], num_classes: int) -> Architecture:
+    """The bundled architecture of ``name``, else one for images of ``shape``: the same two
+    convolutions, each followed by a 2x2 max-pool while the side stays even and at least 8
+    (CIFAR-sized 32x32 -> 16x16 -> 8x8; 8x8 -> 8x8 -> 4x4)."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name]
+    c, h, w = shape
+    pools: list[bool] = []
+    for _ in range(2):
+        pool = h % 2 == 0 and w % 2 == 0 and min(h, w) >= 8 and (min(h, w) >= 16 or pools)
+        pools.append(bool(pool))
+        if pool:
+            h, w = h // 2, w // 2
+    return Architecture((c, shape[1], shape[2]), (32, 64), (pools[0], pools[1]),
+                        num_classes=num_classes)
 
 
 class ConvClassifier(nn.Module):

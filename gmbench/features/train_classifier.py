@@ -1,4 +1,11 @@
-"""Train a bundled classifier: ``python -m gmbench.features.train_classifier --dataset fashion-mnist``.
+"""Train a classifier feature space: ``python -m gmbench.features.train_classifier --dataset fashion-mnist``.
+
+For a bundled dataset the weights go into the package (its bundled classifier); for your own
+labelled image dataset (``--dataset PATH``, a ``.npz`` or image folder) into ``--out DIR``
+(default ``$GMBENCH_CLASSIFIERS``, else ``gmbench-classifiers/``), named after the dataset,
+with the dataset's content hash in the record; set ``GMBENCH_CLASSIFIERS=DIR`` and ``auto``
+(and ``--feature-extractor classifier``) use it. The same data, seed, thread count and
+command give the same weights, so two users get the same feature space.
 
 Seeded and rerunnable on CPU or CUDA. Trains :class:`~gmbench.features.net.ConvClassifier`
 on the dataset's train split (Adam, cosine learning-rate decay, cross-entropy), measures its
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -30,7 +38,7 @@ from torch.nn import functional as F
 
 from gmbench.datasets import get_dataset
 from gmbench.features.classifier import WEIGHTS_DIR
-from gmbench.features.net import ARCHITECTURES, ConvClassifier
+from gmbench.features.net import ARCHITECTURES, ConvClassifier, architecture_for
 from gmbench.files import atomic_write, sha256_bytes
 
 __all__ = ["TrainConfig", "main", "train_classifier"]
@@ -75,14 +83,19 @@ def train_classifier(dataset_name: str, *, config: TrainConfig, device: str = "c
     """Train the classifier of ``dataset_name``; return ``(state_dict, record)``."""
     dataset = get_dataset(dataset_name, data_root)
     info = dataset.info
-    assert info.levels is not None and info.num_classes is not None
-    arch = ARCHITECTURES[dataset_name]
+    if info.kind != "image" or info.levels is None or info.num_classes is None \
+            or dataset.train.y is None or dataset.test.y is None:
+        from gmbench.errors import DatasetError
+        raise DatasetError(f"A classifier feature space needs labelled images; {info.name} is "
+                           f"{info.kind} data" + ("" if info.num_classes else " without labels")
+                           + ". Use --feature-extractor pixels for it.")
+    arch = architecture_for(info.name, info.shape, info.num_classes)
     torch.manual_seed(config.seed)
     model = ConvClassifier(arch).to(device)
     x_train = _as_float(dataset.train.x, info.levels)
-    y_train = torch.from_numpy(dataset.train.y.astype(np.int64))  # type: ignore[union-attr]
+    y_train = torch.from_numpy(dataset.train.y.astype(np.int64))
     x_test = _as_float(dataset.test.x, info.levels)
-    y_test = torch.from_numpy(dataset.test.y.astype(np.int64))  # type: ignore[union-attr]
+    y_test = torch.from_numpy(dataset.test.y.astype(np.int64))
     n = len(x_train)
     steps = config.epochs * math.ceil(n / config.batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -111,7 +124,7 @@ def train_classifier(dataset_name: str, *, config: TrainConfig, device: str = "c
         print(f"test accuracy {test_acc:.4f}", flush=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     record = {
-        "dataset": dataset_name,
+        "dataset": info.name,
         "dataset_sha256": dataset.sha256,
         "levels": info.levels,
         "architecture": arch.to_dict(),
@@ -160,16 +173,24 @@ def save(state: dict[str, torch.Tensor], record: dict, out_dir: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, choices=sorted(ARCHITECTURES))
+    parser.add_argument("--dataset", required=True,
+                        help=f"{', '.join(sorted(ARCHITECTURES))}, or the path of your own "
+                             "labelled image dataset (.npz or folder)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override the default epochs")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: the package for a bundled dataset, else "
+                             "$GMBENCH_CLASSIFIERS, else gmbench-classifiers/")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    base = DEFAULTS[args.dataset]
+    if args.out is None:
+        args.out = WEIGHTS_DIR if args.dataset in ARCHITECTURES else Path(
+            os.environ.get("GMBENCH_CLASSIFIERS") or "gmbench-classifiers")
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = DEFAULTS.get(args.dataset, TrainConfig(epochs=10, batch_size=64))
     config = TrainConfig(epochs=args.epochs or base.epochs, batch_size=base.batch_size,
                          lr=base.lr, weight_decay=base.weight_decay, seed=args.seed)
     from gmbench.errors import GmbenchError

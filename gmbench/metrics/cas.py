@@ -75,7 +75,7 @@ def pseudo_labels(ev: Context) -> tuple[np.ndarray, str]:
                 f"bundled classifier {clf.name} (sha256 {clf.sha256[:12]}, test accuracy "
                 f"{clf.test_accuracy:.4f}; logits from the feature pass)")
     if classifier_available(ev.info.name):
-        clf = classifier_for(ev.info.name, device=ev.config.device)
+        clf = classifier_for(ev.info.name, device=ev.config.device, sha256=ev.dataset.sha256)
         return (np.asarray(clf.predict(ev.samples), dtype=np.int64),
                 f"bundled classifier {clf.name} (sha256 {clf.sha256[:12]}, test accuracy "
                 f"{clf.test_accuracy:.4f})")
