@@ -86,7 +86,7 @@ def test_integer_and_scaled_inputs_agree():
 def test_mnist_without_weights_says_how_to_train(tmp_path):
     with pytest.raises(ExtractorError, match=r"gmbench\.features\.train_classifier --dataset mnist"):
         classifier_for("mnist", directory=tmp_path)
-    with pytest.raises(ExtractorError, match="image datasets only"):
+    with pytest.raises(ExtractorError, match="no trained classifier for dataset 'toy2d-gmm8'"):
         classifier_for("toy2d-gmm8")
 
 

@@ -5,8 +5,9 @@ sitting. :func:`train_resumable` therefore
 
 - draws every epoch's order and every step's noise from seeds derived from ``(seed, epoch,
   step)``, so a run resumed mid-epoch takes exactly the steps an uninterrupted one would;
-- keeps an exponential moving average (Polyak averaging) of the weights, the weights it
-  saves: a good model at any stopping point, without a schedule that must reach its end;
+- keeps an exponential moving average (Polyak averaging) of the weights, with a warm-up of
+  its decay, the weights it saves: a good model at any stopping point, without a schedule
+  that must reach its end;
 - writes a checkpoint (weights, averaged weights, Adam state, position, learning curve; one
   safetensors file and no pickle) every ``checkpoint_every`` seconds and when the budget runs
   out, atomically, so a killed run loses at most that much;
@@ -78,6 +79,14 @@ class TrainResult:
 
 def checkpoint_path(family: str, dataset: str, seed: int) -> Path:
     return CHECKPOINT_DIR / f"{family}-{dataset}-seed{seed}.safetensors"
+
+
+def _ema_decay(step: int, decay: float) -> float:
+    """The average's decay at ``step`` (1-based count of updates so far): ``(1 + t) / (10 +
+    t)`` until that reaches ``decay``, so that early on the average follows the iterates
+    instead of keeping the random initialization (at a fixed 0.999 it still weighs 39% after
+    one Fashion-MNIST epoch of 938 steps)."""
+    return min(decay, (1 + step) / (10 + step))
 
 
 def _lr(step: int, epoch: int, lr: float, decay: float) -> float:
@@ -234,8 +243,9 @@ def train_resumable(model: torch.nn.Module,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
             opt.step()
             with torch.no_grad():
+                decay = _ema_decay(state["global_step"], ema_decay)
                 for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
-                    p_ema.lerp_(p, 1 - ema_decay)
+                    p_ema.lerp_(p, 1 - decay)
                 for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
                     b_ema.copy_(b)
             state["epoch_loss"] += loss.item() * len(idx)
