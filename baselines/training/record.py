@@ -8,7 +8,7 @@ metrics, seed 0), copies its sample picture to ``docs/baselines/<dataset>-<famil
 and then writes ``leaderboards/<dataset>.csv`` from the ``results.json`` files with
 :func:`gmbench.leaderboard.add_results`. With every family evaluated the board is rebuilt
 from scratch (rows of older weights do not linger); with ``--families`` the new rows replace
-those with the same identity and the rest stay.
+every row of those families and the rest stay.
 """
 
 from __future__ import annotations
@@ -152,7 +152,13 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
         add_results(fresh, results)
         os.replace(fresh, board)
         Path(f"{fresh}.lock").unlink(missing_ok=True)
-    else:
+    else:  # the families re-recorded replace every row of theirs (older weights included)
+        from gmbench.storage.leaderboard import board_lock, read_board, write_board
+
+        if board.is_file():
+            with board_lock(board):
+                kept = [r for r in read_board(board) if r.model not in set(chosen)]
+                write_board(board, kept)
         add_results(board, results, replace=True)
     board.chmod(0o644)  # atomic_write leaves a private (0600) file; the board is shipped
     write_platform(board_dir)
