@@ -19,8 +19,8 @@ import math
 import torch
 from gmbench_baselines import flow_mlp
 from gmbench_baselines.multiscale import MultiScaleFlow
-from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels
-from gmbench_baselines.training.loop import Budget, train_resumable
+from gmbench_baselines.training.fitting import Fitted, flat_levels
+from gmbench_baselines.training.loop import Budget, fit_images
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -32,9 +32,6 @@ ALPHA = 1e-4
 ARCH = {"digits": {"hidden": 64, "steps": 4}, "fashion-mnist": {"hidden": 128, "steps": 8}}
 EPOCHS = {"digits": 150, "fashion-mnist": 30}
 BATCH_SIZE = 64
-# per epoch (learning rate) and per step (weight average): digits has 23 steps an epoch
-LR_DECAY = {"digits": 0.95, "fashion-mnist": 0.9}
-EMA = {"digits": 0.99, "fashion-mnist": 0.999}
 LEARNING_RATE = 1e-3
 
 
@@ -75,17 +72,11 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
         y = (batch + torch.rand(batch.shape, generator=noise)) / levels
         return offset - model.log_prob(y.to(device)).mean()
 
-    result = train_resumable(
-        model, loss_of, x, held_out=test, family="flow", dataset=info.name, seed=seed,
-        epochs=epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE, budget=budget,
-        lr_decay=LR_DECAY.get(info.name, 0.95), ema_decay=EMA.get(info.name, 0.99),
-        log=TrainLog(f"flow {info.name}"), per_example_to_bpd=1 / (dims * math.log(2)),
-        settings=config)
-    return Fitted(dict(model.state_dict()), config, final_train_loss=result.final_train_loss,
-                  epochs=result.epochs,
-                  extra={"loss": "negative log-likelihood, nats per example (discrete, one "
-                                 "dequantization)", **result.record()})
-
+    return fit_images(model, loss_of, x, test, family="flow", dataset=info.name,
+                      config=config, settings=config, seed=seed, epochs=epochs, budget=budget,
+                      batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+                      loss="negative log-likelihood, nats per example (discrete, one "
+                           "dequantization)")
 
 def load(dataset: DatasetInfo, device: str) -> nn.Module:
     if not _is_image(dataset):

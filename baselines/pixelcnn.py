@@ -22,12 +22,10 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
-from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels
-from gmbench_baselines.training.loop import Budget, train_resumable
+from gmbench_baselines.training.fitting import Fitted, flat_levels
+from gmbench_baselines.training.loop import Budget, fit_images
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -40,9 +38,6 @@ ARCH = {"digits": {"channels": 32, "layers": 5, "kernel": 3},
         "fashion-mnist": {"channels": 32, "layers": 6, "kernel": 5}}
 EPOCHS = {"digits": 60, "fashion-mnist": 20}
 BATCH_SIZE = 64
-# per epoch (learning rate) and per step (weight average): digits has 23 steps an epoch
-LR_DECAY = {"digits": 0.95, "fashion-mnist": 0.9}
-EMA = {"digits": 0.99, "fashion-mnist": 0.999}
 LEARNING_RATE = 2e-3
 
 
@@ -185,22 +180,14 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     model = build(info, arch).to(device)
     x = flat_levels(dataset).reshape(-1, *info.shape)
     test = flat_levels(dataset, "test").reshape(-1, *info.shape)
-    dims = math.prod(info.shape)
 
     def loss_of(batch: torch.Tensor, _: torch.Generator) -> torch.Tensor:
         return -model.log_prob(batch.to(device)).mean()
 
-    result = train_resumable(
-        model, loss_of, x, held_out=test, family="pixelcnn", dataset=info.name, seed=seed,
-        epochs=epochs, batch_size=BATCH_SIZE, lr=LEARNING_RATE, budget=budget,
-        lr_decay=LR_DECAY.get(info.name, 0.95), ema_decay=EMA.get(info.name, 0.99),
-        log=TrainLog(f"pixelcnn {info.name}"), per_example_to_bpd=1 / (dims * math.log(2)),
-        settings=arch)
-    return Fitted(dict(model.state_dict()), {**arch, "seed": seed},
-                  final_train_loss=result.final_train_loss, epochs=result.epochs,
-                  extra={"loss": "negative log-likelihood, nats per example (exact, discrete)",
-                         **result.record()})
-
+    return fit_images(model, loss_of, x, test, family="pixelcnn", dataset=info.name,
+                      config={**arch, "seed": seed}, settings=arch, seed=seed, epochs=epochs,
+                      budget=budget, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+                      loss="negative log-likelihood, nats per example (exact, discrete)")
 
 def load(dataset: DatasetInfo, device: str) -> GatedPixelCNN:
     if not dataset.is_discrete or len(dataset.shape) != 3:

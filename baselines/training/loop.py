@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from gmbench_baselines.training.fitting import TrainLog
+from gmbench_baselines.training.fitting import Fitted, TrainLog
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
@@ -38,12 +38,16 @@ from gmbench.errors import GmbenchError
 from gmbench.files import atomic_write
 from gmbench.rng import child_seed
 
-__all__ = ["CHECKPOINT_DIR", "Budget", "TrainResult", "checkpoint_path", "train_resumable"]
+__all__ = ["CHECKPOINT_DIR", "Budget", "TrainResult", "checkpoint_path", "fit_images",
+           "train_resumable"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 EMA_DECAY = 0.999
 WARMUP_STEPS = 200
 HELD_OUT = 2000  # held-out examples scored after each epoch (a fixed subset)
+# per epoch (learning rate) and per step (weight average): digits has 23 steps an epoch
+LR_DECAY = {"digits": 0.95, "fashion-mnist": 0.9}
+EMA = {"digits": 0.99, "fashion-mnist": 0.999}
 
 
 @dataclass(frozen=True)
@@ -272,3 +276,23 @@ def train_resumable(model: torch.nn.Module,
                        final_train_loss=curve[-1]["train_loss"] if curve else None,
                        wall_time_s=state["wall_time_s"], sessions=state["sessions"],
                        curve=curve, ema_decay=ema_decay)
+
+
+def fit_images(model: torch.nn.Module,
+               loss_of: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+               x: torch.Tensor, test: torch.Tensor, *, family: str, dataset: str,
+               config: dict[str, Any], settings: dict[str, Any], seed: int, epochs: int,
+               budget: Budget | None, batch_size: int, lr: float, loss: str) -> Fitted:
+    """:func:`train_resumable` on an image dataset's training images ``x`` (``test``: the
+    held-out images of the curve), with the dataset's learning-rate decay and weight
+    average, a curve in bits per dimension, and what it did as a :class:`Fitted`
+    (``config`` rebuilds the model; ``settings`` must match a checkpoint's to resume it)."""
+    dims = math.prod(x.shape[1:])
+    result = train_resumable(
+        model, loss_of, x, held_out=test, family=family, dataset=dataset, seed=seed,
+        epochs=epochs, batch_size=batch_size, lr=lr, budget=budget,
+        lr_decay=LR_DECAY.get(dataset, 0.95), ema_decay=EMA.get(dataset, 0.99),
+        log=TrainLog(f"{family} {dataset}"), per_example_to_bpd=1 / (dims * math.log(2)),
+        settings=settings)
+    return Fitted(dict(model.state_dict()), config, final_train_loss=result.final_train_loss,
+                  epochs=result.epochs, extra={"loss": loss, **result.record()})
