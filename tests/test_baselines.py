@@ -126,6 +126,9 @@ def test_fashion_mnist_family_ordering():
             assert row.ci_high < floor.ci_low, (model, row.value, floor.value)
     for model in ("flow", "vae"):
         assert bpd[model].ci_high < bpd["ppca"].ci_low, model
+    # the convolutional multi-scale flow beats the MLP flow and is below 3.4 bits/dim
+    assert bpd["flow"].ci_high < bpd["flow_mlp"].ci_low
+    assert bpd["flow"].ci_high < 3.4
     nll_train = {m: r.value for (m, k), r in board.items() if k == "nll_train"}
     assert min(nll_train, key=nll_train.get) == "memorizer"
     copy = {m: r.value for (m, k), r in board.items() if k == "copy_rate"}

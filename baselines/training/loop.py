@@ -72,9 +72,11 @@ class TrainResult:
     sessions: int
     curve: list[dict[str, float]] = field(default_factory=list)
     ema_decay: float = EMA_DECAY
+    steps: int = 0  # optimizer steps over every session: what the weights depend on
 
     def record(self) -> dict[str, Any]:
         return {"planned_epochs": self.planned_epochs, "epochs_done": round(self.epochs, 4),
+                "steps": self.steps,
                 "complete": self.complete, "training_wall_time_s": round(self.wall_time_s, 1),
                 "sessions": self.sessions, "learning_curve": self.curve,
                 "weights": f"exponential moving average of the weights (decay "
@@ -275,7 +277,7 @@ def train_resumable(model: torch.nn.Module,
     return TrainResult(planned_epochs=epochs, epochs=done, complete=not stopped,
                        final_train_loss=curve[-1]["train_loss"] if curve else None,
                        wall_time_s=state["wall_time_s"], sessions=state["sessions"],
-                       curve=curve, ema_decay=ema_decay)
+                       curve=curve, ema_decay=ema_decay, steps=state["global_step"])
 
 
 def fit_images(model: torch.nn.Module,
