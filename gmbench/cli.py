@@ -185,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a model file, or stored samples, on a dataset")
     ev.add_argument("model", help="path to model.py (defines load(dataset, device) or model), "
                                   "or stored samples: a .npz, a .npy or a folder of .png images")
-    ev.add_argument("--dataset", help="dataset name (default: the file's DATASET, else digits)")
+    ev.add_argument("--dataset", help="dataset name, or the path of your own (.npz or a folder "
+                    "of images; default: the file's DATASET, else digits)")
     ev.add_argument("--metrics", type=_metric_list, default=None,
                     help="comma-separated metric keys (default: every applicable metric)")
     ev.add_argument("--n-samples", type=int, default=d["n_samples"],
@@ -207,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inception-weights", default=d["inception_weights"], metavar="PATH",
                     help="torch-fidelity's InceptionV3 weights file "
                          "(weights-inception-2015-12-05-6726825d.pth), for "
-                         "--feature-extractor inception-v3-compat offline")
+                         "--feature-extractor inception-v3-compat offline (default: "
+                         "$GMBENCH_INCEPTION_WEIGHTS, else torch's hub cache)")
     ev.add_argument("--max-train", type=int, default=d["max_train"],
                     help="train examples scored for nll_train (seeded subset; default "
                          f"{d['max_train']})")
