@@ -156,7 +156,8 @@ def _load(name: str, data_root: str | None) -> Dataset:
     from gmbench.datasets.local import looks_like_path, make_local_dataset
 
     if looks_like_path(name):  # your own: a .npz file or a folder of images
-        return make_local_dataset(name, registered=example_names() + tuple(DATASETS))
+        return make_local_dataset(name, registered=lambda stem: any(
+            spec.pattern.fullmatch(stem) for spec in DATASETS.values()))
     raise DatasetError(
         f"Unknown dataset '{name}'.{did_you_mean(name, example_names())} "
         "Run `gmbench datasets` to list them."

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,9 @@ def looks_like_path(name: str) -> bool:
     return name.endswith(".npz") or os.sep in name or "/" in name or Path(name).exists()
 
 
-def _name(path: Path, registered: tuple[str, ...]) -> str:
+def _name(path: Path, registered: Callable[[str], bool]) -> str:
     name = path.name[:-4] if path.name.endswith(".npz") else path.name
-    if not name or name in registered:
+    if not name or registered(name):
         raise DatasetError(f"{path}: a dataset of your own cannot be named '{name}', the name "
                            "of a built-in dataset (its bundled feature space and boards would "
                            "be taken for yours); rename the file or folder.")
@@ -147,9 +148,11 @@ def _from_folder(path: Path) -> dict[str, np.ndarray | None]:
     return {"x_train": x_train, "x_test": x_test, "y_train": y_train, "y_test": y_test}
 
 
-def make_local_dataset(path: str | os.PathLike[str], registered: tuple[str, ...] = ()
-                       ) -> Dataset:
-    """The dataset of a ``.npz`` file or an image folder (see the module docstring)."""
+def make_local_dataset(path: str | os.PathLike[str],
+                       registered: Callable[[str], bool] = lambda name: False) -> Dataset:
+    """The dataset of a ``.npz`` file or an image folder (see the module docstring);
+    ``registered(name)``: whether ``name`` is a built-in dataset's (refused as the name of
+    yours)."""
     where = Path(path).expanduser()
     if not where.exists():
         raise DatasetError(f"--dataset {path}: no such file or folder. {HOW}, or pass the "
