@@ -117,6 +117,9 @@ def download_archive(dest: Path, *, urls: tuple[str, ...] = URLS, timeout: float
     :data:`ARCHIVE_SHA256`, then renamed into place (never a half-written archive)."""
     dest.mkdir(parents=True, exist_ok=True)
     target, part = dest / ARCHIVE, dest / f"{ARCHIVE}.part"
+    if part.is_file() and _sha256(part) == ARCHIVE_SHA256:  # complete, not yet moved
+        os.replace(part, target)
+        return target
     errors = []
     for base in urls:
         url = base.rstrip("/") + "/" + ARCHIVE
