@@ -129,6 +129,8 @@ def test_fashion_mnist_family_ordering():
     # the convolutional multi-scale flow beats the MLP flow and is below 3.4 bits/dim
     assert bpd["flow"].ci_high < bpd["flow_mlp"].ci_low
     assert bpd["flow"].ci_high < 3.4
+    assert bpd["pixelcnn"].ci_high < 3.2  # the autoregressive reference: the best likelihood
+    assert min(bpd, key=lambda m: bpd[m].value) == "pixelcnn"
     nll_train = {m: r.value for (m, k), r in board.items() if k == "nll_train"}
     assert min(nll_train, key=nll_train.get) == "memorizer"
     copy = {m: r.value for (m, k), r in board.items() if k == "copy_rate"}
