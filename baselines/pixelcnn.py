@@ -11,7 +11,7 @@ Sampling is ancestral, one pixel at a time. A full forward pass per pixel would 
 passes per Fashion-MNIST image; :meth:`GatedPixelCNN.sample` instead computes the vertical
 stack once per row (it depends on the rows above only) and, per pixel, the horizontal stack
 on the current row only: about 28 + 28 row-strip passes per image, the same draws as the
-naive loop (``tests/models/test_pixelcnn.py``).
+naive loop of one full forward pass per pixel (``tests/models/test_pixelcnn.py``).
 
 Evaluate: ``gmbench evaluate baselines/pixelcnn.py --dataset fashion-mnist --n-samples 1000``
 (sample metrics at a stated, smaller sample count: sampling is the slow part).
@@ -141,17 +141,6 @@ class GatedPixelCNN(nn.Module):
                 for layer, v_pre in zip(self.gated, v_rows, strict=True):
                     h = layer.horizontal(h, v_pre)
                 logits = self.head(h)[:, :, 0, j]  # (n, levels)
-                x[:, 0, i, j] = torch.multinomial(F.softmax(logits, dim=1), 1)[:, 0].float()
-        return x.long()
-
-    @torch.no_grad()
-    def sample_naive(self, n: int) -> torch.Tensor:
-        """The same draws as :meth:`sample` from one full forward pass per pixel (tests)."""
-        x = torch.zeros(n, *self.shape, device=self.head[-1].weight.device)
-        _, rows, cols = self.shape
-        for i in range(rows):
-            for j in range(cols):
-                logits = self.logits(x)[:, :, i, j]
                 x[:, 0, i, j] = torch.multinomial(F.softmax(logits, dim=1), 1)[:, 0].float()
         return x.long()
 

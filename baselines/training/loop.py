@@ -211,7 +211,7 @@ def train_resumable(model: torch.nn.Module,
         log(f"epoch {epochs_done:.2f}/{epochs} train {bpd(train_loss)}, held-out "
             f"(averaged weights) {bpd(test_loss)}")
 
-    live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    live: dict[str, torch.Tensor] = {}  # the iterates, while ``ema``'s weights are scored
 
     def swap_in(source: torch.nn.Module | None) -> None:
         """Score with ``ema``'s weights through ``loss_of`` (which closes over ``model``)."""
@@ -219,6 +219,7 @@ def train_resumable(model: torch.nn.Module,
             model.load_state_dict(live)
             model.train()
         else:
+            live.clear()
             live.update({k: v.detach().clone() for k, v in model.state_dict().items()})
             model.load_state_dict(source.state_dict())
             model.eval()

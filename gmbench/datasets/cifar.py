@@ -16,7 +16,6 @@ verified, then moved into place atomically).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tarfile
 import urllib.error
@@ -28,6 +27,7 @@ import numpy as np
 from gmbench.datasets.base import Dataset, DatasetInfo, Split
 from gmbench.datasets.idx import search_dirs, user_cache
 from gmbench.errors import DatasetError
+from gmbench.files import sha256_file
 
 __all__ = ["ARCHIVE", "ARCHIVE_SHA256", "URLS", "download_archive", "make_cifar10",
            "read_cifar_binary"]
@@ -62,16 +62,8 @@ def read_cifar_binary(raw: bytes, *, path: str) -> tuple[np.ndarray, np.ndarray]
     return records[:, 1:].reshape(-1, 3, 32, 32).copy(), labels
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _from_archive(path: Path) -> tuple[dict[str, bytes], str]:
-    official = _sha256(path) == ARCHIVE_SHA256
+    official = sha256_file(path) == ARCHIVE_SHA256
     try:
         with tarfile.open(path, "r:gz") as tar:
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
@@ -117,7 +109,7 @@ def download_archive(dest: Path, *, urls: tuple[str, ...] = URLS, timeout: float
     :data:`ARCHIVE_SHA256`, then renamed into place (never a half-written archive)."""
     dest.mkdir(parents=True, exist_ok=True)
     target, part = dest / ARCHIVE, dest / f"{ARCHIVE}.part"
-    if part.is_file() and _sha256(part) == ARCHIVE_SHA256:  # complete, not yet moved
+    if part.is_file() and sha256_file(part) == ARCHIVE_SHA256:  # complete, not yet moved
         os.replace(part, target)
         return target
     errors = []
@@ -131,7 +123,7 @@ def download_archive(dest: Path, *, urls: tuple[str, ...] = URLS, timeout: float
                 with open(part, "ab" if resumed else "wb") as fh:
                     while block := response.read(1 << 20):
                         fh.write(block)
-            if _sha256(part) != ARCHIVE_SHA256:
+            if sha256_file(part) != ARCHIVE_SHA256:
                 part.unlink()
                 raise DatasetError(f"the download from {url} does not match the published "
                                    f"sha256 {ARCHIVE_SHA256}")

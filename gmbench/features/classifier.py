@@ -67,11 +67,7 @@ def classifier_dirs() -> list[Path]:
 
 
 def _where(dataset: str) -> Path | None:
-    for directory in classifier_dirs():
-        weights, record = _paths(dataset, directory)
-        if weights.is_file() and record.is_file():
-            return directory
-    return None
+    return next((d for d in classifier_dirs() if classifier_available(dataset, d)), None)
 
 
 def classifier_available(dataset: str, directory: Path | None = None) -> bool:

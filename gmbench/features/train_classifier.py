@@ -37,6 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from gmbench.datasets import get_dataset
+from gmbench.errors import DatasetError, GmbenchError
 from gmbench.features.classifier import WEIGHTS_DIR
 from gmbench.features.net import ARCHITECTURES, ConvClassifier, architecture_for
 from gmbench.files import atomic_write, sha256_bytes
@@ -85,7 +86,6 @@ def train_classifier(dataset_name: str, *, config: TrainConfig, device: str = "c
     info = dataset.info
     if info.kind != "image" or info.levels is None or info.num_classes is None \
             or dataset.train.y is None or dataset.test.y is None:
-        from gmbench.errors import DatasetError
         raise DatasetError(f"A classifier feature space needs labelled images; {info.name} is "
                            f"{info.kind} data" + ("" if info.num_classes else " without labels")
                            + ". Use --feature-extractor pixels for it.")
@@ -193,7 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = DEFAULTS.get(args.dataset, TrainConfig(epochs=10, batch_size=64))
     config = TrainConfig(epochs=args.epochs or base.epochs, batch_size=base.batch_size,
                          lr=base.lr, weight_decay=base.weight_decay, seed=args.seed)
-    from gmbench.errors import GmbenchError
     try:
         state, record = train_classifier(args.dataset, config=config, device=args.device,
                                          data_root=args.data_root)
