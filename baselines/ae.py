@@ -1,5 +1,10 @@
-"""Autoencoder baseline: an MLP autoencoder trained on squared error; samples decode draws
-from a Gaussian mixture fitted to the training latents. No likelihood.
+"""Autoencoder baseline: a convolutional autoencoder trained on squared error; samples decode
+draws from a Gaussian mixture fitted to the training latents. No likelihood.
+
+The encoder and decoder are those of :mod:`gmbench_baselines.convnets` (two stride-2
+stages, a 3x3 convolution at each resolution), trained by the resumable, budgeted loop
+(:mod:`.training.loop`); the latent mixture and the per-class Gaussians are fitted to the
+averaged weights' codes of the training images once training stops.
 
 ``encode``/``decode`` give the reconstruction metrics; ``sample`` draws ``z`` from the
 10-component full-covariance mixture and returns the decoded image (floats in ``[0, 1]``).
@@ -12,11 +17,11 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
-from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_unit, minimize
+from gmbench_baselines.convnets import conv_decoder, conv_encoder, fits
+from gmbench_baselines.training.fitting import Fitted, flat_unit
+from gmbench_baselines.training.loop import Budget, fit_images
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -25,29 +30,24 @@ from gmbench.errors import ModelError
 
 __all__ = ["Autoencoder", "build", "fit", "load"]
 
-ARCH = {"digits": {"hidden": 128, "latent": 8}, "fashion-mnist": {"hidden": 512, "latent": 16}}
-EPOCHS = {"digits": 100, "fashion-mnist": 8}
+ARCH = {"digits": {"width": 32, "latent": 16}, "fashion-mnist": {"width": 32, "latent": 32}}
+EPOCHS = {"digits": 150, "fashion-mnist": 30}
 MIXTURE_COMPONENTS = 10
-BATCH_SIZE = 128
+BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
-
-
-def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden // 2),
-                         nn.ReLU(), nn.Linear(hidden // 2, n_out))
+LR_DECAY = {"digits": 0.98}  # per epoch, where not the dataset's default
 
 
 class Autoencoder(nn.Module):
-    """MLP autoencoder with a latent Gaussian mixture (``mix_*`` buffers) and per-class
-    Gaussians (``class_*`` buffers) fitted after training."""
+    """Convolutional autoencoder with a latent Gaussian mixture (``mix_*`` buffers) and
+    per-class Gaussians (``class_*`` buffers) fitted after training."""
 
-    def __init__(self, *, shape: tuple[int, ...], levels: int, hidden: int, latent: int,
+    def __init__(self, *, shape: tuple[int, ...], levels: int, width: int, latent: int,
                  components: int = MIXTURE_COMPONENTS, classes: int = 10) -> None:
         super().__init__()
         self.shape, self.levels, self.latent = tuple(shape), levels, latent
-        dim = math.prod(self.shape)
-        self.encoder = _mlp(dim, hidden, latent)
-        self.decoder = _mlp(latent, hidden, dim)
+        self.encoder = conv_encoder(self.shape, width, latent)
+        self.decoder = conv_decoder(latent, width, self.shape, self.shape[0])
         self.register_buffer("mix_weights", torch.full((components,), 1.0 / components))
         self.register_buffer("mix_means", torch.zeros(components, latent))
         self.register_buffer("mix_chol", torch.eye(latent).repeat(components, 1, 1))
@@ -57,11 +57,11 @@ class Autoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(n, *shape)`` integer levels -> ``(n, latent)`` codes."""
-        return self.encoder(x.reshape(len(x), -1).float() / (self.levels - 1))
+        return self.encoder(x.reshape(len(x), *self.shape).float() / (self.levels - 1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(n, latent)`` -> ``(n, *shape)`` floats in ``[0, 1]``."""
-        return torch.sigmoid(self.decoder(z)).reshape(len(z), *self.shape)
+        return torch.sigmoid(self.decoder(z))
 
     def _draw(self, which: torch.Tensor, means: torch.Tensor, chol: torch.Tensor
               ) -> torch.Tensor:
@@ -74,26 +74,36 @@ class Autoencoder(nn.Module):
         return self.decode(self._draw(comp, self.mix_means, self.mix_chol))
 
 
-def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str) -> Fitted:
-    """Adam on the squared error; then the latent mixture (scikit-learn, seeded) and the
-    per-class Gaussians of the training codes."""
+def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
+        budget: Budget | None = None) -> Fitted:
+    """Adam on the squared error (the resumable loop); then, for the averaged weights, the
+    latent mixture (scikit-learn, seeded) and the per-class Gaussians of the training codes."""
     from sklearn.mixture import GaussianMixture
 
     info = dataset.info
-    epochs = epochs or EPOCHS.get(info.name, 20)
+    _check(info, "ae")
+    epochs = epochs or EPOCHS.get(info.name, 30)
     arch = ARCH.get(info.name, ARCH["fashion-mnist"])
     torch.manual_seed(seed)
     model = Autoencoder(shape=info.shape, levels=int(info.levels),  # type: ignore[arg-type]
                         classes=int(info.num_classes or 1), **arch).to(device)
-    x = flat_unit(dataset).to(device)
-    def reconstruction_loss(batch: torch.Tensor) -> torch.Tensor:
+    x = flat_unit(dataset).reshape(-1, *info.shape)
+    test = flat_unit(dataset, "test").reshape(-1, *info.shape)
+
+    def reconstruction_loss(batch: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
+        batch = batch.to(device)
         return ((torch.sigmoid(model.decoder(model.encoder(batch))) - batch) ** 2).mean()
 
-    loss_value = minimize(model, reconstruction_loss, x, epochs=epochs, batch_size=BATCH_SIZE,
-                          lr=LEARNING_RATE, seed=seed, log=TrainLog(f"ae {info.name}"),
-                          describe=lambda v: f"mse {v:.5f}")
+    config = {**arch, "components": MIXTURE_COMPONENTS, "classes": int(info.num_classes or 1),
+              "arch": "conv"}
+    fitted = fit_images(model, reconstruction_loss, x, test, family="ae", dataset=info.name,
+                        config=config, settings=config, seed=seed, epochs=epochs,
+                        budget=budget, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+                        lr_decay=LR_DECAY.get(info.name),
+                        loss="mean squared error per pixel, pixels in [0, 1]", in_nats=False)
     with torch.no_grad():
-        codes = model.encoder(x).cpu().double().numpy()
+        codes = torch.cat([model.encoder(x[i:i + 1000].to(device))
+                           for i in range(0, len(x), 1000)]).cpu().double().numpy()
     gmm = GaussianMixture(MIXTURE_COMPONENTS, covariance_type="full", random_state=seed,
                           reg_covar=1e-5).fit(codes)
     model.mix_weights.copy_(torch.from_numpy(gmm.weights_).float())
@@ -107,20 +117,24 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str) -> Fitt
             model.class_prior[c] = float((labels == c).mean())
             model.class_means[c] = torch.from_numpy(zc.mean(0)).float()
             model.class_chol[c] = torch.from_numpy(np.linalg.cholesky(cov)).float()
-    config = {**arch, "components": MIXTURE_COMPONENTS, "classes": int(info.num_classes or 1)}
-    return Fitted(dict(model.state_dict()), config, final_train_loss=loss_value, epochs=epochs,
-                  extra={"loss": "mean squared error per pixel, pixels in [0, 1]"})
+    fitted.tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return fitted
+
+
+def _check(info: DatasetInfo, family: str) -> None:
+    if not info.is_discrete or info.kind != "image" or not fits(info.shape):
+        raise ModelError(f"baselines/{family}.py is for images whose height and width are "
+                         f"multiples of 4; {info.name} is not. Use baselines/flow.py, ppca.py "
+                         "or gan.py there.")
 
 
 def build(dataset: DatasetInfo, device: str, *, cls: type[Autoencoder] = Autoencoder,
           family: str = "ae") -> Autoencoder:
     """A ``cls`` with the trained ``ae`` weights of ``dataset``."""
-    if not dataset.is_discrete or dataset.kind != "image":
-        raise ModelError(f"baselines/{family}.py is for images; {dataset.name} is not. Use "
-                         "baselines/flow.py, ppca.py or gan.py there.")
+    _check(dataset, family)
     tensors, config = load_weights("ae", dataset.name, device)
     model = cls(shape=dataset.shape, levels=int(dataset.levels),  # type: ignore[arg-type]
-                hidden=config["hidden"], latent=config["latent"],
+                width=config["width"], latent=config["latent"],
                 components=config["components"], classes=config["classes"])
     model.load_state_dict(tensors)
     return model.to(device).eval()

@@ -13,8 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOG_2PI", "discretized_logistic_log_mass", "logit_inverse", "logit_transform",
-           "std_normal_log_density"]
+__all__ = ["LOG_2PI", "discretized_logistic_log_mass", "discretized_logistic_mixture_log_mass",
+           "logit_inverse", "logit_transform", "std_normal_log_density"]
 
 LOG_2PI = math.log(2 * math.pi)
 MIN_LOG_SCALE = -7.0
@@ -53,6 +53,27 @@ def discretized_logistic_log_mass(x: torch.Tensor, mean: torch.Tensor, log_scale
     inner = torch.where(delta > 1e-5, torch.log(delta.clamp(min=1e-12)), log_pdf_mid)
     out = torch.where(x <= 0, log_cdf_plus, torch.where(x >= levels - 1, log_sf_minus, inner))
     return out.clamp(max=0.0)
+
+
+def discretized_logistic_mixture_log_mass(x: torch.Tensor, logits: torch.Tensor,
+                                          mean: torch.Tensor, log_scale: torch.Tensor, *,
+                                          levels: int) -> torch.Tensor:
+    """Per-dimension log-mass of integer levels under a mixture of ``K`` discretized
+    logistics (PixelCNN++'s decoder, one mixture per dimension).
+
+    Args:
+        x: integer levels, ``(..., D)``.
+        logits: unnormalized log mixture weights, ``(..., K, D)``.
+        mean, log_scale: each component's location and log-scale on ``[-1, 1]``,
+            ``(..., K, D)``.
+        levels: number of discrete values per dimension.
+
+    Returns:
+        ``(..., D)`` log-masses in nats: ``log sum_k pi_k P_k(x)``.
+    """
+    per_component = discretized_logistic_log_mass(x.unsqueeze(-2), mean, log_scale,
+                                                  levels=levels)
+    return torch.logsumexp(torch.log_softmax(logits, dim=-2) + per_component, dim=-2)
 
 
 def logit_transform(y: torch.Tensor, *, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated metric keys (default: every applicable metric)")
     sw.add_argument("--n-samples", type=int, default=d["n_samples"],
                     help="samples for sample metrics (default as for evaluate)")
-    sw.add_argument("--device", default=d["device"],
+    sw.add_argument("--device", default=None,
                     help="cpu, cuda or cuda:N (default cpu; cuda with --gpus-per-eval)")
     sw.add_argument("--feature-extractor", default=None, help="as for evaluate")
     sw.add_argument("--data-root", help="directory holding dataset files")

@@ -283,7 +283,8 @@ class _Recorder:
 def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | str,
           seeds: Sequence[int] | str, *, board: str | os.PathLike[str],
           out: str | os.PathLike[str] = "gmbench-sweep", metrics: Sequence[str] | None = None,
-          n_samples: int | None = None, device: str = "cpu", batch_size: int | None = None,
+          n_samples: int | None = None, device: str | None = None,
+          batch_size: int | None = None,
           feature_extractor: str | None = None, data_root: str | None = None,
           runner: str = "auto", address: str | None = None, cpus_per_eval: float = 1,
           gpus_per_eval: float = 0, retries: int = 2, rerun: bool = False,
@@ -297,13 +298,16 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         board: the board CSV the rows go to (created if absent).
         out: folder of the runs (``<model>-<dataset>-seed<seed>/``) and ``sweep.json``.
         metrics, n_samples, device, batch_size, feature_extractor, data_root: as for
-            :func:`gmbench.evaluate`.
+            :func:`gmbench.evaluate`; ``device`` defaults to ``"cuda"`` with GPUs per
+            evaluation, else ``"cpu"``.
         runner: ``"ray"``, ``"serial"`` (in this process, one at a time) or ``"auto"`` (Ray
             when it is installed or ``address`` is given, else serial with a note).
         address: a Ray cluster to join (``"auto"``, ``"ray://host:port"``); default: a local
             Ray on this machine.
         cpus_per_eval, gpus_per_eval: each evaluation's Ray resource request (its torch
-            threads follow the CPUs); with GPUs the device defaults to ``cuda``.
+            threads follow the CPUs). With ``shards`` and GPUs, each evaluation reserves
+            its own GPUs and its shards' together (a Ray placement group of ``shards + 1``
+            bundles), so evaluations waiting for their shards cannot hold every GPU.
         retries: Ray's retries of an evaluation whose worker died (killed, pre-empted).
         rerun: evaluate again what an earlier run finished.
         progress: a line on stderr per finished evaluation.
@@ -324,8 +328,8 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         raise SweepError("cpus per evaluation must be positive, GPUs per evaluation and "
                          "retries at least 0, shards at least 1.")
     jobs = plan(models, list(datasets), list(seeds), data_root=data_root)
-    if gpus_per_eval > 0 and device == "cpu":
-        device = "cuda"
+    if device is None:
+        device = "cuda" if gpus_per_eval > 0 else "cpu"
     options = {k: v for k, v in {"metrics": list(metrics) if metrics else None,
                                  "n_samples": n_samples, "device": device,
                                  "batch_size": batch_size,
@@ -382,6 +386,9 @@ def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
         return
     with ray_session(address) as ray:
         threads = max(1, int(cpus))
+        gang = shards > 1 and gpus > 0
+        if gang:
+            _check_gang_fits(ray, shards, gpus)
         if shards > 1:
             task: Any = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(
                 sharded_job)
@@ -389,8 +396,18 @@ def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
         else:
             task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(run_job)
             args = (threads,)
-        pending = {task.remote(job, dict(options), *args): job for job in todo}
+        pending: dict[Any, Job] = {}
+        groups: dict[Any, Any] = {}
         try:
+            for job in todo:
+                if gang:  # the evaluation and its shards reserved together
+                    group = _placement_group(ray, shards, cpus, gpus)
+                    ref = task.options(scheduling_strategy=group[1]).remote(
+                        job, dict(options), *args)
+                    groups[ref] = group[0]
+                else:
+                    ref = task.remote(job, dict(options), *args)
+                pending[ref] = job
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 job = pending.pop(ready[0])
@@ -398,10 +415,39 @@ def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
                     status, payload, seconds = ray.get(ready[0])
                 except ray.exceptions.RayError as exc:
                     status, payload, seconds = "failed", _ray_failure(exc), 0.0
+                if ready[0] in groups:
+                    ray.util.remove_placement_group(groups.pop(ready[0]))
                 _record(rec, job, status, payload, seconds)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
+            for group in groups.values():
+                ray.util.remove_placement_group(group)
+
+
+def _check_gang_fits(ray: Any, shards: int, gpus: float) -> None:
+    """Refuse a sharded GPU sweep whose evaluation (the driver task and its shards, each
+    with ``gpus``) needs more GPUs than the cluster has: it would wait for ever."""
+    need = gpus * (shards + 1)
+    have = float(ray.cluster_resources().get("GPU", 0))
+    if need > have + 1e-9:
+        raise SweepError(f"--shards {shards} with --gpus-per-eval {gpus:g} reserves "
+                         f"{need:g} GPUs per evaluation (its driver task and {shards} shards), "
+                         f"and the Ray cluster has {have:g}. Use fewer shards or a smaller "
+                         "GPU fraction (0.5 runs two on one GPU).")
+
+
+def _placement_group(ray: Any, shards: int, cpus: float, gpus: float) -> tuple[Any, Any]:
+    """A placement group of ``shards + 1`` bundles (the driver task's and each shard's
+    resources) and the scheduling strategy that puts the driver task and the tasks it
+    starts into it. Without it, evaluations blocked on their shards keep their GPUs (Ray
+    lends out only the CPUs of a blocked task) and, holding every GPU, wait for ever."""
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    bundle = {"CPU": cpus, "GPU": gpus}
+    group = ray.util.placement_group([dict(bundle) for _ in range(shards + 1)])
+    return group, PlacementGroupSchedulingStrategy(
+        placement_group=group, placement_group_capture_child_tasks=True)
 
 
 def sharded_job(job: Job, options: Mapping[str, Any], shards: int, cpus: float, gpus: float

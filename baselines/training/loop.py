@@ -136,13 +136,18 @@ def _load(path: Path, model: torch.nn.Module, ema: torch.nn.Module,
     return state
 
 
+Update = Callable[[torch.Tensor, torch.Generator, torch.optim.Optimizer], float]
+
+
 def train_resumable(model: torch.nn.Module,
-                    loss_of: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+                    loss_of: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
                     x: torch.Tensor, *, held_out: torch.Tensor, family: str, dataset: str,
                     seed: int, epochs: int, batch_size: int, lr: float, log: TrainLog,
                     budget: Budget | None = None, lr_decay: float = 0.9,
                     ema_decay: float = EMA_DECAY, per_example_to_bpd: float | None = None,
-                    settings: dict[str, Any] | None = None) -> TrainResult:
+                    settings: dict[str, Any] | None = None, update: Update | None = None,
+                    probe: Callable[[], dict[str, float]] | None = None,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> TrainResult:
     """Adam (linear warm-up, then ``lr * lr_decay ** epoch``) on ``loss_of(batch, generator)``
     (the mean loss of a batch; the generator, seeded per step, draws any noise it needs) over
     shuffled minibatches of ``x``. On return ``model`` holds the averaged weights.
@@ -151,16 +156,26 @@ def train_resumable(model: torch.nn.Module,
     log lines and the curve. ``settings`` (the architecture, ...) must match a checkpoint's
     for it to be resumed. ``ema_decay``: per step; a run of few steps per epoch (a small
     dataset) wants a shorter average than :data:`EMA_DECAY`.
+
+    ``update(batch, generator, optimizer)``, where one loss and one step do not fit (a GAN's
+    alternating discriminator and generator steps), takes the step(s) itself and returns the
+    value to log; ``loss_of`` may then be ``None`` (no held-out loss). ``probe()`` scores the
+    averaged weights for the curve (a GAN's FID on a few thousand samples): a dict of named
+    numbers added to each curve point.
     """
+    if loss_of is None and update is None:
+        raise ValueError("train_resumable needs loss_of, update or both")
     budget = budget or Budget()
     device = next(model.parameters()).device.type
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas)
     identity = {"family": family, "dataset": dataset, "seed": seed, "epochs": epochs,
                 "batch_size": batch_size, "lr": lr, "lr_decay": lr_decay,
                 "n_train": len(x), "settings": settings or {}}
     if ema_decay != EMA_DECAY:  # (checkpoints written before it was a setting had the default)
         identity["ema_decay"] = ema_decay
+    if betas != (0.9, 0.999):
+        identity["betas"] = list(betas)
     path = checkpoint_path(family, dataset, seed)
     state: dict[str, Any] = {"identity": identity, "epoch": 0, "step": 0, "global_step": 0,
                              "wall_time_s": 0.0, "sessions": 0, "curve": [], "epoch_loss": 0.0,
@@ -187,9 +202,11 @@ def train_resumable(model: torch.nn.Module,
 
     def bpd(nats: float) -> str:
         return f"{nats * per_example_to_bpd:.4f} bits/dim" if per_example_to_bpd else \
-            f"{nats:.4f} nats"
+            f"loss {nats:.4f}"
 
-    def held_out_loss() -> float:
+    def held_out_loss() -> float | None:
+        if loss_of is None:
+            return None
         ema.eval()
         with torch.no_grad():
             total = sum(float(loss_of(held[i:i + 500], torch.Generator().manual_seed(
@@ -201,15 +218,20 @@ def train_resumable(model: torch.nn.Module,
         train_loss = state["epoch_loss"] / max(state["epoch_count"], 1)
         swap_in(ema)
         test_loss = held_out_loss()
+        probed = probe() if probe is not None else {}
         swap_in(None)
-        entry = {"epoch": round(epochs_done, 4), "train_loss": train_loss,
-                 "held_out_loss": test_loss, "wall_time_s": round(elapsed(), 1)}
-        if per_example_to_bpd:
+        entry: dict[str, Any] = {"epoch": round(epochs_done, 4), "train_loss": train_loss}
+        if test_loss is not None:
+            entry["held_out_loss"] = test_loss
+        entry["wall_time_s"] = round(elapsed(), 1)
+        if per_example_to_bpd and test_loss is not None:
             entry |= {"train_bpd": train_loss * per_example_to_bpd,
                       "held_out_bpd": test_loss * per_example_to_bpd}
+        entry |= probed
         state["curve"].append(entry)
-        log(f"epoch {epochs_done:.2f}/{epochs} train {bpd(train_loss)}, held-out "
-            f"(averaged weights) {bpd(test_loss)}")
+        scored = "".join(f", {k} {v:.4g}" for k, v in probed.items())
+        held_text = "" if test_loss is None else f", held-out (averaged weights) {bpd(test_loss)}"
+        log(f"epoch {epochs_done:.2f}/{epochs} train {bpd(train_loss)}{held_text}{scored}")
 
     live: dict[str, torch.Tensor] = {}  # the iterates, while ``ema``'s weights are scored
 
@@ -243,19 +265,24 @@ def train_resumable(model: torch.nn.Module,
             idx = order[step * batch_size:(step + 1) * batch_size]
             for group in opt.param_groups:
                 group["lr"] = _lr(state["global_step"], epoch, lr, lr_decay)
-            loss = loss_of(x[idx], torch.Generator().manual_seed(
-                child_seed(seed, "step", epoch, step)))
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
-            opt.step()
+            noise = torch.Generator().manual_seed(child_seed(seed, "step", epoch, step))
+            if update is not None:
+                value = update(x[idx], noise, opt)
+            else:
+                assert loss_of is not None
+                loss = loss_of(x[idx], noise)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+                opt.step()
+                value = loss.item()
             with torch.no_grad():
                 decay = _ema_decay(state["global_step"], ema_decay)
                 for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
                     p_ema.lerp_(p, 1 - decay)
                 for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
                     b_ema.copy_(b)
-            state["epoch_loss"] += loss.item() * len(idx)
+            state["epoch_loss"] += value * len(idx)
             state["epoch_count"] += len(idx)
             state["step"], state["global_step"] = step + 1, state["global_step"] + 1
             if time.monotonic() - saved_at >= budget.checkpoint_every:
@@ -282,20 +309,29 @@ def train_resumable(model: torch.nn.Module,
 
 
 def fit_images(model: torch.nn.Module,
-               loss_of: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
+               loss_of: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
                x: torch.Tensor, test: torch.Tensor, *, family: str, dataset: str,
                config: dict[str, Any], settings: dict[str, Any], seed: int, epochs: int,
-               budget: Budget | None, batch_size: int, lr: float, loss: str) -> Fitted:
+               budget: Budget | None, batch_size: int, lr: float, loss: str,
+               in_nats: bool = True, update: Update | None = None,
+               probe: Callable[[], dict[str, float]] | None = None,
+               betas: tuple[float, float] = (0.9, 0.999), lr_decay: float | None = None
+               ) -> Fitted:
     """:func:`train_resumable` on an image dataset's training images ``x`` (``test``: the
     held-out images of the curve), with the dataset's learning-rate decay and weight
-    average, a curve in bits per dimension, and what it did as a :class:`Fitted`
-    (``config`` rebuilds the model; ``settings`` must match a checkpoint's to resume it)."""
+    average, a curve in bits per dimension where the loss is in nats per example
+    (``in_nats``), and what it did as a :class:`Fitted` (``config`` rebuilds the model;
+    ``settings`` must match a checkpoint's to resume it). ``update``, ``probe`` and
+    ``betas``: as in :func:`train_resumable`; ``lr_decay``: per epoch, by default the
+    dataset's."""
     dims = math.prod(x.shape[1:])
     result = train_resumable(
         model, loss_of, x, held_out=test, family=family, dataset=dataset, seed=seed,
         epochs=epochs, batch_size=batch_size, lr=lr, budget=budget,
-        lr_decay=LR_DECAY.get(dataset, 0.95), ema_decay=EMA.get(dataset, 0.99),
-        log=TrainLog(f"{family} {dataset}"), per_example_to_bpd=1 / (dims * math.log(2)),
-        settings=settings)
+        lr_decay=lr_decay if lr_decay is not None else LR_DECAY.get(dataset, 0.95),
+        ema_decay=EMA.get(dataset, 0.99),
+        log=TrainLog(f"{family} {dataset}"),
+        per_example_to_bpd=1 / (dims * math.log(2)) if in_nats else None,
+        settings=settings, update=update, probe=probe, betas=betas)
     return Fitted(dict(model.state_dict()), config, final_train_loss=result.final_train_loss,
                   epochs=result.epochs, extra={"loss": loss, **result.record()})
