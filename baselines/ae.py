@@ -32,7 +32,9 @@ __all__ = ["Autoencoder", "build", "fit", "load"]
 
 ARCH = {"digits": {"width": 32, "latent": 16}, "fashion-mnist": {"width": 32, "latent": 32}}
 EPOCHS = {"digits": 150, "fashion-mnist": 30}
-MIXTURE_COMPONENTS = 10
+# latent mixture components: on Fashion-MNIST 50 rather than 10 cut the FID of 2,000 decoded
+# draws from 109 to 89 (the reconstructions' own: 82), measured on a checkpoint of epoch 1.5
+MIXTURE_COMPONENTS = {"digits": 10, "fashion-mnist": 50}
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 LR_DECAY = {"digits": 0.98}  # per epoch, where not the dataset's default
@@ -43,7 +45,7 @@ class Autoencoder(nn.Module):
     per-class Gaussians (``class_*`` buffers) fitted after training."""
 
     def __init__(self, *, shape: tuple[int, ...], levels: int, width: int, latent: int,
-                 components: int = MIXTURE_COMPONENTS, classes: int = 10) -> None:
+                 components: int = 10, classes: int = 10) -> None:
         super().__init__()
         self.shape, self.levels, self.latent = tuple(shape), levels, latent
         self.encoder = conv_encoder(self.shape, width, latent)
@@ -84,9 +86,11 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     _check(info, "ae")
     epochs = epochs or EPOCHS.get(info.name, 30)
     arch = ARCH.get(info.name, ARCH["fashion-mnist"])
+    components = MIXTURE_COMPONENTS.get(info.name, 10)
     torch.manual_seed(seed)
     model = Autoencoder(shape=info.shape, levels=int(info.levels),  # type: ignore[arg-type]
-                        classes=int(info.num_classes or 1), **arch).to(device)
+                        classes=int(info.num_classes or 1), components=components,
+                        **arch).to(device)
     x = flat_unit(dataset).reshape(-1, *info.shape)
     test = flat_unit(dataset, "test").reshape(-1, *info.shape)
 
@@ -94,17 +98,17 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
         batch = batch.to(device)
         return ((torch.sigmoid(model.decoder(model.encoder(batch))) - batch) ** 2).mean()
 
-    config = {**arch, "components": MIXTURE_COMPONENTS, "classes": int(info.num_classes or 1),
-              "arch": "conv"}
+    settings = {**arch, "classes": int(info.num_classes or 1), "arch": "conv"}
+    config = {**settings, "components": components}  # (fitted after training)
     fitted = fit_images(model, reconstruction_loss, x, test, family="ae", dataset=info.name,
-                        config=config, settings=config, seed=seed, epochs=epochs,
+                        config=config, settings=settings, seed=seed, epochs=epochs,
                         budget=budget, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
                         lr_decay=LR_DECAY.get(info.name),
                         loss="mean squared error per pixel, pixels in [0, 1]", in_nats=False)
     with torch.no_grad():
         codes = torch.cat([model.encoder(x[i:i + 1000].to(device))
                            for i in range(0, len(x), 1000)]).cpu().double().numpy()
-    gmm = GaussianMixture(MIXTURE_COMPONENTS, covariance_type="full", random_state=seed,
+    gmm = GaussianMixture(components, covariance_type="full", random_state=seed,
                           reg_covar=1e-5).fit(codes)
     model.mix_weights.copy_(torch.from_numpy(gmm.weights_).float())
     model.mix_means.copy_(torch.from_numpy(gmm.means_).float())
