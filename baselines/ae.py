@@ -7,7 +7,8 @@ stages, a 3x3 convolution at each resolution), trained by the resumable, budgete
 averaged weights' codes of the training images once training stops.
 
 ``encode``/``decode`` give the reconstruction metrics; ``sample`` draws ``z`` from the
-10-component full-covariance mixture and returns the decoded image (floats in ``[0, 1]``).
+full-covariance mixture (10 components on digits, 50 on Fashion-MNIST:
+:data:`MIXTURE_COMPONENTS`) and returns the decoded image (floats in ``[0, 1]``).
 ``baselines/ae_conditional.py`` uses the same network with one Gaussian per class.
 
 References:

@@ -1,11 +1,12 @@
-"""What every baseline's ``fit`` returns, and the small pieces of a seeded training loop."""
+"""What every baseline's ``fit`` returns, and the small pieces of a seeded training loop
+(the resumable one is :mod:`.loop`)."""
 
 from __future__ import annotations
 
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,28 +58,3 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator
     order = torch.randperm(n, generator=generator)
     for i in range(math.ceil(n / batch_size)):
         yield order[i * batch_size:(i + 1) * batch_size]
-
-
-def minimize(model: torch.nn.Module, loss_of: Callable[[torch.Tensor], torch.Tensor],
-             x: torch.Tensor, *, epochs: int, batch_size: int, lr: float, seed: int,
-             log: TrainLog, describe: Callable[[float], str]) -> float:
-    """Adam with a cosine schedule over shuffled minibatches of ``x``; returns the last epoch's
-    mean loss. ``loss_of(batch)`` is the mean loss of a batch; ``describe(loss)`` formats the
-    log line."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
-    loss_value = math.nan
-    for epoch in range(epochs):
-        total = 0.0
-        for idx in minibatches(len(x), batch_size, gen):
-            loss = loss_of(x[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        sched.step()
-        loss_value = total / len(x)
-        if epoch % max(1, epochs // 15) == 0 or epoch == epochs - 1:
-            log(f"epoch {epoch + 1}/{epochs} {describe(loss_value)}")
-    return loss_value
