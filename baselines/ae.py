@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from gmbench_baselines.convnets import conv_decoder, conv_encoder, fits
+from gmbench_baselines.convnets import conv_decoder, conv_encoder, require_fit
 from gmbench_baselines.training.fitting import Fitted, flat_unit
 from gmbench_baselines.training.loop import Budget, fit_images
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
 from gmbench.datasets import Dataset, DatasetInfo
-from gmbench.errors import ModelError
 
 __all__ = ["Autoencoder", "build", "fit", "load"]
 
@@ -38,6 +37,7 @@ EPOCHS = {"digits": 150, "fashion-mnist": 30}
 MIXTURE_COMPONENTS = {"digits": 10, "fashion-mnist": 50}
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
+INSTEAD = "baselines/flow.py, ppca.py or gan.py"  # for data these networks do not take
 LR_DECAY = {"digits": 0.98}  # per epoch, where not the dataset's default
 
 
@@ -84,7 +84,7 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     from sklearn.mixture import GaussianMixture
 
     info = dataset.info
-    _check(info, "ae")
+    require_fit(info, "ae", INSTEAD)
     epochs = epochs or EPOCHS.get(info.name, 30)
     arch = ARCH.get(info.name, ARCH["fashion-mnist"])
     components = MIXTURE_COMPONENTS.get(info.name, 10)
@@ -126,17 +126,10 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     return fitted
 
 
-def _check(info: DatasetInfo, family: str) -> None:
-    if not info.is_discrete or info.kind != "image" or not fits(info.shape):
-        raise ModelError(f"baselines/{family}.py is for images whose height and width are "
-                         f"multiples of 4; {info.name} is not. Use baselines/flow.py, ppca.py "
-                         "or gan.py there.")
-
-
 def build(dataset: DatasetInfo, device: str, *, cls: type[Autoencoder] = Autoencoder,
           family: str = "ae") -> Autoencoder:
     """A ``cls`` with the trained ``ae`` weights of ``dataset``."""
-    _check(dataset, family)
+    require_fit(dataset, family, INSTEAD)
     tensors, config = load_weights("ae", dataset.name, device)
     model = cls(shape=dataset.shape, levels=int(dataset.levels),  # type: ignore[arg-type]
                 width=config["width"], latent=config["latent"],

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["conv_decoder", "conv_encoder", "fits"]
+from gmbench.datasets import DatasetInfo
+from gmbench.errors import ModelError
+
+__all__ = ["conv_decoder", "conv_encoder", "fits", "require_fit"]
 
 
 def fits(shape: tuple[int, ...]) -> bool:
     """Whether ``shape`` is an image ``(C, H, W)`` these networks take."""
     return len(shape) == 3 and shape[1] % 4 == 0 and shape[2] % 4 == 0
+
+
+def require_fit(info: DatasetInfo, family: str, instead: str) -> None:
+    """Refuse a dataset that is not discrete images of a size these networks take, naming
+    the baselines to use ``instead``."""
+    if not info.is_discrete or info.kind != "image" or not fits(info.shape):
+        raise ModelError(f"baselines/{family}.py is for discrete images whose height and "
+                         f"width are multiples of 4; {info.name} is not. Use {instead} there.")
 
 
 def conv_encoder(shape: tuple[int, ...], width: int, n_out: int) -> nn.Sequential:

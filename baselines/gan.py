@@ -130,6 +130,7 @@ def reestimate_batch_norm(model: Generator, seed: int) -> None:
     """Batch-norm statistics of ``model``'s own weights (the average's, not the iterates'):
     the mean over :data:`BN_BATCHES` seeded batches of draws, then eval mode."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average
@@ -137,8 +138,8 @@ def reestimate_batch_norm(model: Generator, seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     for _ in range(BN_BATCHES):
         model(torch.randn(250, model.latent, generator=gen).to(model.shift.device))
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
     model.eval()
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
-from gmbench_baselines.convnets import conv_decoder, conv_encoder, fits
+from gmbench_baselines.convnets import conv_decoder, conv_encoder, require_fit
 from gmbench_baselines.densities import (
     discretized_logistic_mixture_log_mass,
     std_normal_log_density,
@@ -32,7 +32,6 @@ from gmbench_baselines.weights import load_weights
 from torch import nn
 
 from gmbench.datasets import Dataset, DatasetInfo
-from gmbench.errors import ModelError
 
 __all__ = ["IWAE_SAMPLES", "VAE", "build", "fit", "load"]
 
@@ -43,6 +42,7 @@ ARCH = {"digits": {"width": 32, "latent": 16, "mixture": 5},
 EPOCHS = {"digits": 200, "fashion-mnist": 30}
 BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
+INSTEAD = "baselines/flow.py or baselines/ppca.py"  # for data these networks do not take
 LR_DECAY = {"digits": 0.98}  # per epoch, where not the dataset's default
 
 
@@ -146,20 +146,13 @@ class VAE(nn.Module):
         return self.decode_mean(z)
 
 
-def _check(info: DatasetInfo, family: str) -> None:
-    if not info.is_discrete or not fits(info.shape):
-        raise ModelError(f"baselines/{family}.py is for discrete images whose height and "
-                         f"width are multiples of 4; {info.name} is not. Use "
-                         "baselines/flow.py or baselines/ppca.py there.")
-
-
 def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
         budget: Budget | None = None) -> Fitted:
     """Adam on the negative single-sample ELBO (the resumable loop); the loss and the curve
     are in nats per example and bits per dimension (the curve's held-out value is the
     negative ELBO, an upper bound on the bits/dim that the IWAE estimate tightens)."""
     info = dataset.info
-    _check(info, "vae")
+    require_fit(info, "vae", INSTEAD)
     epochs = epochs or EPOCHS.get(info.name, 30)
     arch = ARCH.get(info.name, ARCH["fashion-mnist"])
     torch.manual_seed(seed)
@@ -182,7 +175,7 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
 def build(dataset: DatasetInfo, device: str, *, cls: type[VAE] = VAE, family: str = "vae"
           ) -> VAE:
     """A ``cls`` (a VAE or subclass) with the trained ``vae`` weights of ``dataset``."""
-    _check(dataset, family)
+    require_fit(dataset, family, INSTEAD)
     tensors, config = load_weights("vae", dataset.name, device)
     model = cls(shape=dataset.shape, levels=int(dataset.levels),  # type: ignore[arg-type]
                 width=config["width"], latent=config["latent"], mixture=config["mixture"])

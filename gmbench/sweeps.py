@@ -401,10 +401,10 @@ def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
         try:
             for job in todo:
                 if gang:  # the evaluation and its shards reserved together
-                    group = _placement_group(ray, shards, cpus, gpus)
-                    ref = task.options(scheduling_strategy=group[1]).remote(
+                    group, strategy = _placement_group(ray, shards, cpus, gpus)
+                    ref = task.options(scheduling_strategy=strategy).remote(
                         job, dict(options), *args)
-                    groups[ref] = group[0]
+                    groups[ref] = group
                 else:
                     ref = task.remote(job, dict(options), *args)
                 pending[ref] = job

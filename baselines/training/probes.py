@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from gmbench.datasets import Dataset
-from gmbench.estimators.frechet import frechet_distance
+from gmbench.estimators.frechet import frechet_distance, gaussian_statistics
 from gmbench.features.extractors import ClassifierFeatures
 from gmbench.rng import child_seed
 
@@ -28,14 +28,12 @@ def fid_probe(dataset: Dataset, sample: Callable[[int, torch.Generator], torch.T
     features = ClassifierFeatures.for_dataset(dataset.info.name, sha256=dataset.sha256)
     pick = np.random.default_rng(child_seed(seed, "probe-real")).permutation(
         len(dataset.test))[:n]
-    real = features(dataset.test.x[np.sort(pick)]).astype(np.float64)
-    mu_real, cov_real = real.mean(0), np.cov(real, rowvar=False)
+    mu_real, cov_real = gaussian_statistics(features(dataset.test.x[np.sort(pick)]))
 
     def probe() -> dict[str, float]:
         with torch.no_grad():
             x = sample(n, torch.Generator().manual_seed(child_seed(seed, "probe-fake")))
-        fake = features(x.detach().cpu().numpy()).astype(np.float64)
-        return {f"fid_{n}": frechet_distance(fake.mean(0), np.cov(fake, rowvar=False),
-                                             mu_real, cov_real)}
+        mu, cov = gaussian_statistics(features(x.detach().cpu().numpy()))
+        return {f"fid_{n}": frechet_distance(mu, cov, mu_real, cov_real)}
 
     return probe
