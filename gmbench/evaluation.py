@@ -21,6 +21,7 @@ import torch
 
 from gmbench.background import Background
 from gmbench.datasets import Dataset, forget_dataset
+from gmbench.device import platform_id
 from gmbench.errors import MetricError, ModelError
 from gmbench.features.cache import cached_arrays
 from gmbench.features.extractors import (
@@ -35,7 +36,8 @@ from gmbench.metrics.memorization import suspicious_pairs
 from gmbench.models.model import Model
 from gmbench.outputs import Artifacts
 from gmbench.progress import stage
-from gmbench.rng import child_seed, generator
+from gmbench.rng import COMMON_SEED, child_seed, generator
+from gmbench.storage.per_example import MAX_FEATURES, PerExample
 from gmbench.storage.results import MetricResult, RunResult
 from gmbench.version import __version__
 
@@ -179,7 +181,7 @@ class Evaluation:
 
     # ---------------------------------------------------------------- likelihood arrays
     def _log_prob(self, x: np.ndarray, split: str) -> np.ndarray:
-        return self.model.log_prob(x, seed=self.seed, split=split,
+        return self.model.log_prob(x, seed=COMMON_SEED, split=split,
                                    batch_size=self.config.batch_size,
                                    dequant_samples=self.config.dequant_samples)
 
@@ -195,8 +197,8 @@ class Evaluation:
             n = len(self.dataset.train)
             if n <= self.config.max_train:
                 return np.arange(n)
-            return np.sort(self.rng("train-subset").choice(n, self.config.max_train,
-                                                           replace=False))
+            return np.sort(generator(COMMON_SEED, "train-subset").choice(
+                n, self.config.max_train, replace=False))
         return self.memo("train_index", pick)
 
     @property
@@ -320,6 +322,33 @@ def select_metrics(requested: Sequence[str] | None, model: Model, dataset: Datas
     return chosen, skipped
 
 
+FLOAT16_MAX = 6.0e4  # features kept in float16 when every one lies within this (float16: 65504)
+
+
+def per_example_values(ev: Evaluation) -> PerExample | None:
+    """The run's per-example arrays that its metrics computed (``None`` if none): the
+    likelihoods of the scored examples, the reconstruction errors, and the features of the
+    first :data:`~gmbench.storage.per_example.MAX_FEATURES` samples (float16 where they fit:
+    the gate's two-sample test rounds both runs alike)."""
+    arrays: dict[str, np.ndarray] = {}
+    meta: dict[str, Any] = {"dataset_sha256": ev.dataset.sha256}
+    if ev.computed("test_log_prob"):
+        arrays["test_log_prob"] = np.asarray(ev.test_log_prob, np.float64)
+    if ev.computed("train_log_prob"):
+        arrays["train_log_prob"] = np.asarray(ev.train_log_prob, np.float64)
+        arrays["train_index"] = np.asarray(ev.train_index, np.int64)
+    if ev.computed("test_squared_error"):
+        arrays["test_squared_error"] = np.asarray(ev.memo("test_squared_error", lambda: None),
+                                                  np.float64)
+    if ev.computed("feature_pass/samples"):
+        feats = np.asarray(ev.features("samples")[:MAX_FEATURES])
+        if np.isfinite(feats).all():
+            small = np.abs(feats).max(initial=0) < FLOAT16_MAX
+            arrays["sample_features"] = feats.astype(np.float16 if small else np.float32)
+            meta["feature_space"] = ev.feature_space
+    return PerExample(arrays, meta) if arrays else None
+
+
 def provenance(device: str, started: float) -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -329,6 +358,7 @@ def provenance(device: str, started: float) -> dict[str, Any]:
         except PackageNotFoundError:
             return None
 
+    record, digest = platform_id(device)
     return {
         "gmbench_version": __version__,
         "torch_version": torch.__version__,
@@ -341,6 +371,8 @@ def provenance(device: str, started: float) -> dict[str, Any]:
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 3),
         "command": " ".join(sys.argv),
+        "platform_record": record,
+        "platform_id": digest,
     }
 
 
@@ -411,6 +443,7 @@ def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
         config=asdict(config),
         provenance={**provenance(config.device, started), **(provenance_extra or {}),
                     "metric_seconds": seconds},
+        per_example=per_example_values(ev),
     )
     samples = ev.samples if uses_samples else None
     if samples is None and "sample" in model.capabilities and metrics is None:

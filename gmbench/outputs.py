@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["RUN_FILES", "Artifacts", "OutputError", "run_files", "write_run"]
 
 RUN_FILES = frozenset({"results.json", "results.csv", "samples.png", "neighbours.png",
-                       "report.html"})
+                       "report.html", "per_example.npz"})
 
 
 class OutputError(GmbenchError):
@@ -183,14 +183,17 @@ SHOWN = 64  # samples in the picture of a run's image samples
 
 def run_files(result: Mapping[str, Any], json_bytes: bytes, csv_bytes: bytes,
               artifacts: Artifacts, info: DatasetInfo, *, report: bool = False,
-              baselines: Sequence[BoardRow] = (), board: str | os.PathLike[str] | None = None
-              ) -> dict[str, bytes]:
-    """Every file of a run's folder, as bytes: the results, the sample picture (a grid of 64
-    images, or a density picture of 2-D samples), the nearest-training-neighbour pairs, and
-    the HTML report on request."""
+              baselines: Sequence[BoardRow] = (), board: str | os.PathLike[str] | None = None,
+              per_example: bytes | None = None) -> dict[str, bytes]:
+    """Every file of a run's folder, as bytes: the results, the per-example values
+    (:mod:`gmbench.storage.per_example`), the sample picture (a grid of 64 images, or a
+    density picture of 2-D samples), the nearest-training-neighbour pairs, and the HTML
+    report on request."""
     from gmbench.present.pictures import image_grid, pairs_grid, png_bytes, scatter_image
 
     files = {"results.json": json_bytes, "results.csv": csv_bytes}
+    if per_example is not None:
+        files["per_example.npz"] = per_example
     if artifacts.samples is not None:
         if info.kind == "image":
             files["samples.png"] = png_bytes(image_grid(artifacts.samples[:SHOWN], info))

@@ -17,10 +17,16 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["MAX_SEED", "check_seed", "child_seed", "forked_rng", "generator"]
+__all__ = ["COMMON_SEED", "MAX_SEED", "check_seed", "child_seed", "forked_rng", "generator"]
 
 
 MAX_SEED = 2**63 - 1
+# The seed of gmbench's randomness in per-example scoring of the dataset's own splits
+# (dequantization draws, the global generators a stochastic log_prob such as IWAE or an
+# encoder draws from, the scored train subset): the draws are keyed by the examples and never
+# by --seed, so an unchanged model gives the same per-example values in every run, and two
+# runs can be compared example by example (common random numbers).
+COMMON_SEED = 0
 # The global generators are process-wide: a forked section (seed, draw, restore) holds this
 # lock, so estimator work in a background thread (gmbench.background) never interleaves its
 # draws with another section's.

@@ -292,8 +292,8 @@ def test_inception_features_and_metrics_equal_torch_fidelity(random_inception_we
         isc = inception_score_estimate(fake["logits"], seed=7, splits=10)
         fid = fid_estimate(fake["features"], real["features"], rng=np.random.default_rng(0),
                            n_boot=2)
-        kid = kid_estimate(fake["features"], real["features"], seed=7, subsets=10,
-                           subset_size=50)
+        kid, _ = kid_estimate(fake["features"], real["features"], seed=7, subsets=10,
+                              subset_size=50)
         precision, recall = precision_recall_values(fake["features"], real["features"])
         pairs = {"inception_score": (isc.value, tf["inception_score_mean"]),
                  "fid": (fid.value, tf["frechet_inception_distance"]),

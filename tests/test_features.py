@@ -202,8 +202,8 @@ def test_torch_fidelity_calculate_metrics_matches_ours():
     isc = inception_score_estimate(fake["logits"], seed=7)
     fid = fid_estimate(fake["features"], real["features"], rng=np.random.default_rng(0),
                        n_boot=2)
-    kid = kid_estimate(fake["features"], real["features"], seed=7, subsets=20,
-                       subset_size=300)
+    kid, _ = kid_estimate(fake["features"], real["features"], seed=7, subsets=20,
+                          subset_size=300)
     res = prdc(real["features"], fake["features"], seed=0)  # what gmbench reports
     precision, recall = res.values["precision"], res.values["recall"]
     tf_part = precision_recall_values(fake["features"], real["features"])  # float32 fractions

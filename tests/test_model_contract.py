@@ -291,8 +291,11 @@ def test_same_seed_same_results(write_model, gmbench_cli):
     runs = [gmbench_cli("evaluate", path, "--seed", s) for s in ("5", "5", "6")]
     values = [{k: v["value"] for k, v in r.results["metrics"].items()} for r in runs]
     assert values[0] == values[1]
-    assert values[0]["nll"] != values[2]["nll"]
     assert json.dumps(runs[0].results["metrics"]) == json.dumps(runs[1].results["metrics"])
+    # another seed draws other samples; the likelihood's own noise is keyed by the examples,
+    # not the seed (common random numbers): two runs compare example by example
+    assert values[0]["mmd"] != values[2]["mmd"]
+    assert values[0]["nll"] == values[2]["nll"]
 
 
 def test_cuda_without_a_gpu_is_a_clear_error(write_model, gmbench_cli):

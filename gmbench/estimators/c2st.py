@@ -107,6 +107,17 @@ class C2STResult:
         diff2 = (c1 / n1 - c2 / n2) ** 2
         return max(0.0, (diff2 - p * (1 - p) * (1 / n1 + 1 / n2)) / 2) / 2
 
+    def degrees_of_freedom(self) -> float | None:
+        """Degrees of freedom of the accuracy's variance (Welch–Satterthwaite): the binomial
+        part is known, the classifier-training part rests on one difference of two folds
+        (``None``: many, when training adds no variance)."""
+        p, n = self.accuracy, self.n_test
+        binomial = p * (1 - p) / (n / max(len(self.fold_n), 1))
+        training = self.classifier_variance()
+        if training <= 0:
+            return None
+        return (binomial + training) ** 2 / training**2
+
     def accuracy_estimate(self) -> Estimate:
         """Held-out accuracy with a normal 95% interval, clipped to [0, 1].
 

@@ -11,6 +11,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,12 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from gmbench.errors import MetricError
-from gmbench.estimators.frechet import frechet_distance, gaussian_statistics
+from gmbench.estimators.frechet import (
+    frechet_distance,
+    frechet_distance_to,
+    gaussian_statistics,
+    sqrtm_psd,
+)
 from gmbench.estimators.prdc import NeighbourLists, PRDCResult, jackknife_se, prdc
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.rng import child_seed
@@ -31,11 +37,13 @@ __all__ = [
     "PRC_K",
     "PRDC_K",
     "SampleQuality",
+    "fid_bootstrap_se",
     "fid_estimate",
+    "fid_resamples",
     "implementation_details",
     "inception_score_estimate",
     "kid_estimate",
-    "kid_first_order_variance",
+    "kid_kernel",
     "prdc_estimates",
     "precision_recall_values",
     "sample_quality",
@@ -49,7 +57,7 @@ PRDC_K = 5
 # rows per block of distances: blocks of about 25M entries (100 MB), at least 1000 rows, so
 # memory stays O(max(25M, 1000 n)), never n^2; torch.cdist is slow on small blocks
 PRC_BLOCK_ENTRIES, PRC_MIN_ROWS = 25_000_000, 1000
-FID_BOOT_SMALL, FID_BOOT_LARGE = 20, 5  # bootstrap resamples for F <= 512 / F > 512
+FID_BOOT_SMALL, FID_BOOT_LARGE = 20, 10  # bootstrap resamples for F <= 512 / F > 512
 # torch-fidelity (and the torchvision it imports) loads on first use, not with gmbench.metrics
 
 
@@ -76,6 +84,32 @@ def inception_score_estimate(logits: np.ndarray, *, seed: int, splits: int = ISC
                    f"normal over {splits} disjoint splits (torch-fidelity split std)")
 
 
+def fid_bootstrap_se(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
+                     n_boot: int) -> float:
+    """FID's standard error between runs: the spread of the Fréchet distance over ``n_boot``
+    bootstrap resamples of the samples ``(M, F)``, the test split's statistics fixed. Above
+    512 dimensions each resample solves one eigenvalue problem against the test split's
+    precomputed covariance root (:func:`~gmbench.estimators.frechet.frechet_distance_to`)."""
+    real_stats = gaussian_statistics(real)
+    large = fake.shape[1] > 512
+    if large:
+        root, trace = sqrtm_psd(real_stats[1]), float(np.trace(real_stats[1]))
+    boots = []
+    for _ in range(n_boot):
+        wf = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
+        mu, cov = gaussian_statistics(fake, wf)
+        boots.append(frechet_distance_to(mu, cov, real_stats[0], root, trace) if large
+                     else frechet_distance(mu, cov, *real_stats))
+    return float(np.std(boots, ddof=1))
+
+
+def fid_resamples(dim: int) -> int:
+    """Bootstrap resamples of FID's standard error in ``dim`` feature dimensions (each costs an
+    eigendecomposition of a ``dim x dim`` matrix): their degrees of freedom, ``n - 1``, go with
+    the standard error into the regression gate's t-test."""
+    return FID_BOOT_SMALL if dim <= 512 else FID_BOOT_LARGE
+
+
 def fid_estimate(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
                  n_boot: int | None = None) -> Estimate:
     """FID of ``fake`` ``(M, F)`` against ``real`` ``(N, F)``: torch-fidelity's value; stderr
@@ -84,78 +118,58 @@ def fid_estimate(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
     small = fake.shape[1] <= 512
-    n_boot = n_boot or (FID_BOOT_SMALL if small else FID_BOOT_LARGE)
+    n_boot = n_boot or fid_resamples(fake.shape[1])
     # one BLAS thread: small eigenproblems only lose time to threading, badly on a busy CPU
     with threadpool_limits(limits=1 if small else None):
         stat_fake = fid_features_to_statistics(_t(fake, torch.float64))
         stat_real = fid_features_to_statistics(_t(real, torch.float64))
         value = fid_statistics_to_metric(stat_fake, stat_real, verbose=False)[
             "frechet_inception_distance"]
-        real_stats = gaussian_statistics(real)
-        boots = []
-        for _ in range(n_boot):
-            wf = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
-            boots.append(frechet_distance(*gaussian_statistics(fake, wf), *real_stats))
-    se = float(np.std(boots, ddof=1))
+        se = fid_bootstrap_se(fake, real, rng=rng, n_boot=n_boot)
     return _normal(float(value), se, len(fake),
                    f"normal, bootstrap stderr ({n_boot} resamples of the samples; test split "
                    "fixed)")
 
 
-def kid_first_order_variance(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
-                             subset_size: int = KID_SUBSET_SIZE, real_side: bool = True
-                             ) -> float:
-    """Variance of the full-data unbiased MMD^2 from its first-order (Hoeffding) term,
-    ``4 Var_x(a(x)) / M + 4 Var_y(b(y)) / N`` with ``a(x) = E k(x, X') - E k(x, Y)`` and
-    ``b(y) = E k(y, Y') - E k(X, y)``, estimated from row means on one random subset of each
-    set, with KID's kernel ``(x.y / F + 1)^3``. ``real_side=False`` keeps the samples' term
-    only (the test split fixed: what changes between runs).
-
-    Exact to first order when the distributions differ; conservative when they are equal
-    (the first-order term vanishes and what remains is estimation noise).
-    """
-    s = min(subset_size, len(fake), len(real))
-    x = np.asarray(fake, np.float64)[rng.choice(len(fake), s, replace=False)]
-    y = np.asarray(real, np.float64)[rng.choice(len(real), s, replace=False)]
-    gamma = 1.0 / x.shape[1]
-
-    def kern(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return (u @ v.T * gamma + 1.0) ** 3
-
-    k_xx, k_yy, k_xy = kern(x, x), kern(y, y), kern(x, y)  # (s, s) each
-    np.fill_diagonal(k_xx, 0.0)
-    np.fill_diagonal(k_yy, 0.0)
-    a = k_xx.sum(1) / (s - 1) - k_xy.mean(1)  # (s,)
-    b = k_yy.sum(1) / (s - 1) - k_xy.mean(0)  # (s,)
-    return float(4 * a.var(ddof=1) / len(fake)
-                 + (4 * b.var(ddof=1) / len(real) if real_side else 0.0))
+def kid_kernel(dim: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """KID's kernel, ``k(a, b) = (a . b / dim + 1)^3`` (torch-fidelity's defaults), on two
+    point sets ``(p, dim)``, ``(q, dim)``: the ``(p, q)`` float64 matrix."""
+    def k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (np.asarray(a, np.float64) @ np.asarray(b, np.float64).T / dim + 1.0) ** 3
+    return k
 
 
 def kid_estimate(fake: np.ndarray, real: np.ndarray, *, seed: int, subsets: int = KID_SUBSETS,
-                 subset_size: int = KID_SUBSET_SIZE) -> Estimate:
+                 subset_size: int = KID_SUBSET_SIZE) -> tuple[Estimate, float]:
     """KID via torch-fidelity: mean over ``subsets`` random subsets of
-    ``min(subset_size, M, N)`` per set.
+    ``min(subset_size, M, N)`` per set; and its standard error between runs.
 
-    The stderr combines the sampling variance of the samples (:func:`kid_first_order_variance`,
-    the test split held fixed) with the spread torch-fidelity reports over its random subsets
-    (``std / sqrt(subsets)``);
-    torch-fidelity's std alone measures only the subset draw, which is ~0 when the subsets
-    cover the data.
+    KID is the complete unbiased ``MMD^2`` of the two sets (the mean over random subsets has
+    it as its expectation) plus the noise of the subset draw. Its variance over a new test
+    split and new samples is the complete statistic's (second-order Hoeffding decomposition,
+    :func:`gmbench.estimators.mmd.mmd2_conditional_variances`) plus torch-fidelity's spread
+    over its subsets divided by their number: the returned interval covers the population
+    value (0 when the model's distribution is the data's). Between runs on one test split only
+    the samples' part changes: that standard error is returned beside it.
     """
+    from gmbench.estimators.mmd import mmd2_conditional_variances
+
     size = min(subset_size, len(fake), len(real))
-    if size < 3:
-        raise MetricError("KID needs at least 3 samples and 3 test points.")
+    if size < 4:
+        raise MetricError("KID needs at least 4 samples and 4 test points.")
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     out = kid_features_to_metric(_t(fake), _t(real), kid_subsets=subsets,
                                  kid_subset_size=size, rng_seed=seed, verbose=False)
     value, spread = out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
-    var = kid_first_order_variance(fake, real, rng=np.random.default_rng(seed),
-                                   subset_size=size, real_side=False)
-    se = math.sqrt(var + spread**2 / subsets)
-    return _normal(value, se, len(fake),
-                   f"normal; the samples' U-statistic first-order variance (test split "
-                   f"fixed) + subset spread ({subsets} subsets of {size}, torch-fidelity)")
+    var_runs, _, var_total = mmd2_conditional_variances(
+        real, fake, kid_kernel(fake.shape[1]), rng=np.random.default_rng(seed))
+    draw = spread**2 / subsets
+    est = _normal(value, math.sqrt(var_total + draw), len(fake),
+                  f"normal; the complete U-statistic's variance over a new test split and new "
+                  f"samples (Hoeffding, second order) + the subset draw's ({subsets} subsets "
+                  f"of {size}, torch-fidelity's spread)")
+    return est, math.sqrt(var_runs + draw)
 
 
 def precision_recall_values(fake: np.ndarray, real: np.ndarray, *, k: int = PRC_K,
@@ -241,7 +255,7 @@ def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarra
         est["inception_score"] = inception_score_estimate(fake_logits,
                                                           seed=child_seed(seed, "isc"))
     est["fid"] = fid_estimate(fake, real, rng=np.random.default_rng(child_seed(seed, "fid")))
-    est["kid"] = kid_estimate(fake, real, seed=child_seed(seed, "kid"))
+    est["kid"] = kid_estimate(fake, real, seed=child_seed(seed, "kid"))[0]
     prdc_est, test_side = prdc_estimates(fake, real, seed=child_seed(seed, "prdc"),
                                          real_lists=real_lists)
     est.update(prdc_est)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gmbench.rng import forked_rng
+from gmbench.rng import child_seed, forked_rng
 
 __all__ = ["MLPSpec", "ParallelMLP", "Stopping", "TrainedMLP", "mlp", "predict_logits",
            "predict_parallel", "torch_threads", "train_mlp", "train_parallel_mlp"]
@@ -233,9 +233,15 @@ class ParallelMLP(nn.Module):
         self.b2 = nn.Parameter(torch.empty(members, 1, d_out).uniform_(-bound2, bound2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(B, d_in)``. Returns logits ``(members, B, d_out)``."""
-        h = torch.relu(torch.addmm(self.b1, x, self.w1))  # (B, members * hidden)
-        h = h.view(x.shape[0], self.members, self.hidden).transpose(0, 1)  # (M, B, hidden)
+        """``x``: ``(B, d_in)`` shared by every member, or ``(members, B, d_in)``, a batch for
+        each. Returns logits ``(members, B, d_out)``."""
+        if x.dim() == 3:
+            w1 = self.w1.view(-1, self.members, self.hidden).transpose(0, 1)  # (M, d_in, hidden)
+            b1 = self.b1.view(self.members, 1, self.hidden)
+            h = torch.relu(torch.baddbmm(b1, x, w1))  # (M, B, hidden)
+        else:
+            h = torch.relu(torch.addmm(self.b1, x, self.w1))  # (B, members * hidden)
+            h = h.view(x.shape[0], self.members, self.hidden).transpose(0, 1)  # (M, B, hidden)
         return torch.baddbmm(self.b2, h, self.w2)
 
 
@@ -244,11 +250,12 @@ def train_parallel_mlp(x: np.ndarray, y: np.ndarray, *, classes: int, hidden: in
                        lr: float = 1e-3, device: str = "cpu") -> ParallelMLP:
     """Train one classifier per row of ``weights`` ``(members, n)`` (per-example loss
     weights: ones for the full data, bootstrap multiplicities for a resample) on ``x``
-    ``(n, d)`` float32 and labels ``y`` ``(n,)``, each from its own initialization, all on one
-    seeded minibatch order, with Adam for exactly ``steps`` steps.
+    ``(n, d)`` float32 and labels ``y`` ``(n,)``, each from its own initialization and on its
+    own seeded minibatch order, with Adam for exactly ``steps`` steps.
 
-    Since the members share no parameter, this equals training each alone on the same
-    minibatch order, at the cost of one wider network.
+    Since the members share no parameter, this equals training each alone, at the cost of one
+    wider network: the replicates carry every source of the classifier's randomness
+    (resampling, initialization and minibatch order).
     """
     xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.long, device=device)
@@ -258,17 +265,18 @@ def train_parallel_mlp(x: np.ndarray, y: np.ndarray, *, classes: int, hidden: in
         net = ParallelMLP(xt.shape[1], hidden, classes, members).to(device)
     with torch.enable_grad():
         opt = torch.optim.Adam(net.parameters(), lr=lr)
-        order_gen = torch.Generator().manual_seed(seed)
+        orders = [torch.Generator().manual_seed(child_seed(seed, "order", r))
+                  for r in range(members)]
         step = 0
         while step < steps:
-            perm = torch.randperm(n, generator=order_gen).to(device)
+            perm = torch.stack([torch.randperm(n, generator=g) for g in orders]).to(device)
             for start in range(0, n, batch_size):
-                idx = perm[start:start + batch_size]
+                idx = perm[:, start:start + batch_size]  # (M, B): each member's own batch
                 logits = net(xt[idx])  # (M, B, classes)
                 per = nn.functional.cross_entropy(
-                    logits.reshape(-1, classes), yt[idx].repeat(members),
+                    logits.reshape(-1, classes), yt[idx].reshape(-1),
                     reduction="none").view(members, -1)  # (M, B)
-                w = wt[:, idx]
+                w = torch.gather(wt, 1, idx)
                 loss = ((per * w).sum(1) / w.sum(1).clamp_min(1e-6)).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -8,7 +8,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,10 @@ import torch
 from gmbench.estimators.neighbours import DEFAULT_CHUNK, distance_block
 from gmbench.estimators.uncertainty import Estimate
 
-__all__ = ["MMDResult", "MULTISCALE_FACTORS", "gaussian_rbf_mmd2", "median_bandwidth", "mmd2_unbiased", "mmd2_unbiased_many", "multiscale_bandwidths"]
+__all__ = ["MMDResult", "MULTISCALE_FACTORS", "PermutationTest", "gaussian_rbf_mmd2",
+           "median_bandwidth", "mmd2_conditional_variances", "mmd2_permutation_test",
+           "mmd2_unbiased", "mmd2_unbiased_many", "multiscale_bandwidths", "rbf_kernel",
+           "u_statistic_variance"]
 
 EXP_FLOOR = -87.0  # exp(-87) = 1.6e-38, the smallest exponent with a normal float32 result
 TILE = 2**18  # kernel entries per tile (1 MB in float32): its elementwise passes stay in cache
@@ -255,3 +258,155 @@ def gaussian_rbf_mmd2(mean1: np.ndarray, cov1: np.ndarray, mean2: np.ndarray, co
     zero = np.zeros_like(mean1)
     return (expected(zero, 2 * cov1) + expected(zero, 2 * cov2)
             - 2 * expected(mean1 - mean2, cov1 + cov2))
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    """A permutation test of ``P = Q`` with the statistic ``MMD^2_u``.
+
+    Attributes:
+        statistic: ``MMD^2_u`` of the two sets as given.
+        p_value: ``(1 + #{permutations with MMD^2_u >= statistic}) / (1 + permutations)``:
+            exact (valid at any sample size) when the two sets are exchangeable under ``P =
+            Q``.
+        permutations: how many random relabellings were drawn.
+        null_mean, null_std: of the permuted statistics.
+    """
+
+    statistic: float
+    p_value: float
+    permutations: int
+    null_mean: float
+    null_std: float
+
+
+def mmd2_permutation_test(x: np.ndarray, y: np.ndarray, *,
+                          bandwidth: float | tuple[float, ...], rng: np.random.Generator,
+                          permutations: int = 500, chunk: int = DEFAULT_CHUNK
+                          ) -> PermutationTest:
+    """Permutation test of ``P = Q`` from ``x`` ``(n, d)`` ~ P and ``y`` ``(m, d)`` ~ Q with the
+    unbiased ``MMD^2`` of :func:`mmd2_unbiased` (RBF kernel, or a sum of them).
+
+    The pooled ``n + m`` points are relabelled at random ``permutations`` times; for a labelling
+    ``a`` (indicator of the points called ``y``) the statistic needs only the quadratic forms
+    ``a'Ka`` and ``b'Kb`` (``b = 1 - a``) of the pooled kernel matrix, since ``a'Kb = (1'K1 -
+    a'Ka - b'Kb) / 2``: every relabelling shares one chunked pass over the kernel (memory
+    ``O(chunk * (n + m + permutations))``).
+
+    References:
+        Gretton et al., "A kernel two-sample test", JMLR 13, 2012 (section 5).
+    """
+    xt = torch.as_tensor(np.asarray(x, np.float32).reshape(len(x), -1))
+    yt = torch.as_tensor(np.asarray(y, np.float32).reshape(len(y), -1))
+    n, m = xt.shape[0], yt.shape[0]
+    assert n >= 2 and m >= 2, "each set needs at least 2 points"
+    pooled = torch.cat([xt, yt])
+    pooled = pooled - pooled.mean(0)  # shift-invariant kernel; limits float32 cancellation
+    total = n + m
+    labels = np.zeros((permutations + 1, total), dtype=np.float32)
+    labels[0, n:] = 1.0  # the observed labelling first
+    for r in range(1, permutations + 1):
+        labels[r, rng.choice(total, m, replace=False)] = 1.0
+    weights = torch.from_numpy(np.concatenate([labels, 1.0 - labels]))  # (2R + 2, N)
+    sigmas = bandwidth if isinstance(bandwidth, tuple) else (bandwidth,)
+    gammas = tuple(1.0 / (2.0 * s**2) for s in sigmas)
+    (sums,) = _kernel_sums(pooled, pooled, [(gammas, weights, None)], chunk, symmetric=True)
+    whole = float(sums[0])
+    q = sums[1:].numpy()
+    q_y, q_x = q[:permutations + 1], q[permutations + 1:]  # a'Ka (y-labelled), b'Kb
+    k0 = float(len(gammas))
+    cross = (whole - q_x - q_y) / 2.0
+    stats = ((q_x - k0 * n) / (n * (n - 1)) + (q_y - k0 * m) / (m * (m - 1))
+             - 2.0 * cross / (n * m))
+    observed, null = float(stats[0]), stats[1:]
+    p = (1.0 + float((null >= observed).sum())) / (1.0 + permutations)
+    return PermutationTest(observed, p, permutations, float(null.mean()),
+                           float(null.std(ddof=1)))
+
+
+# ------------------------------------------------------------------ analytic variance
+
+def rbf_kernel(bandwidth: float | tuple[float, ...]
+               ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """``k(a, b) = sum_s exp(-|a - b|^2 / (2 s^2))`` over the bandwidths, as a function of two
+    point sets ``(p, d)``, ``(q, d)`` returning the ``(p, q)`` float64 matrix."""
+    sigmas = bandwidth if isinstance(bandwidth, tuple) else (bandwidth,)
+
+    def k(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        shift = a.mean(0)  # shift-invariant: centred, the expansion below loses less precision
+        a, b = a - shift, b - shift
+        d2 = np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2.0 * a @ b.T, 0.0)
+        out = np.zeros_like(d2)
+        for s in sigmas:
+            out += np.exp(-d2 / (2.0 * s * s))
+        return out
+    return k
+
+
+def u_statistic_variance(h: np.ndarray, m: int) -> float:
+    """Variance of the U-statistic ``1/(m(m-1)) sum_{j != l} h(z_j, z_l)`` over ``m`` i.i.d.
+    points, estimated from the kernel matrix ``h`` ``(s, s)`` of ``s >= 4`` of them.
+
+    ``Var = (4 (m - 2) zeta_1 + 2 zeta_2) / (m (m - 1))`` (Hoeffding 1948) with ``zeta_1 =
+    Cov(h(Z1, Z2), h(Z1, Z3))`` and ``zeta_2 = Var h(Z1, Z2)``, each estimated without bias by
+    U-statistics of degree 3 and 4 over the distinct points of ``h`` (its diagonal is ignored),
+    and floored at 0.
+    """
+    s = len(h)
+    assert s >= 4 and h.shape == (s, s)
+    h = np.array(h, np.float64)
+    np.fill_diagonal(h, 0.0)
+    h -= h.sum() / (s * (s - 1))  # centred: the moments below no longer cancel in float64
+    np.fill_diagonal(h, 0.0)
+    row, sq = h.sum(1), (h * h).sum(1)
+    total, squares, shared = row.sum(), sq.sum(), (row * row - sq).sum()
+    e_h2 = squares / (s * (s - 1))  # E h(1,2)^2
+    e_h12_h13 = shared / (s * (s - 1) * (s - 2))  # E h(1,2) h(1,3)
+    theta2 = (total * total - 4.0 * shared - 2.0 * squares) / (s * (s - 1) * (s - 2) * (s - 3))
+    zeta1, zeta2 = max(e_h12_h13 - theta2, 0.0), max(e_h2 - theta2, 0.0)
+    return (4.0 * (m - 2) * zeta1 + 2.0 * zeta2) / (m * (m - 1))
+
+
+def mmd2_conditional_variances(x: np.ndarray, y: np.ndarray, kernel: Callable[
+        [np.ndarray, np.ndarray], np.ndarray], *, rng: np.random.Generator,
+        max_points: int = 1000) -> tuple[float, float, float]:
+    """``(Var(MMD^2_u | x), Var(MMD^2_u | y), Var(MMD^2_u))``: the variance of the unbiased
+    ``MMD^2`` over new draws of ``y`` with ``x`` held fixed, over new draws of ``x`` with ``y``
+    held fixed, and over new draws of both.
+
+    With ``x`` fixed, ``MMD^2_u - U_xx`` is the one-sample U-statistic of the ``y`` with kernel
+    ``h(a, b) = k(a, b) - c(a) - c(b)``, ``c(a) = mean_i k(x_i, a)`` (and symmetrically), whose
+    variance :func:`u_statistic_variance` estimates from a seeded subset of at most
+    ``max_points`` points. The first is what changes between runs on one test split ``x``. The
+    two conditional variances both contain the interaction of the sets, the variance of
+    ``-2/(nm) sum_ij k~(x_i, y_j)`` with ``k~`` the doubly centred kernel, ``4 E[k~^2] /
+    (nm)``; the total counts it once. Exact to second order whether or not ``P = Q``: under
+    ``P = Q``, where the first-order terms vanish, the second-order ones are what an interval
+    around 0 needs.
+    """
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+
+    def subset(points: np.ndarray) -> np.ndarray:
+        if len(points) <= max_points:
+            return points
+        return points[np.sort(rng.choice(len(points), max_points, replace=False))]
+
+    def given(fixed: np.ndarray, sub: np.ndarray, m: int) -> float:
+        c = np.zeros(len(sub))
+        for start in range(0, len(fixed), 4096):  # mean kernel to every fixed point, chunked
+            c += kernel(fixed[start:start + 4096], sub).sum(0)
+        c /= len(fixed)
+        h = kernel(sub, sub) - c[:, None] - c[None, :]
+        return u_statistic_variance(h, m)
+
+    xs, ys = subset(x), subset(y)
+    n, m = len(x), len(y)
+    var_x, var_y = given(x, ys, m), given(y, xs, n)
+    cross = kernel(xs, ys)  # (s_x, s_y), doubly centred below
+    cross = cross - cross.mean(0) - cross.mean(1)[:, None] + cross.mean()
+    sx, sy = cross.shape
+    e_k2 = float((cross * cross).mean()) * sx * sy / max((sx - 1) * (sy - 1), 1)
+    interaction = 4.0 * e_k2 / (n * m)
+    return var_x, var_y, max(var_x + var_y - interaction, max(var_x, var_y))

@@ -12,10 +12,14 @@ import numpy as np
 
 from gmbench.estimators.uncertainty import Estimate, mean_estimate
 
-__all__ = ["LN20", "MonteCarloKLTV", "MonteCarloTarget", "ROUNDING_TOL", "importance_mass", "kl_tv_from_log_ratios", "lr_test_samples", "monte_carlo_kl_tv"]
+__all__ = ["LN20", "MASS_CAP", "MASS_DELTA", "MonteCarloKLTV", "MonteCarloTarget", "ROUNDING_TOL",
+           "importance_mass", "kl_tv_from_log_ratios", "lr_test_samples", "markov_mass_excess",
+           "monte_carlo_kl_tv"]
 
 LN20 = math.log(20.0)  # -log(0.05): the evidence (nats) a 95% likelihood-ratio test needs
 ROUNDING_TOL = 1e-5  # nats: float32 rounding of a model's log_prob
+MASS_CAP = 10.0  # importance weights above this count as this in the mass bound
+MASS_DELTA = 1e-4  # the probability that the mass bound refuses a normalised model
 
 def kl_tv_from_log_ratios(log_p: np.ndarray, log_q: np.ndarray, *,
                           rounding_tol: float = ROUNDING_TOL) -> tuple[Estimate, Estimate]:
@@ -120,38 +124,62 @@ def monte_carlo_kl_tv(draw: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
     return MonteCarloKLTV(kl, tv, target.max_rounds, False, target, dropped)
 
 
-def importance_mass(log_p: np.ndarray, log_q: np.ndarray, *,
-                    z: float = 4.0) -> tuple[float, float, int]:
-    """The model's total mass on P's support, ``E_P[q/p]``, from draws ``x ~ P``.
+def importance_mass(log_w: np.ndarray, *, cap: float = MASS_CAP, delta: float = MASS_DELTA
+                    ) -> tuple[float, float, int]:
+    """A lower confidence bound on a total mass ``E[W]`` from i.i.d. nonnegative importance
+    weights ``W = exp(log_w)``, valid however heavy their tail.
 
-    For a normalised ``q`` this is at most 1, so a lower confidence bound above 1 shows that
-    ``log q`` is not normalised. The bound is ``mean - z * stderr`` (one-sided normal): for the
-    heavy right tail ``q/p`` can have, a rare large term raises the stderr as much as the mean,
-    so the bound errs low (a missed detection), not high.
+    For a normalised model the mass is at most 1: ``W = q(x)/p(x)`` at draws ``x ~ P`` (its
+    mass on P's support), ``W = L^D q(x)`` at uniform draws over all ``L^D`` discrete points,
+    and the same with a stochastic ``q`` whose ``exp`` is unbiased or biased low (IWAE, an
+    ELBO's weight, a dequantization draw). The weights are capped at ``cap`` (which only
+    lowers their mean) and the empirical Bernstein inequality (Maurer & Pontil 2009, Thm. 4)
+    bounds the mean of the capped weights from below with probability ``1 - delta``: a bound
+    above 1 shows that ``q`` is not normalised, with a false refusal of a normalised model at
+    most ``delta`` likely, whatever the distribution of ``W``.
 
     Args:
-        log_p, log_q: ``(n,)`` nats at the same draws; draws with non-finite ``log p`` (float
-            rounding onto the edge of P's support) are dropped.
-        z: sigmas of the one-sided bound.
+        log_w: ``(n,)`` log-weights (``-inf``: a weight of 0); NaN ones are dropped (drop
+            draws with ``log p = -inf``, float rounding onto the edge of P's support, before).
+        cap: the cap; a mass above it is seen as ``cap``.
+        delta: the false-refusal probability of the bound.
 
     Returns:
-        ``(mean, lower_bound, n_used)``; both ``inf`` when a ratio overflows (``q/p > e^709`` at a
-        draw of P, which a normalised ``q`` allows with probability at most ``e^-709``).
+        ``(mean, lower_bound, n_used)``: the mean of the uncapped weights (``inf`` when one
+        overflows) and the bound on the mass.
+
+    References:
+        Maurer, Pontil, "Empirical Bernstein bounds and sample variance penalization", COLT
+        2009.
     """
-    log_p = np.asarray(log_p, np.float64)
-    log_q = np.asarray(log_q, np.float64)
-    keep = np.isfinite(log_p)
-    with np.errstate(over="ignore", invalid="ignore"):
-        ratio = np.exp(log_q[keep] - log_p[keep])  # (n_used,)
-    n = len(ratio)
+    log_w = np.asarray(log_w, np.float64)
+    log_w = log_w[~np.isnan(log_w)]
+    n = len(log_w)
     if n == 0:
         return math.nan, math.nan, 0
-    mean = float(ratio.mean())
-    if not math.isfinite(mean):
-        return math.inf, math.inf, n
-    if n == 1:
+    with np.errstate(over="ignore"):
+        mean = float(np.exp(log_w).mean())
+    capped = np.exp(np.minimum(log_w, math.log(cap))) / cap  # (n,) in [0, 1]
+    if n < 2:
         return mean, math.nan, n
-    return mean, mean - z * float(ratio.std(ddof=1)) / math.sqrt(n), n
+    log_term = math.log(2.0 / delta)
+    bound = (float(capped.mean()) - math.sqrt(2.0 * float(capped.var(ddof=1)) * log_term / n)
+             - 7.0 * log_term / (3.0 * (n - 1)))
+    return mean, cap * bound, n
+
+
+def markov_mass_excess(log_masses: np.ndarray, *, stochastic: bool,
+                       rounding: float = 1e-3, delta: float = MASS_DELTA) -> float | None:
+    """The total ``sum(exp(log_masses))`` over distinct points when it proves the masses are
+    not normalised, else ``None``: an exact log-mass may exceed 1 only by float rounding
+    (``rounding`` nats); a stochastic one (``exp`` unbiased or biased low) has expectation at
+    most 1, so by Markov's inequality it exceeds ``1 / delta`` with probability at most
+    ``delta``, however heavy its tail."""
+    from scipy.special import logsumexp
+
+    total = float(logsumexp(np.asarray(log_masses, np.float64)))
+    limit = math.log(1 / delta) if stochastic else rounding
+    return math.exp(min(total, 709.0)) if total > limit else None
 
 
 def lr_test_samples(kl: float) -> float:

@@ -71,7 +71,7 @@ class ClassifierSpec:
     min_steps: int = 500
     batch_size: int = 256
     lr: float = 1e-3
-    replicates: int = 4
+    replicates: int = 8
 
     def steps(self, n: int) -> int:
         return max(self.epochs * math.ceil(n / self.batch_size), self.min_steps)
@@ -127,6 +127,15 @@ class FitResult:
         rep = float(np.var(self.replicate_accuracy, ddof=1)) \
             if len(self.replicate_accuracy) > 1 else 0.0
         return rep + p * (1 - p) / n
+
+    def degrees_of_freedom(self) -> float | None:
+        """Degrees of freedom of :meth:`variance` (Welch–Satterthwaite): the replicates' part
+        has ``R - 1``, the binomial part is known (``None``: many)."""
+        r = len(self.replicate_accuracy)
+        if r < 2:
+            return None
+        rep = float(np.var(self.replicate_accuracy, ddof=1))
+        return None if rep <= 0 else self.variance() ** 2 / (rep**2 / (r - 1))
 
     def estimate(self) -> Estimate:
         p, se = self.accuracy, math.sqrt(self.variance())

@@ -12,7 +12,9 @@ from gmbench.metrics import memorization
 from gmbench.metrics import cas
 from gmbench.metrics import autoencoder
 from gmbench.metrics.metric import (
-    METRICS, Measurement, Metric, get_metric, register, registered_directions,
+    METRICS, Measurement, Metric, get_metric, register, registered_definitions,
+    registered_directions,
 )
 
-__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register", "registered_directions"]
+__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register",
+           "registered_definitions", "registered_directions"]

@@ -11,6 +11,7 @@ subset and seed, cached: it does not depend on the model or the run).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -197,7 +198,8 @@ def _cas_run(ev: Context) -> _CasRun:
 def _cas(ev: Context) -> Measurement:
     r = _cas_run(ev)
     return Measurement(r.fit.estimate(), feature_space="data",
-                       details={**r.details, "chance": 1.0 / _num_classes(ev)})
+                       details={**r.details, "chance": 1.0 / _num_classes(ev),
+                                "df_runs": r.fit.degrees_of_freedom()})
 
 
 def _cas_ratio(ev: Context) -> Measurement:
@@ -216,11 +218,12 @@ def _cas_ratio(ev: Context) -> Measurement:
 for _metric in (
     Metric(key="cas", description="accuracy on real test data of a fixed MLP trained on labelled samples "
                        "(conditional, else support-gated pseudo-labels)",
-           needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=2,
-           unit="accuracy", compute=_cas, applies=labelled),
+           needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=3,
+           unit="accuracy", compute=_cas, applies=labelled, bounds=(0.0, 1.0)),
     Metric(key="cas_ratio", description="cas / accuracy of the same classifier trained on as many real "
                        "training examples",
-           needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=2,
-           unit="ratio", compute=_cas_ratio, applies=labelled),
+           needs_any=("sample", "sample_conditional"), higher_is_better=True, protocol=3,
+           unit="ratio", compute=_cas_ratio, applies=labelled, judged_with="cas",
+           bounds=(0.0, math.inf)),
 ):
     register(_metric)

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gmbench.estimators.c2st import C2STClassifier, C2STResult, c2st
 from gmbench.estimators.knn_kl import WKVResult, knn_dimension_warning, wkv_kl_knn
 from gmbench.estimators.mmd import (
     MULTISCALE_FACTORS,
-    MMDResult,
     median_bandwidth,
+    mmd2_conditional_variances,
     mmd2_unbiased_many,
     multiscale_bandwidths,
+    rbf_kernel,
 )
 from gmbench.estimators.montecarlo import (
     MonteCarloKLTV,
@@ -29,7 +31,7 @@ from gmbench.estimators.montecarlo import (
     lr_test_samples,
     monte_carlo_kl_tv,
 )
-from gmbench.estimators.uncertainty import Z95, Estimate
+from gmbench.estimators.uncertainty import Estimate
 from gmbench.metrics.context import Context
 from gmbench.metrics.likelihood import (
     TRUTH_ROUND,
@@ -43,12 +45,12 @@ from gmbench.rng import child_seed
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
 
-__all__ = ["C2ST_CLASSIFIER", "EXACT_TARGET", "KNN_K", "MMD_BOOTSTRAP", "exact_kl_tv"]
+__all__ = ["C2ST_CLASSIFIER", "EXACT_TARGET", "KNN_K", "exact_kl_tv"]
 
 EXACT_TARGET = MonteCarloTarget(round_size=TRUTH_ROUND)  # rounds of 10k fresh draws, at most 100k
 C2ST_CLASSIFIER = C2STClassifier()
 KNN_K = 5
-MMD_BOOTSTRAP = 200
+KNN_GROUPS = 10  # delete-a-group jackknife groups of each set
 
 
 def known_truth(dataset: Dataset) -> str | None:
@@ -150,6 +152,7 @@ def _c2st_accuracy(ev: Context) -> Measurement:
     details = _c2st_details(res)
     details["bias"] = ("downward for the divergence: a trained classifier is at best the Bayes "
                        "classifier (accuracy (1 + TV)/2); 0.5 means it found no difference")
+    details["df_runs"] = res.degrees_of_freedom()
     return Measurement(res.accuracy_estimate(), feature_space=ev.feature_space, details=details)
 
 
@@ -180,10 +183,10 @@ def wkv_result(ev: Context) -> WKVResult:
 def _kl_knn(ev: Context) -> Measurement:
     res = wkv_result(ev)
     jack_seed = child_seed(ev.seed, "kl_knn", "jackknife")
-    se_test, se_samples = res.jackknife(seed=jack_seed)
-    est = Estimate.normal(res.value, se_samples, n=len(res.terms), method=
-                   "normal, delete-a-group jackknife stderr over the samples (10 groups, "
-                   "neighbours recounted; test split fixed)")
+    se_test, se_samples = res.jackknife(seed=jack_seed, groups=KNN_GROUPS)
+    est = Estimate.normal(res.value, math.hypot(se_test, se_samples), n=len(res.terms), method=
+                          f"normal, delete-a-group jackknife stderr over both the test points "
+                          f"and the samples ({KNN_GROUPS} groups each, neighbours recounted)")
     n_q = len(ev.features("samples"))
     details: dict[str, Any] = {
         "estimator": f"Wang-Kulkarni-Verdu 2009, bias-corrected (adaptive neighbour counts, "
@@ -193,10 +196,13 @@ def _kl_knn(ev: Context) -> Measurement:
         "dim": res.dim,
         "largest_atom": res.largest_atom,
         "stderr_test_split": se_test,
-        "ci_note": "the delete-a-group jackknife is conservative for k-NN distances in high "
-                   "dimension (measured up to 3x the spread between seeds on 128-d features)",
-        "ci_both_sets": [res.value - Z95 * math.hypot(se_test, se_samples),
-                         res.value + Z95 * math.hypot(se_test, se_samples)],
+        "stderr_runs": se_samples,
+        "df_runs": KNN_GROUPS - 1,
+        "stderr_runs_note": "the jackknife over the samples alone, the test split fixed: "
+                            "what changes between runs (the regression gate compares it)",
+        "ci_note": "covers the KL a new test split and new samples would give (both sets' "
+                   "jackknife); the delete-a-group jackknife is conservative for k-NN "
+                   "distances in high dimension",
         "bias": "consistent, but biased at finite n and not in the interval; see the measured "
                 "bias table in the README (it can be tens of % either way); when the two "
                 "sets barely overlap the bias-corrected value saturates while value_fixed_k "
@@ -231,20 +237,42 @@ def _kl_knn(ev: Context) -> Measurement:
 MMD_KEYS = {False: "mmd", True: "mmd_multiscale"}
 
 
-def _mmd_pass(ev: Context, kinds: list[bool]) -> dict[bool, MMDResult]:
-    """``mmd`` (``False``) and/or ``mmd_multiscale`` (``True``), from one pass over the
-    distances (each with its own bootstrap draws: the values of separate passes)."""
+@dataclass(frozen=True)
+class _MMD:
+    """One MMD metric's value, its variances and its kernel."""
+
+    value: float
+    n_test: int
+    n_samples: int
+    bandwidth: float | tuple[float, ...]
+    var_runs: float  # over new samples, the test split fixed
+    var_total: float  # over a new test split and new samples
+
+    def estimate(self) -> Estimate:
+        return Estimate.normal(self.value, math.sqrt(self.var_total),
+                               n=min(self.n_test, self.n_samples), method=
+                               "normal, analytic U-statistic variance over a new test split "
+                               "and new samples (Hoeffding decomposition, second order)")
+
+
+def _mmd_pass(ev: Context, kinds: list[bool]) -> dict[bool, _MMD]:
+    """``mmd`` (``False``) and/or ``mmd_multiscale`` (``True``): the values from one pass over
+    the distances, then each one's variances from seeded subsets."""
     x, y = ev.features("test"), ev.features("samples")
     sigma = ev.memo("divergence/mmd-median", lambda: median_bandwidth(
         x, y, rng=ev.rng("mmd", "bandwidth")))
-    results = mmd2_unbiased_many(
-        x, y, bandwidths=[multiscale_bandwidths(sigma) if ms else sigma for ms in kinds],
-        rngs=[ev.rng(MMD_KEYS[ms], "bootstrap") for ms in kinds], n_boot=MMD_BOOTSTRAP,
-        resample_x=False)
-    return dict(zip(kinds, results, strict=True))
+    widths = [multiscale_bandwidths(sigma) if ms else sigma for ms in kinds]
+    values = mmd2_unbiased_many(x, y, bandwidths=widths, rngs=[ev.rng("mmd", "unused")] * len(
+        kinds), n_boot=0)
+    out = {}
+    for ms, width, res in zip(kinds, widths, values, strict=True):
+        var_runs, _, var_total = mmd2_conditional_variances(
+            x, y, rbf_kernel(width), rng=ev.rng(MMD_KEYS[ms], "variance"))
+        out[ms] = _MMD(res.value, len(x), len(y), width, var_runs, var_total)
+    return out
 
 
-def _mmd_result(ev: Context, multiscale: bool) -> MMDResult:
+def _mmd_result(ev: Context, multiscale: bool) -> _MMD:
     # the first MMD metric of a run computes every MMD metric the run wants in its pass
     shared = ev.memo("divergence/mmd", lambda: _mmd_pass(
         ev, [ms for ms in (False, True) if ms == multiscale or ev.wanted(MMD_KEYS[ms])]))
@@ -254,15 +282,18 @@ def _mmd_result(ev: Context, multiscale: bool) -> MMDResult:
         multiscale])
 
 
-def _mmd_details(res: MMDResult) -> dict[str, Any]:
+def _mmd_details(res: _MMD) -> dict[str, Any]:
     return {
         "statistic": "unbiased U-statistic MMD^2_u (Gretton et al. 2012, eq. 3); P = test "
                      "split, Q = samples",
-        "n_samples_q": res.n_y,
-        "bias": "none for MMD^2 at the chosen bandwidths (it can be slightly negative when "
-                "P = Q); the interval does not include the randomness of the bandwidth",
-        "interval": "percentile bootstrap of the samples, the test split held fixed (what "
-                    "changes between runs)",
+        "n_samples_q": res.n_samples,
+        "bias": "none for MMD^2 at the chosen bandwidths (it is below 0 about half the time "
+                "when P = Q); the interval does not include the randomness of the bandwidth",
+        "interval": "covers the population MMD^2 (a new test split and new samples): 0 lies "
+                    "in it about 95% of the time when P = Q",
+        "stderr_runs": math.sqrt(res.var_runs),
+        "stderr_runs_note": "between runs on this test split (new samples): what the "
+                            "regression gate compares",
     }
 
 
@@ -294,26 +325,28 @@ def _mmd_multiscale(ev: Context) -> Measurement:
 for _metric in (
     Metric(key="kl_exact", description="KL(P||Q) by Monte Carlo over fresh draws from the true P",
            needs=("log_prob",), higher_is_better=False, ideal=0.0, protocol=2, unit="nats",
-           compute=_kl_exact, applies=known_truth),
+           compute=_kl_exact, applies=known_truth, interval="population"),
     Metric(key="tv_exact", description="TV(P,Q) = E_P[(1 - q/p)_+] over fresh draws from P",
            needs=("log_prob",), higher_is_better=False, protocol=2, unit="total variation",
-           compute=_tv_exact, applies=known_truth),
+           compute=_tv_exact, applies=known_truth, bounds=(0.0, 1.0), interval="population"),
     Metric(key="c2st_accuracy", description="held-out accuracy of a classifier telling test data from samples "
                        "(0.5 ideal = indistinguishable)",
            needs=("sample",), higher_is_better=False, ideal=0.5, protocol=2, unit="accuracy",
-           compute=_c2st_accuracy, prepare=_c2st_prepare),
+           compute=_c2st_accuracy, prepare=_c2st_prepare, bounds=(0.0, 1.0),
+           interval="population"),
     Metric(key="tv_lower_bound", description="one-sided 95% lower bound on TV from the C2ST", needs=("sample",),
            higher_is_better=False, protocol=2, unit="total variation",
-           compute=_tv_lower_bound, prepare=_c2st_prepare),
+           compute=_tv_lower_bound, prepare=_c2st_prepare, judged_with="c2st_accuracy",
+           bounds=(0.0, 1.0), interval="bound"),
     Metric(key="kl_knn", description="Wang-Kulkarni-Verdu k-NN estimate of KL(test || samples)",
-           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="nats",
-           compute=_kl_knn),
+           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=3, unit="nats",
+           compute=_kl_knn, interval="population", unestimable_by_chance=True),
     Metric(key="mmd", description="unbiased MMD^2, RBF kernel, median-heuristic bandwidth",
-           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="MMD^2",
-           compute=_mmd),
+           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=3, unit="MMD^2",
+           compute=_mmd, n_samples_free=True, interval="population"),
     Metric(key="mmd_multiscale", description="unbiased MMD^2, sum of RBF kernels at 1/16 to 4 times the median "
                        "heuristic",
-           needs=("sample",), higher_is_better=False, ideal=0.0, unit="MMD^2",
-           compute=_mmd_multiscale),
+           needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="MMD^2",
+           compute=_mmd_multiscale, n_samples_free=True, interval="population"),
 ):
     register(_metric)

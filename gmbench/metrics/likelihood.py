@@ -13,32 +13,27 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import logsumexp
 
-from gmbench.estimators.montecarlo import importance_mass
+from gmbench.estimators.montecarlo import MASS_DELTA, importance_mass, markov_mass_excess
 from gmbench.estimators.uncertainty import Estimate, difference, mean_estimate, monotone_transform
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.rng import child_seed
+from gmbench.rng import COMMON_SEED, child_seed, generator
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
 
-__all__ = ["TRUTH_ROUND", "TruthDraws", "likelihood_details", "nll_estimate",
+__all__ = ["MASS_ROUNDING_TOL", "TRUTH_ROUND", "TruthDraws", "likelihood_details", "nll_estimate",
            "normalisation_problem", "truth_draws", "unless_unnormalised"]
 
 TRUTH_ROUND = 10_000  # fresh draws from the ground truth per Monte Carlo round
 # An exact log-mass in the data space may exceed 1 in total only by float rounding.
 MASS_ROUNDING_TOL = 1e-3  # nats
-# A stochastic log-mass (ELBO, IWAE, dequantization draws) is exp-unbiased with each term in
-# [0, 1] (positive values are refused), so by Bernstein's inequality its sum over distinct
-# points exceeds 1 + t with probability at most exp(-t^2 / (2 (1 + t/3))): 1.7e-4 at t = 8.
-STOCHASTIC_MASS_SLACK = 8.0
-# The ground-truth check: refused when 1 + MASS_ROUNDING_TOL lies below the one-sided
-# Z_CHECK-sigma lower bound on the model's mass (see importance_mass).
-Z_CHECK = 4.0
-
-
+# A stochastic log-mass (IWAE, an ELBO, dequantization draws) has exp(log_prob) unbiased or
+# biased low for each point's mass, so its sum over distinct points has expectation at most 1,
+# and by Markov's inequality exceeds 1/MASS_DELTA with probability at most MASS_DELTA, however
+# heavy its tail (dequantization and importance weights are unbounded).
+UNIFORM_DRAWS = 512  # uniform draws over all L^D points of a discrete data space
 def discrete_only(dataset: Dataset) -> str | None:
     return None if dataset.info.is_discrete else "defined for discrete data only"
 
@@ -112,45 +107,89 @@ def _distinct_rows(x: np.ndarray) -> np.ndarray:
     return np.fromiter(first.values(), dtype=np.int64, count=len(first))
 
 
+def _stochastic(ev: Context) -> bool:
+    return not (ev.model.log_prob_kind == "exact" and ev.model.log_prob_space == "data")
+
+
 def _mass_on_test(ev: Context) -> str | None:
-    """A log-mass sums to at most 1 over distinct points: check it on the test split."""
+    """A log-mass sums to at most 1 over distinct points: check it on the test split (exactly
+    for an exact log-mass; by Markov's inequality for a stochastic one)."""
     idx = _distinct_rows(ev.dataset.test.x)
-    total = float(logsumexp(ev.test_log_prob[idx]))
-    exact = ev.model.log_prob_kind == "exact" and ev.model.log_prob_space == "data"
-    limit = MASS_ROUNDING_TOL if exact else math.log1p(STOCHASTIC_MASS_SLACK)
-    if total <= limit:
+    stochastic = _stochastic(ev)
+    total = markov_mass_excess(ev.test_log_prob[idx], stochastic=stochastic,
+                               rounding=MASS_ROUNDING_TOL)
+    if total is None:
         return None
-    shown = f"{math.exp(total):.4g}" if total < 700 else f"e^{total:.4g}"
+    shown = f"{total:.4g}" if total < 1e300 else "more than e^700"
     return (f"the model's log_prob sums to {shown} in probability over the "
             f"{len(idx)} distinct test examples, but a probability mass sums to at most 1 over "
             "any set of distinct points"
-            + ("" if exact else f" (at most {1 + STOCHASTIC_MASS_SLACK:g} allowed for a "
-               "stochastic bound or estimate)")
+            + (f" (a stochastic estimate exceeds {1 / MASS_DELTA:g} with probability at most "
+               f"{MASS_DELTA:g})" if stochastic else "")
             + ": log_prob is not a normalised log-mass (an unnormalised model, or a density "
               "scored as a mass: set log_prob_space = \"dequantized\" for a density on [0,1)^D)")
+
+
+def _excess(log_w: np.ndarray) -> tuple[str, float, int] | None:
+    """``(mean, lower bound, draws)`` of a total mass from importance weights when the bound
+    shows it above 1 (:func:`~gmbench.estimators.montecarlo.importance_mass`), else ``None``."""
+    mean, bound, n = importance_mass(log_w)
+    if not bound > 1 + MASS_ROUNDING_TOL:  # also when nan
+        return None
+    return ("more than e^700" if not math.isfinite(mean) else f"{mean:.4g}"), bound, n
+
+
+def _mass_on_uniform(ev: Context) -> str | None:
+    """The total mass over the whole discrete data space, ``L^D E_U[q(x)]`` by importance
+    sampling from the uniform distribution over all ``L^D`` points: far above 1 for a model
+    whose per-point masses do not sum to 1 over the space (a constant, a product of factors
+    that ignore most levels), which no set of test examples can show in high dimensions."""
+    info = ev.info
+    assert info.levels is not None
+    rng = generator(COMMON_SEED, "normalisation", "uniform")
+    x = rng.integers(0, info.levels, size=(UNIFORM_DRAWS, *info.shape))
+    log_q = ev.model.log_prob(x, seed=COMMON_SEED, split="uniform draws",
+                              batch_size=ev.config.batch_size,
+                              dequant_samples=ev.config.dequant_samples)
+    excess = _excess(np.asarray(log_q, np.float64) + info.dim * math.log(info.levels))
+    if excess is None:
+        return None
+    shown, bound, n = excess
+    return (f"the model's log_prob sums to about {shown} over all {info.levels}^{info.dim} "
+            f"points of the data space ({n} uniform draws x: {info.levels}^{info.dim} times "
+            f"the mean of q(x); a {1 - MASS_DELTA:g} lower bound on the total is "
+            f"{bound:.4g}), but a normalised mass sums to 1: log_prob is not normalised (a "
+            "constant or unnormalised score, or per-dimension factors that do not sum to 1 "
+            "over the levels)")
 
 
 def _mass_on_truth(ev: Context) -> str | None:
     """``E_P[q/p]`` is the model's mass on P's support, at most 1: check it on draws of P."""
     log_p, log_q = truth_draws(ev).round(0)
-    mean, bound, n = importance_mass(log_p, log_q, z=Z_CHECK)
-    if not bound > 1 + MASS_ROUNDING_TOL:  # also when nan
+    keep = np.isfinite(log_p)  # a float draw rounded onto the edge of P's support
+    excess = _excess(log_q[keep] - log_p[keep])
+    if excess is None:
         return None
-    return (f"the model's log_prob integrates to about {mean:.4g} (mean of q(x)/p(x) over "
-            f"{n} draws x ~ P from the ground truth, {Z_CHECK:g}-sigma lower bound "
-            f"{bound:.4g}), but a normalised density or mass has total at most 1: log_prob is "
-            "not normalised (a constant added to it, or a density scored as a mass)")
+    shown, bound, n = excess
+    return (f"the model's log_prob integrates to about {shown} (mean of q(x)/p(x) over "
+            f"{n} draws x ~ P from the ground truth; a {1 - MASS_DELTA:g} lower bound on the "
+            f"total is {bound:.4g}), but a normalised density or mass has total at most 1: "
+            "log_prob is not normalised (a constant added to it, or a density scored as a "
+            "mass)")
 
 
 def normalisation_problem(ev: Context) -> str | None:
     """Why the model's ``log_prob`` cannot be a normalised log-density/mass, or ``None``.
 
     Checked where the data allow it: on discrete data, the mass over the distinct test
-    examples; with a known ground truth, the model's total mass by importance sampling.
+    examples and the total mass over the whole space by uniform importance sampling; with a
+    known ground truth, the model's mass on its support by importance sampling. Each check
+    refuses a normalised model with probability at most
+    :data:`~gmbench.estimators.montecarlo.MASS_DELTA`, whatever its log_prob's noise.
     """
     def compute() -> str | None:
         if ev.info.is_discrete:
-            problem = _mass_on_test(ev)
+            problem = _mass_on_test(ev) or _mass_on_uniform(ev)
             if problem:
                 return problem
         truth = ev.dataset.truth
@@ -185,27 +224,34 @@ def _measure(ev: Context, est: Estimate, **extra: Any) -> Measurement:
         details={**likelihood_details(ev), **extra}))
 
 
+# how each value is an affine function of per-example means: the paired test of `gmbench
+# check` (gmbench.storage.per_example)
+TEST_NLL = [["test_log_prob", -1.0]]
+
+
 def _nll(ev: Context) -> Measurement:
-    return _measure(ev, nll_estimate(ev), split="test")
+    return _measure(ev, nll_estimate(ev), split="test", paired=TEST_NLL)
 
 
 def _nll_train(ev: Context) -> Measurement:
     n_train = len(ev.dataset.train)
     subset = len(ev.train_index)
     return _measure(ev, nll_train_estimate(ev), split="train",
-                    train_subset=f"{subset} of {n_train} (seeded)" if subset < n_train else "all")
+                    train_subset=f"{subset} of {n_train} (a fixed subset)" if subset < n_train
+                    else "all", paired=[["train_log_prob", -1.0]])
 
 
 def _gap(ev: Context) -> Measurement:
     return _measure(ev, difference(nll_estimate(ev), nll_train_estimate(ev)),
-                    note="nll(test) - nll(train); a large positive gap means the model fits "
+                    paired=[*TEST_NLL, ["train_log_prob", 1.0]], note="nll(test) - nll(train); a large positive gap means the model fits "
                          "its training examples far better than unseen ones (memorization)")
 
 
 def _bits_per_dim(ev: Context) -> Measurement:
     scale = ev.info.dim * math.log(2)
     return _measure(ev, monotone_transform(nll_estimate(ev), lambda v: v / scale,
-                                           lambda v: 1 / scale))
+                                           lambda v: 1 / scale),
+                    paired=[["test_log_prob", -1.0 / scale]])
 
 
 def _perplexity(ev: Context) -> Measurement:
@@ -225,14 +271,15 @@ def _exp(v: float) -> float:
 
 
 def _cross_entropy(ev: Context) -> Measurement:
-    return _measure(ev, nll_estimate(ev), split="test")
+    return _measure(ev, nll_estimate(ev), split="test", paired=TEST_NLL)
 
 
 def _entropy_gap(ev: Context) -> Measurement:
     h = float(ev.dataset.truth.entropy)  # type: ignore[union-attr, arg-type]
     est = nll_estimate(ev)
     shifted = est.shifted(-h)
-    return _measure(ev, shifted, entropy=h, note="nll - H(P) = KL(P||Q) for exact log_prob")
+    return _measure(ev, shifted, entropy=h, paired=TEST_NLL,
+                    note="nll - H(P) = KL(P||Q) for exact log_prob")
 
 
 # protocol 2: dequantization noise is keyed on each example's index (results no longer depend
@@ -242,24 +289,25 @@ LIKELIHOOD_PROTOCOL = 2
 for _metric in (
     Metric(key="nll", description="mean -log P(x) over the test split",
            needs=("log_prob",), higher_is_better=False, unit="nats", compute=_nll,
-           protocol=LIKELIHOOD_PROTOCOL),
+           protocol=LIKELIHOOD_PROTOCOL, interval="population"),
     Metric(key="nll_train", description="mean -log P(x) over the train split (subset <= 10k)",
            needs=("log_prob",), higher_is_better=False, unit="nats", compute=_nll_train,
-           protocol=LIKELIHOOD_PROTOCOL),
+           protocol=LIKELIHOOD_PROTOCOL, interval="population"),
     Metric(key="generalization_gap", description="nll - nll_train (about 0 ideal; large positive = memorization)",
            needs=("log_prob",), higher_is_better=False, ideal=0.0, unit="nats", compute=_gap,
-           protocol=LIKELIHOOD_PROTOCOL),
+           protocol=LIKELIHOOD_PROTOCOL, interval="population"),
     Metric(key="bits_per_dim", description="nll / (D ln 2)",
            needs=("log_prob",), higher_is_better=False, unit="bits/dim",
-           compute=_bits_per_dim, applies=discrete_only, protocol=LIKELIHOOD_PROTOCOL),
+           compute=_bits_per_dim, applies=discrete_only, protocol=LIKELIHOOD_PROTOCOL, interval="population",
+           judged_with="nll"),
     Metric(key="perplexity", description="exp(nll / D), per token or per pixel", needs=("log_prob",),
            higher_is_better=False, unit="exp(nats/dim)", compute=_perplexity,
-           applies=discrete_only, protocol=LIKELIHOOD_PROTOCOL),
+           applies=discrete_only, protocol=LIKELIHOOD_PROTOCOL, interval="population", judged_with="nll"),
     Metric(key="cross_entropy", description="nll for continuous data",
            needs=("log_prob",), higher_is_better=False, unit="nats", compute=_cross_entropy,
-           applies=continuous_only, protocol=LIKELIHOOD_PROTOCOL),
+           applies=continuous_only, protocol=LIKELIHOOD_PROTOCOL, interval="population", judged_with="nll"),
     Metric(key="entropy_gap", description="nll - H(P) = KL(P||Q), generated data", needs=("log_prob",),
            higher_is_better=False, unit="nats", compute=_entropy_gap, applies=known_entropy,
-           protocol=LIKELIHOOD_PROTOCOL),
+           protocol=LIKELIHOOD_PROTOCOL, interval="population", judged_with="nll"),
 ):
     register(_metric)

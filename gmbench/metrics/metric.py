@@ -16,13 +16,15 @@ from gmbench.direction import Direction
 from gmbench.errors import MetricError
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.registry import Registry
+from gmbench.storage.check import Definition
 from gmbench.storage.results import MetricResult
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
     from gmbench.metrics.context import Context
 
-__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register", "registered_directions"]
+__all__ = ["METRICS", "Measurement", "Metric", "get_metric", "register",
+           "registered_definitions", "registered_directions"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,22 @@ class Metric:
         applies: returns why the metric does not apply to a dataset, or ``None`` if it does.
         needs_logits: it reads class logits of the feature extractor (the default selection
             skips it where the extractor has none, e.g. pixels).
+        judged_with: the metric this one is a deterministic transform of (``bits_per_dim`` of
+            ``nll``): the regression gate judges them once, together.
+        n_samples_free: its expected value does not depend on the number of samples (an
+            unbiased estimator such as ``mmd``): the gate compares it across sample counts.
+        bounds: the range of its values (the gate leaves out a test whose whole range lies
+            within the noise).
+        interval: what its 95% interval covers, recorded as ``interval_covers``:
+            ``"population"`` (the value a new test split and new samples would give: "is the
+            model's distribution different from the data?"), ``"runs"`` (what changes between
+            runs on this test split: the model's samples and gmbench's own randomness), or
+            ``"bound"`` (a one-sided confidence bound: the value is the bound, the interval
+            reaches to the far end of the range). Where the two differ, ``stderr_runs`` is the
+            standard error between runs (what ``gmbench check`` compares).
+        unestimable_by_chance: whether a run finds it "not estimable" depends on that run's
+            samples (the k-NN KL refuses samples repeating a point more than k times): the
+            gate reports a run on either side of that line as not compared instead of failing.
         prepare: starts, at the metric's turn, work it needs that can run in the background
             (``Context.background``: estimator arithmetic on arrays, never the model); the
             metric itself then runs after all the others, so that work overlaps theirs.
@@ -77,10 +95,27 @@ class Metric:
     applies: Callable[[Dataset], str | None] = always
     prepare: Callable[[Context], None] | None = None
     needs_logits: bool = False
+    judged_with: str | None = None
+    n_samples_free: bool = False
+    bounds: tuple[float, float] = (-math.inf, math.inf)
+    interval: str = "runs"
+    unestimable_by_chance: bool = False
 
     @property
     def direction(self) -> Direction:
         return Direction(self.higher_is_better, self.ideal)
+
+    @property
+    def uses_samples(self) -> bool:
+        return "sample" in self.needs or bool(self.needs_any)
+
+    def definition(self) -> Definition:
+        """What the regression gate needs to know of this metric."""
+        return Definition(protocol=self.protocol, direction=self.direction,
+                          judged_with=self.judged_with,
+                          sample_count_matters=self.uses_samples and not self.n_samples_free,
+                          low=self.bounds[0], high=self.bounds[1],
+                          unestimable_by_chance=self.unestimable_by_chance)
 
     def missing(self, capabilities: frozenset[str]) -> str | None:
         """Why a model with ``capabilities`` cannot be scored, or ``None``."""
@@ -93,7 +128,8 @@ class Metric:
 
     def run(self, evaluation: Context) -> MetricResult:
         m = self.compute(evaluation)
-        if "sample" in self.needs or self.needs_any:
+        m = replace(m, details={"interval_covers": self.interval, **m.details})
+        if self.uses_samples:
             # how many samples it used: a value measured on another count is not comparable
             m = replace(m, details={"n_samples": evaluation.n_samples, **m.details})
         if not math.isfinite(m.estimate.value) and "not_estimable" not in m.details:
@@ -108,9 +144,13 @@ class Metric:
 METRICS: Registry[Metric] = Registry("metric", error=MetricError, listing="gmbench metrics")
 
 
+INTERVALS = ("population", "runs", "bound")
+
+
 def register(metric: Metric) -> Metric:
     """Add ``metric`` to :data:`METRICS` (metric modules call this at import time)."""
     assert metric.ideal is None or not metric.higher_is_better, metric.key
+    assert metric.interval in INTERVALS, metric.key
     return METRICS.register(metric.key, metric)
 
 
@@ -118,6 +158,11 @@ def registered_directions() -> dict[str, tuple[int, Direction]]:
     """Each registered metric's current protocol and direction: the authority a results file
     or board row of that protocol must agree with (``gmbench check``)."""
     return {key: (m.protocol, m.direction) for key, m in METRICS.items()}
+
+
+def registered_definitions() -> dict[str, Definition]:
+    """Each registered metric as the regression gate needs it (:class:`Definition`)."""
+    return {key: m.definition() for key, m in METRICS.items()}
 
 
 def get_metric(key: str) -> Metric:

@@ -36,19 +36,27 @@ References:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gmbench.estimators.image_quality import (
+    ISC_SPLITS,
     PRDC_K,
     fid_estimate,
+    fid_resamples,
     implementation_details,
     inception_score_estimate,
     kid_estimate,
     prdc_estimates,
 )
-from gmbench.estimators.prdc import LIST_MARGIN, NeighbourLists, self_neighbours
+from gmbench.estimators.prdc import (
+    JACKKNIFE_GROUPS,
+    LIST_MARGIN,
+    NeighbourLists,
+    self_neighbours,
+)
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.features.classifier import BUNDLED_DATASETS, classifier_available
 from gmbench.metrics.context import Context
@@ -99,13 +107,22 @@ def _estimate(ev: Context, key: str) -> tuple[Estimate, dict[str, Any]]:
     fake, real = ev.features("samples"), ev.features("test")
     if key == "inception_score":
         logits = ev.logits("samples")  # a clear error when the extractor has no classifier
-        return inception_score_estimate(logits, seed=child_seed(ev.seed, "isc")), {}
+        return inception_score_estimate(logits, seed=child_seed(ev.seed, "isc")), {
+            "df_runs": ISC_SPLITS - 1}
     if key == "fid":
-        return fid_estimate(fake, real, rng=np.random.default_rng(child_seed(ev.seed, "fid"))), {}
+        n_boot = fid_resamples(fake.shape[1])
+        return fid_estimate(fake, real, rng=np.random.default_rng(child_seed(ev.seed, "fid")),
+                            n_boot=n_boot), {"df_runs": n_boot - 1}
     if key == "kid":
-        return kid_estimate(fake, real, seed=child_seed(ev.seed, "kid")), {}
+        est, se_runs = kid_estimate(fake, real, seed=child_seed(ev.seed, "kid"))
+        return est, {"stderr_runs": se_runs, "interval": "covers the population KID (a new "
+                     "test split and new samples): 0 lies in it about 95% of the time when "
+                     "the model's distribution is the data's; stderr_runs is the standard "
+                     "error between runs on this test split (what the regression gate "
+                     "compares)"}
     estimates, test_side = _prdc(ev)
-    return estimates[key], {"stderr_test_split": test_side[key]}
+    return estimates[key], {"stderr_test_split": test_side[key],
+                            "df_runs": JACKKNIFE_GROUPS - 1}
 
 
 def _measure(key: str):  # noqa: ANN202 - returns a compute function
@@ -141,7 +158,7 @@ for _key, _desc, _hib, _ideal, _protocol, _unit in (
     ("fid", "Fréchet distance of Gaussian fits to sample and test features, torch-fidelity",
      False, None, 2, "squared feature units"),
     ("kid", "unbiased MMD^2, cubic polynomial kernel, 100 subsets, torch-fidelity (0 ideal)",
-     False, 0.0, 2, "squared kernel units"),
+     False, 0.0, 3, "squared kernel units"),
     ("precision", "fraction of samples inside test k-NN balls (k=3), torch-fidelity", True,
      None, 2, "fraction"),
     ("recall", "fraction of test points inside sample k-NN balls (k=3), torch-fidelity", True,
@@ -154,4 +171,6 @@ for _key, _desc, _hib, _ideal, _protocol, _unit in (
     register(Metric(key=_key, description=_desc, needs=("sample",),
                     higher_is_better=_hib, ideal=_ideal, protocol=_protocol, unit=_unit,
                     compute=_measure(_key), applies=images_with_extractor,
-                    needs_logits=_key == "inception_score"))
+                    needs_logits=_key == "inception_score", n_samples_free=_key == "kid",
+                    interval="population" if _key == "kid" else "runs",
+                    bounds=(0.0, 1.0) if _unit == "fraction" else (-math.inf, math.inf)))

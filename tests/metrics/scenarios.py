@@ -7,9 +7,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 from gmbench.datasets import get_dataset
 from gmbench.models.model import Model, ModelSource
+
+SEEDS = 40  # seeds of the coverage tests
+LEVEL = 0.002  # two-sided: the coverage tests fail a calibrated interval this rarely
+
+
+def chi_square_verdict(z: np.ndarray, df: int) -> str | None:
+    """Why ``sum(z^2)`` is outside the central ``1 - LEVEL`` of chi-square(df), or ``None``."""
+    total = float((z * z).sum())
+    low, high = stats.chi2.ppf([LEVEL / 2, 1 - LEVEL / 2], df)
+    if total > high:
+        return f"too narrow: sum z^2 = {total:.1f} above {high:.1f} (chi-square, {df} df)"
+    if total < low:
+        return f"too wide: sum z^2 = {total:.1f} below {low:.1f} (chi-square, {df} df)"
+    return None
 
 
 class DigitsModel:

@@ -1,0 +1,51 @@
+"""Intervals that cover what changes between runs on one test split (``Metric.interval ==
+"runs"``) are as wide as the spread between runs: a property of every such metric.
+
+A fixed model (an independent categorical of digits with a PCA autoencoder) is evaluated at
+every seed on the fixed digits test split; with ``z_s = (value_s - mean) / se_s``, ``sum z_s^2``
+must lie in the central 99.8% of chi-square with ``S - 1`` degrees of freedom: too narrow and
+too wide both fail, and so does a value that never moves (see ``test_coverage.py`` for the
+population intervals and the test's power).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scenarios import SEEDS, DigitsModel, chi_square_verdict, wrap
+
+from gmbench.datasets import get_dataset
+from gmbench.evaluation import EvalConfig, run_evaluation
+from gmbench.metrics import METRICS
+
+RUNS = [k for k, m in METRICS.items() if m.interval == "runs"]
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict]:
+    """The metrics records of the fixed model at seeds 0..SEEDS-1, on one thread."""
+    model, dataset = wrap(DigitsModel(), "digits", "fixed"), get_dataset("digits")
+    wanted = [k for k in RUNS if METRICS[k].applies(dataset) is None
+              and METRICS[k].missing(model.capabilities) is None]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [run_evaluation(model, dataset, EvalConfig(seed=s), wanted)[0].to_dict()["metrics"]
+                for s in range(SEEDS)]
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", RUNS)
+def test_each_runs_interval_is_as_wide_as_the_spread_between_runs(key, records):
+    assert key in records[0], f"{key} applies to no scenario here: add one"
+    recs = [r[key] for r in records]
+    assert all(r["interval_covers"] == "runs" for r in recs)
+    values = np.array([r["value"] for r in recs], dtype=float)
+    assert np.isfinite(values).all(), (key, values)
+    se = np.array([r.get("stderr_runs", r["stderr"]) for r in recs], dtype=float)
+    problem = chi_square_verdict((values - values.mean()) / se, SEEDS - 1)
+    assert problem is None, (f"{key}: {problem}; values {np.round(values[:6], 5)}, "
+                             f"se {np.round(se[:6], 5)}")
