@@ -52,6 +52,7 @@ from gmbench.models.stored import StoredSamples, read_samples
 from gmbench.outputs import Artifacts
 from gmbench.progress import progress_shown
 from gmbench.rng import MAX_SEED
+from gmbench.storage.per_example import PerExample
 from gmbench.storage.results import RunResult
 
 if TYPE_CHECKING:
@@ -115,10 +116,11 @@ class Results:
 
     document: Mapping[str, Any]
     artifacts: Artifacts = field(default_factory=Artifacts, repr=False)
+    per_example: PerExample | None = field(default=None, repr=False)
 
     @classmethod
     def from_run(cls, run: RunResult, artifacts: Artifacts) -> Results:
-        return cls(json.loads(run.json_bytes()), artifacts)
+        return cls(json.loads(run.json_bytes()), artifacts, run.per_example)
 
     @property
     def metrics(self) -> dict[str, MetricRecord]:
@@ -188,18 +190,26 @@ class Results:
         csv_bytes = results_csv(dict(self.document))
         info = get_dataset_info(self.document["dataset"])
         files = run_files(self.document, json_bytes, csv_bytes, self.artifacts, info,
-                          report=report, baselines=baselines, board=board)
+                          report=report, baselines=baselines, board=board,
+                          per_example=None if self.per_example is None
+                          else self.per_example.to_bytes())
         return write_run(out, files)
 
     def check(self, board: str | os.PathLike[str], *, model: str | None = None,
               tolerances: Mapping[str, str | float] | None = None, alpha: float = 0.05,
-              metrics: Sequence[str] | None = None) -> CheckReport:
+              metrics: Sequence[str] | None = None, allow: Sequence[str] = ()
+              ) -> CheckReport:
         """The regression gate against ``model``'s rows on ``board`` (default: this model's
         name). ``tolerances`` maps a metric (or ``"*"``) to an absolute amount or ``"N%"``;
-        ``metrics`` gates only those (default: all; a gated metric missing here fails)."""
-        from gmbench.metrics import registered_directions
-        from gmbench.storage.check import check_results, parse_tolerances
+        ``metrics`` gates only those (default: all; a gated metric missing here fails);
+        ``allow`` names documented differences to compare across (``"dataset"``,
+        ``"n-samples"``)."""
+        from functools import partial
+
+        from gmbench.metrics import registered_definitions
+        from gmbench.storage.check import check_results, parse_allowed, parse_tolerances
         from gmbench.storage.leaderboard import read_board
+        from gmbench.storage.per_example import stored
 
         metrics = _as_list(metrics)
         if metrics is not None and (isinstance(metrics, (str, bytes)) or not all(
@@ -207,10 +217,14 @@ class Results:
             raise OptionError(f"metrics must be a list of metric keys such as [\"fid\"], got "
                               f"{metrics!r}.")
         parsed = parse_tolerances([f"{k}={v}" for k, v in (tolerances or {}).items()])
+        if isinstance(allow, str):
+            allow = [allow]
         return check_results(self.document, read_board(board),
                              model=model or self.document["model"]["name"],
                              tolerances=parsed, alpha=alpha, metrics=metrics,
-                             defined=registered_directions())
+                             defined=registered_definitions(), allow=parse_allowed(allow),
+                             per_example=self.per_example,
+                             reference_per_example=partial(stored, board))
 
 
 def get_dataset_info(record: Mapping[str, Any]):  # noqa: ANN201 - DatasetInfo

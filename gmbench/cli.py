@@ -123,29 +123,29 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gmbench.metrics import registered_directions
-    from gmbench.present.verdicts import verdict_line
-    from gmbench.storage.check import check_results, parse_tolerances
+    from functools import partial
+
+    from gmbench.metrics import registered_definitions
+    from gmbench.present.verdicts import summary_line, verdict_line
+    from gmbench.storage.check import check_results, parse_allowed, parse_tolerances
     from gmbench.storage.leaderboard import read_board
+    from gmbench.storage.per_example import beside, stored
     from gmbench.storage.results import read_results
 
     result = read_results(args.results)
+    per_example, problem = beside(args.results, result)
     report = check_results(result, read_board(args.against), model=args.model,
                            tolerances=parse_tolerances(args.tolerance), alpha=args.alpha,
-                           metrics=args.metrics, defined=registered_directions())
-    bad = report.regressions
+                           metrics=args.metrics, defined=registered_definitions(),
+                           allow=parse_allowed(args.allow), per_example=per_example,
+                           reference_per_example=partial(stored, args.against))
     try:
-        for warning in report.warnings:
+        for warning in ([problem] if problem else []) + list(report.warnings):
             print(printable(f"warning: {warning}"))
         for verdict in report.verdicts:
             print(printable(verdict_line(verdict)))
-        missing = sum(v.status == "missing" for v in bad)
-        lacking = f", {missing} gated metric(s) missing" if missing else ""
-        print(printable(f"{len(bad) - missing} regression(s){lacking} in "
-                        f"{len(report.verdicts)} metric(s) of {args.results} against "
-                        f"'{args.model}' on {args.against} (Holm-Bonferroni over "
-                        f"{report.judged} metrics, family-wise false-alarm rate <= "
-                        f"{report.alpha:g})" + (": FAIL" if bad else ": ok")))
+        print(printable(summary_line(report, results=args.results, model=args.model,
+                                     board=args.against)))
     except BrokenPipeError:  # `gmbench check ... | head`: the verdict still decides the status
         _silence_stdout()
     return report.exit_code
@@ -254,15 +254,21 @@ def build_parser() -> argparse.ArgumentParser:
     from gmbench.storage.check import RULE
     chk = sub.add_parser(
         "check", help="fail (exit 1) when results regress against a model's row on a board",
-        description=f"Compare RESULTS.json with the model's most recent row per metric on the "
-                    f"board. Rule: {RULE}. Exit 0: no regression; 1: a regression; 2: bad input "
-                    "(unreadable or corrupt file, unknown model).")
+        description=f"Compare RESULTS.json with the model's reference rows on the board (the "
+                    f"per-example values beside both are used where kept). Rule: {RULE}. Exit "
+                    "0: no regression; 1: a regression, a missing metric or a run that does "
+                    "not reproduce; 2: bad input (unreadable or corrupt file, unknown model, a "
+                    "reference that is not comparable).")
     chk.add_argument("results", help="results.json of the new evaluation")
     chk.add_argument("--against", required=True, help="the reference board CSV")
     chk.add_argument("--model", required=True, help="the model's name on the board")
     chk.add_argument("--alpha", type=float, default=0.05,
-                     help="family-wise false-alarm rate of the whole check (Holm-Bonferroni "
+                     help="family-wise false-alarm rate of the whole check (Holm's procedure "
                           "over the metrics; default 0.05)")
+    chk.add_argument("--allow", action="append", default=[], metavar="DIFFERENCE",
+                     help="compare across a documented difference: 'dataset' (data with "
+                          "another sha256 under the same name) or 'n-samples' (sample metrics "
+                          "at another sample count); repeatable or comma-separated")
     chk.add_argument("--tolerance", action="append", default=[], metavar="KEY=VALUE",
                      help="accepted worsening per metric: absolute in the metric's unit "
                           "(fid=2.5), or relative to the reference (precision=5%%); '*=VALUE' "

@@ -218,7 +218,8 @@ def run_job(job: Job, options: Mapping[str, Any], threads: int | None = None
     samples = res.artifacts.samples
     if isinstance(samples, np.ndarray) and samples.ndim > 2:
         samples = samples[:SHOWN]
-    small = Results(res.document, Artifacts(samples=samples, neighbours=res.artifacts.neighbours))
+    small = Results(res.document, Artifacts(samples=samples, neighbours=res.artifacts.neighbours),
+                    res.per_example)
     return "done", small, time.perf_counter() - tic
 
 

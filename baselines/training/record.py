@@ -23,6 +23,8 @@ from pathlib import Path
 
 from gmbench_baselines import BASELINES, families_for
 
+from gmbench.device import platform_record
+
 __all__ = ["FASHION_MNIST_MAX_TRAIN", "FASHION_MNIST_METRICS", "main", "record", "runnable_metrics"]
 
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout
@@ -51,39 +53,6 @@ def runnable_metrics(family: str, dataset: str, wanted: str) -> list[str]:
     keys = [k.strip() for k in wanted.split(",") if k.strip()]
     return [k for k in keys
             if not (get_metric(k).missing(model.capabilities) or get_metric(k).applies(data))]
-
-
-# instruction-set extensions that decide which float kernels MKL and oneDNN dispatch to
-KERNEL_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-                "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def cpu_kernels() -> str:
-    """The CPU's :data:`KERNEL_FLAGS` (from ``/proc/cpuinfo``), else the processor's name:
-    two CPUs of one architecture with different vector units round differently."""
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line.split(":", 1)[1].split() for line in fh
-                          if line.startswith("flags")), [])
-    except OSError:
-        flags = []
-    have = [f for f in KERNEL_FLAGS if f in flags]
-    return " ".join(have) if have else platform.processor()
-
-
-def platform_record() -> dict[str, str]:
-    """What a seeded run's exact digits depend on: machine, its vector units, Python, torch
-    and numpy builds."""
-    import platform
-
-    import numpy
-    import torch
-
-    return {"machine": platform.machine(), "cpu": cpu_kernels(), "system": platform.system(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__}
 
 
 def write_platform(board_dir: Path) -> None:
@@ -115,6 +84,7 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
     """
     from gmbench.cli import main as gmbench_main
     from gmbench.storage.leaderboard import add_results
+    from gmbench.storage.per_example import store_dir
 
     every = families_for(dataset)
     chosen = list(families or every)
@@ -149,7 +119,10 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
     if set(chosen) == set(every):  # a full regeneration: build the board afresh, then swap
         fresh = board_dir / f".{dataset}.csv.new"
         fresh.unlink(missing_ok=True)
+        shutil.rmtree(store_dir(fresh), ignore_errors=True)
         add_results(fresh, results)
+        shutil.rmtree(store_dir(board), ignore_errors=True)  # the old runs' per-example files
+        os.replace(store_dir(fresh), store_dir(board))
         os.replace(fresh, board)
         Path(f"{fresh}.lock").unlink(missing_ok=True)
     else:  # the families re-recorded replace every row of theirs (older weights included)
@@ -160,6 +133,10 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
                 kept = [r for r in read_board(board) if r.model not in set(chosen)]
                 write_board(board, kept)
         add_results(board, results, replace=True)
+        referenced = {r.per_example_sha256 for r in read_board(board)}
+        for path in store_dir(board).glob("*.npz"):  # those of the rows just replaced
+            if path.stem not in referenced:
+                path.unlink()
     board.chmod(0o644)  # atomic_write leaves a private (0600) file; the board is shipped
     write_platform(board_dir)
     print(f"wrote {board} ({len(results)} baseline(s))", file=sys.stderr)

@@ -14,31 +14,70 @@ from gmbench.estimators.copying import (
     RATIO_FLAG,
 )
 from gmbench.present.format import format_number as f
-from gmbench.storage.check import Verdict
+from gmbench.storage.check import POWER, SAMPLES, CheckReport, Verdict
 
-__all__ = ["memorization_line", "verdict_line"]
+__all__ = ["memorization_line", "summary_line", "verdict_line"]
 
 
 def verdict_line(v: Verdict) -> str:
     """``REGRESSION  ↓ fid  ...``: one metric's verdict with its numbers."""
-    label = {"regression": "REGRESSION"}.get(v.status, v.status)
+    label = {"regression": "REGRESSION", "not reproduced": "NOT REPRODUCED"}.get(v.status,
+                                                                                v.status)
     head = f"{label:<10}  {v.direction.arrow} {v.metric:<22}"
     if v.status == "new":
         return f"{head} {f(v.new)} (no reference on the board)"
     if v.status == "missing":
         return f"{head} reference {f(v.reference)}, not in the new results"
+    if v.status == "not estimable":
+        return f"{head} {v.note}"
+    if v.new is None and v.status in ("reproduced", "not reproduced"):
+        return f"{head} not finite, reference {f(v.reference)}"
     if v.new is None:
         return f"{head} new value is not finite (reference {f(v.reference)})"
-    assert v.worse_by is not None
+    if v.metric == SAMPLES:
+        p = "" if v.p_value is None else f"; p {v.p_value:.2g}"
+        return f"{head} MMD^2 {f(v.new)}{p}: {v.note}"
     unit = f" {v.unit}" if v.unit else ""
+    if v.status in ("reproduced", "not reproduced"):
+        if v.status == "reproduced":
+            return f"{head} {f(v.new)} = {f(v.reference)} (same seed, options, weights and " \
+                   "platform)"
+        return (f"{head} {f(v.new)} vs {f(v.reference)}: changed by "
+                f"{f(abs(v.new - (v.reference or 0.0)))}{unit} although the seed, options, "
+                "weights and platform are the same; re-record the reference if this is meant")
+    assert v.worse_by is not None
     toward = f" (from the ideal {v.direction.ideal:g})" if v.direction.targeted else ""
     change = (f"worse by {f(v.worse_by)}{unit}{toward}" if v.worse_by > 0 else
               f"better by {f(-v.worse_by)}{unit}{toward}" if v.worse_by < 0 else
               "unchanged")
+    if v.judged_with is not None:
+        return f"{head} {f(v.new)} vs {f(v.reference)}: {change}; judged with {v.judged_with}"
+    how = f"{v.paired}; " if v.paired else ""
     p = "" if v.p_value is None else f"p {v.p_value:.2g}; "
     detect = ("" if v.detectable is None
-              else f"detects a worsening of {f(v.detectable)}{unit}")
-    return f"{head} {f(v.new)} vs {f(v.reference)}: {change}; {p}{detect}"
+              else f"detects {f(v.detectable)}{unit} at {POWER:.0%} power")
+    note = f" ({v.note})" if v.note else ""
+    return f"{head} {f(v.new)} vs {f(v.reference)}: {change}; {how}{p}{detect}{note}"
+
+
+def summary_line(report: CheckReport, *, results: object, model: str, board: object) -> str:
+    """The last line of ``gmbench check``: how many failed, how they were judged, ok/FAIL."""
+    bad = report.regressions
+    missing = sum(v.status == "missing" for v in bad)
+    changed = sum(v.status == "not reproduced" for v in bad)
+    parts = [f"{len(bad) - missing - changed} regression(s)"]
+    if missing:
+        parts.append(f"{missing} gated metric(s) missing")
+    if changed:
+        parts.append(f"{changed} not reproduced")
+    if report.mode == "reproduction":
+        how = ("the same seed, options, weights and platform as the reference: every number "
+               "must reproduce")
+    else:
+        how = (f"Holm's procedure over {report.judged} test(s), family-wise false-alarm rate "
+               f"<= {report.alpha:g}")
+    return (f"{', '.join(parts)} in {len(report.verdicts)} metric(s) of {results} against "
+            f"'{model}' on {board} ({how})" + (": FAIL" if bad else ": ok"))
 
 
 def _fmt(x: float | None) -> str:

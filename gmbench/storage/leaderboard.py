@@ -53,6 +53,7 @@ __all__ = [
     "latest_rows",
     "merge_rows",
     "neutralise",
+    "options_differ",
     "parse_board",
     "read_board",
     "rows_from_results",
@@ -60,8 +61,11 @@ __all__ = [
     "write_board",
 ]
 
-# evaluation options that do not change the numbers, left out of ``eval_config``
-NOT_CONFIG = ("device", "batch_size", "seed", "n_samples", "inception_weights")
+# evaluation options with columns of their own (seed, n_samples), part of the platform (device)
+# or naming a file whose hash is in feature_space (inception_weights), left out of
+# ``eval_config``; ``batch_size`` is in it: a stochastic log_prob's draws are keyed by the
+# examples of each batch
+NOT_CONFIG = ("device", "seed", "n_samples", "inception_weights")
 
 
 @dataclass(frozen=True)
@@ -72,9 +76,16 @@ class BoardRow:
     cells (a non-finite value or an undefined standard error). ``date`` is the UTC start time
     of the evaluation (``provenance.started`` of ``results.json``), not the time of adding,
     so re-adding a results file reproduces the same row. ``eval_config`` is the run's
-    ``config`` as compact JSON (without device, batch size, seed, n_samples and the path of
-    the Inception weights, which have their own columns or do not change the numbers; the
-    weights' hash is in ``feature_space``): what a re-run must pass to reproduce it.
+    ``config`` as compact JSON (without device, seed, n_samples and the path of the Inception
+    weights, which have their own columns or belong to the platform; the weights' hash is in
+    ``feature_space``): what a re-run must pass to reproduce it.
+
+    The last four columns serve the regression gate: ``stderr_runs`` is the standard error
+    of the value between runs on this test split (empty: ``stderr``), ``df_runs`` its degrees
+    of freedom (empty: many), ``per_example_sha256`` names the run's per-example values kept
+    beside the board (:mod:`gmbench.storage.per_example`), and ``platform`` identifies the
+    machine, libraries, device and thread count (runs that share it, the seed and the options
+    reproduce each other's numbers).
     """
 
     dataset: str
@@ -100,6 +111,10 @@ class BoardRow:
     ideal: float | None = None
     protocol: int = 1
     weights_sha256: str = ""
+    stderr_runs: float | None = None
+    df_runs: float | None = None
+    per_example_sha256: str = ""
+    platform: str = ""
 
     @property
     def identity(self) -> tuple[str, str, str, str, int, int, str]:
@@ -131,14 +146,22 @@ class BoardRow:
         hw = self.halfwidth
         return max(self.stderr or 0.0, hw / 1.959963984540054 if hw is not None else 0.0)
 
+    @property
+    def sigma_runs(self) -> float:
+        """The standard error between runs on the same test split (``stderr_runs``), else
+        :attr:`sigma`."""
+        return self.stderr_runs if self.stderr_runs is not None else self.sigma
+
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(BoardRow))
-# gmbench 0.1 boards: the same columns without the last three (read, upgraded on write)
-COLUMNS_V1: tuple[str, ...] = COLUMNS[:-3]
+# earlier boards (read, upgraded on write): gmbench 0.1 without the last seven columns,
+# 0.2 without the last four
+COLUMNS_V1: tuple[str, ...] = COLUMNS[:-7]
+COLUMNS_V2: tuple[str, ...] = COLUMNS[:-4]
 IDENTITY = ("model_sha256", "weights_sha256", "dataset_sha256", "metric", "protocol", "seed",
             "feature_space")
 MAX_BOARD_BYTES = 512 << 20  # about a million rows; refuse what cannot be a board
-_FLOATS = {"value", "stderr", "ci_low", "ci_high", "ideal"}
+_FLOATS = {"value", "stderr", "ci_low", "ci_high", "ideal", "stderr_runs", "df_runs"}
 _OPTIONAL_INTS = {"n", "n_samples"}
 _INTS = {"seed", "protocol"}
 _TEXT = set(COLUMNS) - _FLOATS - _OPTIONAL_INTS - _INTS - {"higher_is_better"}
@@ -188,6 +211,11 @@ def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
             ideal=_float(rec.get("ideal")),
             protocol=int(rec.get("protocol") or 1),
             weights_sha256=neutralise(str(model.get("weights_sha256") or "")),
+            stderr_runs=_float(rec.get("stderr_runs")),
+            df_runs=_float(rec.get("df_runs")),
+            per_example_sha256=neutralise(str((data.get("per_example") or {}).get("sha256")
+                                              or "")),
+            platform=neutralise(str(prov.get("platform_id") or "")),
             seed=int(data.get("seed") or 0),
             n_samples=None if data.get("n_samples") is None else int(data["n_samples"]),
             eval_config=eval_config,
@@ -262,7 +290,7 @@ def _parse_board(text: str, *, where: str) -> tuple[list[BoardRow], int]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = tuple(next(reader))
-        if header not in (COLUMNS, COLUMNS_V1):
+        if header not in (COLUMNS, COLUMNS_V2, COLUMNS_V1):
             raise BoardError(f"{where} is not a gmbench leaderboard: its header is "
                              f"{','.join(header)[:120]!r}, expected {','.join(COLUMNS)!r}. Pass "
                              "a board written by `gmbench leaderboard add`.")
@@ -279,7 +307,7 @@ def _parse_board(text: str, *, where: str) -> tuple[list[BoardRow], int]:
     except csv.Error as exc:
         raise BoardError(f"{where} is not valid CSV ({exc}); restore it from version "
                          "control.") from None
-    return rows, 1 if header == COLUMNS_V1 else 2
+    return rows, {COLUMNS_V1: 1, COLUMNS_V2: 2}.get(header, 3)
 
 
 def format_board(rows: Sequence[BoardRow]) -> str:
@@ -384,6 +412,7 @@ class AddSummary:
     replaced: bool
     upgraded: bool = False
     duplicates: int = 0
+    without_per_example: tuple[str, ...] = ()
 
     def describe(self, board: str | os.PathLike[str]) -> str:
         text = f"{board}: added {self.added} row(s), {self.unchanged} already present"
@@ -396,15 +425,38 @@ class AddSummary:
                      "identity (model, weights, dataset, metric, protocol, seed, feature "
                      "space): the last of each was kept")
         if self.upgraded:
-            text += ("; the board was in the gmbench 0.1 format and was upgraded (columns "
-                     "ideal, protocol, weights_sha256 added; its rows are protocol 1)")
+            text += ("; the board was in an earlier gmbench format and was upgraded (columns "
+                     "added: the gate's stderr_runs, df_runs, per_example_sha256 and platform,"
+                     " and from 0.1 boards ideal, protocol and weights_sha256, their rows being"
+                     " protocol 1)")
+        if self.without_per_example:
+            text += (f"; {len(self.without_per_example)} results file(s) came without their "
+                     f"per-example values ({', '.join(self.without_per_example[:3])}): their "
+                     "rows are added, and `gmbench check` against them uses the unpaired test")
         return text
 
 
+def options_differ(a: str, b: str) -> bool:
+    """Whether two ``eval_config`` strings name an option with different values (an option
+    only one of them records, as boards of gmbench 0.2 lack ``batch_size``, is unknown, not
+    different)."""
+    try:
+        x, y = (json.loads(c) if c else {} for c in (a, b))
+    except json.JSONDecodeError:
+        return a != b
+    return any(x[k] != y[k] for k in set(x) & set(y)) if isinstance(x, dict) and \
+        isinstance(y, dict) else a != b
+
+
+
 def _same(a: BoardRow, b: BoardRow) -> bool:
-    """The same row, up to the date: a rerun that reproduces every number is not a conflict
-    (the board keeps the first date)."""
-    return format_board([replace_field(a, date=b.date)]) == format_board([b])
+    """The same row, up to the date, the platform, the per-example file and options only one
+    of them records: a rerun that reproduces every number is not a conflict (the board keeps
+    the first row)."""
+    config = b.eval_config if not options_differ(a.eval_config, b.eval_config) else a.eval_config
+    return format_board([replace_field(a, date=b.date, platform=b.platform, eval_config=config,
+                                       per_example_sha256=b.per_example_sha256)]) \
+        == format_board([b])
 
 
 def merge_rows(board: Sequence[BoardRow], new: Sequence[BoardRow], *, replace: bool = False
@@ -438,12 +490,12 @@ def add_rows(board_path: str | os.PathLike[str], rows: Sequence[BoardRow], *,
     """
     path, _ = writable_board(board_path)  # refuse a read-only board before doing anything
     with board_lock(path):
-        existing, fmt = _read_board(path) if path.exists() else ([], 2)
+        existing, fmt = _read_board(path) if path.exists() else ([], 3)
         merged, summary = merge_rows(existing, rows, replace=replace)
         if (summary.added or (replace and summary.conflicts) or summary.duplicates
                 or not path.exists()):
             write_board(path, merged)
-            summary = replace_field(summary, upgraded=fmt == 1)
+            summary = replace_field(summary, upgraded=fmt < 3)
     return summary
 
 
@@ -460,15 +512,31 @@ def add_results(board_path: str | os.PathLike[str],
     Raises:
         BoardError: a results file or the board is unreadable or corrupt.
     """
+    from gmbench.storage.per_example import PerExample, store
+
     if isinstance(results_paths, (str, os.PathLike)):
         results_paths = [results_paths]
-    rows = []
+    rows, sidecars, lacking = [], [], []
     for p in results_paths:
         try:
-            rows += rows_from_results(read_results(Path(p)))
+            data = read_results(Path(p))
+            block = data.get("per_example") or {}
+            run = rows_from_results(data)
+            if block:
+                try:  # the sidecar is kept beside the board under its hash
+                    side = Path(p).parent / str(block.get("file"))
+                    sidecars.append(PerExample.read(side, sha256=block.get("sha256")))
+                except BoardError:
+                    lacking.append(str(p))
+                    run = [replace_field(r, per_example_sha256="") for r in run]
+            rows += run
         except BoardError as exc:
             raise BoardError(str(exc) if str(p) in str(exc) else f"{p}: {exc}") from None
-    return add_rows(board_path, rows, replace=replace)
+    writable_board(board_path)
+    for sidecar in sidecars:  # before the rows that name them: a board never names a missing one
+        store(Path(board_path).resolve(), sidecar.to_bytes())
+    summary = add_rows(board_path, rows, replace=replace)
+    return replace_field(summary, without_per_example=tuple(lacking))
 
 
 # ------------------------------------------------------------------ reading boards

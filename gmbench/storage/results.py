@@ -15,6 +15,7 @@ from gmbench.errors import BoardError
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.files import NotARegularFile, TooLarge, read_bounded
 from gmbench.rng import MAX_SEED
+from gmbench.storage.per_example import PerExample
 
 __all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise",
            "record_problem",
@@ -92,8 +93,10 @@ class RunResult:
     skipped: dict[str, str]
     provenance: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
+    per_example: PerExample | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {} if self.per_example is None else {"per_example": self.per_example.describe()}
         return _clean({
             "schema_version": SCHEMA_VERSION,
             "model": self.model,
@@ -104,6 +107,7 @@ class RunResult:
             "skipped": self.skipped,
             "config": self.config,
             "provenance": self.provenance,
+            **extra,
         })
 
     def json_bytes(self) -> bytes:

@@ -64,8 +64,8 @@ def test_records_are_typed_and_match_the_document(results):
 def test_to_dict_is_the_saved_results_json(results, tmp_path):
     out = results.save(tmp_path / "run")
     assert json.loads((out / "results.json").read_text()) == results.to_dict()
-    assert sorted(p.name for p in out.iterdir()) == ["results.csv", "results.json",
-                                                     "samples.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["per_example.npz", "results.csv",
+                                                     "results.json", "samples.png"]
     assert results.to_dict()["schema_version"] == 2
     doc = results.to_dict()
     doc["metrics"]["nll"]["value"] = 0.0  # a copy: the results are not changed
