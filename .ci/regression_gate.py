@@ -3,22 +3,29 @@
 
 Each model on the board is re-evaluated from ``baselines/<model>.py`` with the seed, sample
 count and evaluation options recorded in its most recent rows (columns ``seed``, ``n_samples``,
-``eval_config``), on the metrics recorded for it, and checked with the rule of ``gmbench
-check``. Exit 0: no regression; 1: a regression; 2: bad input (no board, no baseline file for
-a model on the board, an evaluation that failed).
+``eval_config``), on the metrics recorded for it, on one torch and BLAS thread as the boards
+are recorded, and checked with the rule of ``gmbench check``. On the platform that recorded
+the board (the ``platform`` column: machine, libraries, thread count) the run must reproduce
+every number, so any change of a baseline's numbers, better or worse, fails as "not
+reproduced" until the board is re-recorded; elsewhere the statistical rule applies. Exit 0: no
+regression; 1: a regression or a number not reproduced; 2: bad input (no board, no baseline
+file for a model on the board, an evaluation that failed, a reference that is not comparable).
 
 Usage (from the repository root): ``python .ci/regression_gate.py [--dataset digits]
-[--metrics k1,k2] [--tolerance KEY=VALUE ...] [--only MODEL ...]``.
+[--metrics k1,k2] [--tolerance KEY=VALUE ...] [--only MODEL ...] [--baselines DIR]
+[--jobs 2]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +35,9 @@ from gmbench.errors import GmbenchError  # noqa: E402
 from gmbench.storage.leaderboard import latest_rows, read_board  # noqa: E402
 
 GMBENCH = [sys.executable, "-m", "gmbench.cli"]
+# the boards are recorded on one thread: so is their reproduction
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+              "OPENBLAS_NUM_THREADS": "1"}
 NAME = re.compile(r"^NAME\s*=\s*['\"](.+?)['\"]", re.MULTILINE)
 
 
@@ -52,7 +62,7 @@ def evaluate_args(rows: list, dataset: str, metrics: list[str] | None = None) ->
     if latest.n_samples is not None:
         args += ["--n-samples", str(latest.n_samples)]
     config = json.loads(latest.eval_config) if latest.eval_config else {}
-    for key in ("dequant_samples", "max_train", "feature_extractor"):
+    for key in ("dequant_samples", "max_train", "feature_extractor", "batch_size"):
         if config.get(key) is not None:
             args += [f"--{key.replace('_', '-')}", str(config[key])]
     return args
@@ -68,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", help="comma-separated: gate only these of the recorded "
                                           "metrics (default: all; fewer is faster)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="evaluations at once, one thread each (default 2)")
     args = parser.parse_args(argv)
     board = Path(args.board or ROOT / "leaderboards" / f"{args.dataset}.csv")
     try:
@@ -79,35 +91,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         models = [m for m in models if m in args.only]
     files = baseline_files(Path(args.baselines))
-    worst, summary = 0, []
+    wanted = args.metrics.split(",") if args.metrics else None
     with tempfile.TemporaryDirectory(prefix="gmbench-gate-") as tmp:
-        for model in models:
+        def gate(model: str) -> tuple[str, str, int, str]:
+            """One model: its evaluation and check; (model, status, exit code, output)."""
             path = files.get(model)
             if path is None:
-                print(f"gate: error: '{model}' is on {board} but no {args.baselines}/{model}.py "
-                      "defines it", file=sys.stderr)
-                worst = 2
-                summary.append((model, "no model file"))
-                continue
+                return (model, "no model file", 2, f"gate: error: '{model}' is on {board} but "
+                        f"no {args.baselines}/{model}.py defines it\n")
             out = Path(tmp) / model
             mine = [r for r in rows if r.model == model]
-            wanted = args.metrics.split(",") if args.metrics else None
             if wanted and not {r.metric for r in mine} & set(wanted):
-                summary.append((model, "none of --metrics recorded"))
-                continue
+                return model, "none of --metrics recorded", 0, ""
             cmd = [*GMBENCH, "evaluate", str(path), *evaluate_args(mine, args.dataset, wanted),
-                "--device", args.device, "--out", str(out), "--boards", str(board.parent)]
-            print("$", " ".join(cmd[2:]), flush=True)
-            if subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False).returncode != 0:
-                worst = 2
-                summary.append((model, "evaluation failed"))
-                continue
+                   "--device", args.device, "--out", str(out), "--boards", str(board.parent)]
+            log = f"$ {' '.join(cmd[2:])}\n"
+            run = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True, check=False, env=ONE_THREAD)
+            if run.returncode != 0:
+                return model, "evaluation failed", 2, log + run.stderr[-2000:]
             check = [*GMBENCH, "check", str(out / "results.json"), "--against", str(board),
                      "--model", model, *[f"--tolerance={t}" for t in args.tolerance]]
-            print("$", " ".join(check[2:]), flush=True)
-            code = subprocess.run(check, check=False).returncode
-            summary.append((model, {0: "ok", 1: "REGRESSION"}.get(code, "bad input")))
-            worst = max(worst, code if code in (0, 1) else 2)
+            if wanted:
+                recorded = sorted({r.metric for r in mine} & set(wanted))
+                check += ["--metrics", ",".join(recorded)]
+            log += f"$ {' '.join(check[2:])}\n"
+            res = subprocess.run(check, capture_output=True, text=True, check=False)
+            code = res.returncode if res.returncode in (0, 1) else 2
+            return (model, {0: "ok", 1: "REGRESSION"}.get(code, "bad input"), code,
+                    log + res.stdout + res.stderr)
+
+        # one thread each, as many at once as --jobs: the evaluations are independent
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            done = list(pool.map(gate, models))
+    worst, summary = 0, []
+    for model, status, code, log in done:
+        print(log, end="", flush=True)
+        summary.append((model, status))
+        worst = max(worst, code)
     print(f"gate {args.dataset}: " + ", ".join(f"{m} {s}" for m, s in summary))
     return worst
 
