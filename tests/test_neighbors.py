@@ -49,3 +49,27 @@ def test_float32_precision_on_off_centre_data():
 def _kth(x, k, **kwargs):
     """Distance from each point to its ``k``-th nearest other point."""
     return knn(x, x, k=k, exclude_self=True, **kwargs)[0][:, -1]
+
+
+@pytest.mark.parametrize("dim", [784, 3072])  # float32-exact, and float64 beyond 2^24 / 128^2
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_integer_search_is_exact_with_either_product_kernel(dim, exclude_self, monkeypatch):
+    """Pixels are searched in exact integer arithmetic: an int8 product on CPUs with int8
+    dot-product units, a float one elsewhere. Both give the brute-force int64 distances."""
+    from gmbench.estimators import neighbours
+
+    rng = np.random.default_rng(dim)
+    refs = rng.integers(0, 256, size=(120, dim)).astype(np.uint8)
+    queries = refs if exclude_self else rng.integers(0, 256, size=(40, dim)).astype(np.uint8)
+    d2 = ((queries[:, None].astype(np.int64) - refs[None].astype(np.int64)) ** 2).sum(-1)
+    if exclude_self:
+        np.fill_diagonal(d2, np.iinfo(np.int64).max)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :5]
+    expected = np.take_along_axis(d2, order, 1)  # exact squared distances
+    found = {}
+    for fast in (True, False):
+        monkeypatch.setattr(neighbours, "_int8_kernel_is_fast", lambda fast=fast: fast)
+        found[fast] = knn(queries, refs, k=5, exclude_self=exclude_self, chunk=16)
+        np.testing.assert_array_equal(np.rint(found[fast][0] ** 2).astype(np.int64), expected)
+    for a, b in zip(found[True], found[False], strict=True):  # bitwise the same
+        np.testing.assert_array_equal(a, b)

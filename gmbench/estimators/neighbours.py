@@ -6,10 +6,13 @@ processed ``chunk`` at a time, and only the ``k`` smallest distances of each are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+
+from gmbench.device import cpu_kernels
 
 __all__ = ["DEFAULT_CHUNK", "distance_block", "knn", "squared_distance_blocks", "topk_rows"]
 
@@ -19,6 +22,7 @@ DEFAULT_CHUNK = 1024
 # where a fresh product meets the buffer, raised the peak memory of a cold evaluation);
 # the matrix products stay large enough to run at the same throughput.
 BLOCK_ENTRIES = 2**24
+INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # int8 dot-product units
 GROUP = 64  # columns per group in `topk_rows`
 
 
@@ -191,9 +195,10 @@ def _small_integers(*arrays: np.ndarray) -> bool:
 def _knn_integer(queries: np.ndarray, refs: np.ndarray, *, k: int, exclude_self: bool,
                  chunk: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`knn` of integer data spanning at most 256 levels, exact: values shifted into
-    int8 (distances are unchanged by a shift), products ``q.r`` by an int8 matrix product with
-    int32 sums (vector-neural-network instructions: about 3x float32's throughput at
-    d = 784 on this machine), ``|q - r|^2 = |q|^2 + |r|^2 - 2 q.r`` without any rounding."""
+    int8 (distances are unchanged by a shift), products ``q.r`` exact in int32
+    (:func:`_integer_products`: an int8 matrix product on CPUs with int8 dot-product units,
+    about 3x float32's throughput at d = 784 there; an exact float one elsewhere),
+    ``|q - r|^2 = |q|^2 + |r|^2 - 2 q.r`` without any rounding."""
     low = min(int(queries.min()), int(refs.min()))
 
     def int8(a: np.ndarray) -> torch.Tensor:
@@ -208,10 +213,11 @@ def _knn_integer(queries: np.ndarray, refs: np.ndarray, *, k: int, exclude_self:
     dist = np.empty((n, k), dtype=np.float64)
     index = np.empty((n, k), dtype=np.int64)
     buffer = torch.empty((max(min(chunk, n), 17), m), dtype=torch.int32)
+    products = _integer_products(r)
     for start in range(0, n, chunk):
         qb = q[start:start + chunk]  # (B, d)
         rows = qb.shape[0]
-        s = _int8_products(qb, r, buffer).mul_(2).sub_(r_sq)  # 2 q.r - |r|^2, (B, m) int32
+        s = products(qb, buffer).mul_(2).sub_(r_sq)  # 2 q.r - |r|^2, (B, m) int32
         if exclude_self:
             own = torch.arange(rows)
             s[own, own + start] = torch.iinfo(torch.int32).min
@@ -220,6 +226,29 @@ def _knn_integer(queries: np.ndarray, refs: np.ndarray, *, k: int, exclude_self:
         dist[start:start + rows] = (q_sq - vals.to(torch.int64)).double().sqrt().numpy()
         index[start:start + rows] = idx.numpy()
     return dist, index
+
+
+@functools.cache
+def _int8_kernel_is_fast() -> bool:
+    """Whether the CPU has int8 dot-product units (VNNI, AMX): without them torch's int8
+    matrix product runs some 20 times slower than a float32 one."""
+    return bool(set(cpu_kernels().split()) & INT8_DOT_FLAGS)
+
+
+def _integer_products(r: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``products(qb, out)``: ``qb @ r.T`` of int8 matrices as exact int32 in the first rows of
+    ``out``. With int8 dot-product units an int8 matrix product; without, a float32 one where
+    every partial sum is an integer below 2^24 (``d * 128^2 <= 2^24``: exact in any summation
+    order), else a float64 one: the same integers either way."""
+    if _int8_kernel_is_fast():
+        return lambda qb, out: _int8_products(qb, r, out)
+    dtype = torch.float32 if r.shape[1] * 128 * 128 <= 2**24 else torch.float64
+    rt = r.to(dtype).T
+
+    def products(qb: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return out[:qb.shape[0]].copy_(torch.mm(qb.to(dtype), rt))
+
+    return products
 
 
 def _int8_products(q: torch.Tensor, r: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
