@@ -18,6 +18,8 @@ LEVEL = 0.002  # two-sided: the coverage tests fail a calibrated interval this r
 
 def chi_square_verdict(z: np.ndarray, df: int) -> str | None:
     """Why ``sum(z^2)`` is outside the central ``1 - LEVEL`` of chi-square(df), or ``None``."""
+    if not np.isfinite(z).all():
+        return f"not finite: z-scores {z[~np.isfinite(z)][:3]} (a zero or missing stderr?)"
     total = float((z * z).sum())
     low, high = stats.chi2.ppf([LEVEL / 2, 1 - LEVEL / 2], df)
     if total > high:
