@@ -20,6 +20,10 @@ from gmbench.evaluation import EvalConfig, run_evaluation
 from gmbench.metrics import METRICS
 
 RUNS = [k for k, m in METRICS.items() if m.interval == "runs"]
+# metrics whose value this fixed model never moves (their interval is tested elsewhere); the
+# test still asserts that they do not move and that their interval holds the value
+NEVER_MOVES = {"copy_rate": "the independent categorical never copies a training image; the "
+                            "Clopper-Pearson interval is tested in test_memorization.py"}
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,10 @@ def test_each_runs_interval_is_as_wide_as_the_spread_between_runs(key, records):
     assert all(r["interval_covers"] == "runs" for r in recs)
     values = np.array([r["value"] for r in recs], dtype=float)
     assert np.isfinite(values).all(), (key, values)
+    if key in NEVER_MOVES:
+        assert (values == values[0]).all() and all(
+            r["ci_low"] <= r["value"] <= r["ci_high"] for r in recs), (key, NEVER_MOVES[key])
+        return
     se = np.array([gate_stderr(r) for r in recs], dtype=float)
     problem = chi_square_verdict((values - values.mean()) / se, SEEDS - 1)
     assert problem is None, (f"{key}: {problem}; values {np.round(values[:6], 5)}, "
