@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gmbench.estimators.hypothesis import welch_df
 from gmbench.estimators.mlp import (
     MLPSpec,
     Stopping,
@@ -116,7 +117,7 @@ class C2STResult:
         training = self.classifier_variance()
         if training <= 0:
             return None
-        return (binomial + training) ** 2 / training**2
+        return welch_df(math.sqrt(binomial), None, math.sqrt(training), 1.0)
 
     def accuracy_estimate(self) -> Estimate:
         """Held-out accuracy with a normal 95% interval, clipped to [0, 1].

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from gmbench.estimators.hypothesis import welch_df
 from gmbench.estimators.mlp import predict_parallel, train_parallel_mlp
 from gmbench.estimators.uncertainty import Estimate
 
@@ -135,7 +136,10 @@ class FitResult:
         if r < 2:
             return None
         rep = float(np.var(self.replicate_accuracy, ddof=1))
-        return None if rep <= 0 else self.variance() ** 2 / (rep**2 / (r - 1))
+        if rep <= 0:
+            return None
+        p, n = self.accuracy, len(self.correct)
+        return welch_df(math.sqrt(rep), r - 1, math.sqrt(p * (1 - p) / n), None)
 
     def estimate(self) -> Estimate:
         p, se = self.accuracy, math.sqrt(self.variance())
