@@ -62,11 +62,13 @@ for _b in (
              "probabilistic PCA, closed form; images: in logit space of dequantized pixels",
              "ppca"),
     Baseline("ae", IMAGE_DATASETS,
-             "MLP autoencoder; samples decode a Gaussian mixture fitted to latents", "ae"),
+             "convolutional autoencoder (two stride-2 stages); samples decode a Gaussian "
+             "mixture fitted to its latents", "ae"),
     Baseline("ae_conditional", IMAGE_DATASETS, "the same autoencoder; one Gaussian per class "
              "in latent space (sample_conditional)", "ae"),
     Baseline("vae", IMAGE_DATASETS,
-             "MLP VAE, discretized-logistic decoder; log_prob = IWAE estimate", "vae"),
+             "convolutional VAE (the autoencoder's networks), a mixture of 5 discretized "
+             "logistics per pixel; log_prob = IWAE-32 estimate", "vae"),
     Baseline("vae_elbo", IMAGE_DATASETS, "the same VAE scored by its ELBO (a lower bound)",
              "vae"),
     Baseline("flow", IMAGE_DATASETS + TOY_DATASETS,
@@ -76,11 +78,14 @@ for _b in (
              "(RealNVP-style, flattened pixels): a point of comparison", "flow_mlp"),
     Baseline("pixelcnn", IMAGE_DATASETS, "gated PixelCNN (autoregressive): exact log-mass, "
              "ancestral samples", "pixelcnn", n_samples=(("fashion-mnist", 2000),)),
-    Baseline("gan", IMAGE_DATASETS + TOY_DATASETS, "DCGAN (MLP GAN on 2-D data); samples only",
+    Baseline("gan", IMAGE_DATASETS + TOY_DATASETS, "images: DCGAN-style generator, spectrally normalized "
+             "discriminator, hinge loss; 2-D data: an MLP GAN; samples only",
              "gan"),
     Baseline("memorizer", IMAGE_DATASETS + TOY_DATASETS,
-             "replays training examples; log_prob: replay + 10% PPCA back-off", None),
-    Baseline("truth", TOY_DATASETS, "the generated dataset's exact ground truth", None),
+             "reference model: replays training examples; log_prob: replay + 10% PPCA "
+             "back-off", None),
+    Baseline("truth", TOY_DATASETS, "reference model: the generated dataset's exact ground "
+             "truth", None),
 ):
     BASELINES.register(_b.name, _b)
 

@@ -26,7 +26,10 @@ from torch import nn
 
 from gmbench.datasets import DatasetInfo, get_dataset
 
-__all__ = ["BACKOFF", "Memorizer", "load"]
+__all__ = ["BACKOFF", "REFERENCE", "Memorizer", "load"]
+
+REFERENCE = ("replays training images: the reference the memorization checks must flag, not a "
+             "competitor")
 
 BACKOFF = 0.1  # probability of the PPCA component
 BANDWIDTH = 1e-3  # continuous data: kernel std as a fraction of the data's std

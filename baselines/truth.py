@@ -13,7 +13,9 @@ import numpy as np
 from gmbench.datasets import DatasetInfo, get_dataset
 from gmbench.errors import ModelError
 
-__all__ = ["GroundTruthModel", "load"]
+__all__ = ["REFERENCE", "GroundTruthModel", "load"]
+
+REFERENCE = "the data's own distribution: the ideal, not a competitor"
 
 
 class GroundTruthModel:

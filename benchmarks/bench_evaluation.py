@@ -15,7 +15,7 @@ subprocess with its own feature cache (``XDG_CACHE_HOME``), alternating which go
 Reported per case (``extra_info`` and printed): wall time of the whole command (imports
 included) and peak resident memory of each version, their ratio, and the current version's
 per-metric seconds from ``results.json``. ``GMBENCH_BENCH_SIZES`` (default ``10000``) picks
-the sample counts of the warm cases, e.g. ``1000,10000,50000`` for the README's scaling table;
+the sample counts of the warm cases, e.g. ``1000,10000,50000`` for the scaling table of docs/performance.md;
 ``GMBENCH_BENCH_ROUNDS`` (default 2) the alternating rounds (each version's best is kept).
 Skipped without Fashion-MNIST, without git history holding 8879c7b, or with
 ``GMBENCH_BENCH_SIZES`` empty.

@@ -6,7 +6,7 @@ Run: ``python -m pytest benchmarks/bench_sweep.py --benchmark-enable -q -s`` (ne
 feature cache (one untimed serial run of one evaluation first); Ray runs one evaluation per
 CPU (``--cpus-per-eval 1``; its start-up is inside the timed part). Reported: wall seconds
 of each side, their ratio (Ray / serial), and the per-evaluation seconds of the serial side
-(what the README's estimate of larger sweeps is built from).
+(what the estimate of larger sweeps in docs/sweeps.md is built from).
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Benchmarks run with `python -m pytest benchmarks --benchmark-enable`; see README."""
+"""Benchmarks run with `python -m pytest benchmarks --benchmark-enable`; see docs/performance.md and docs/development.md."""

@@ -8,7 +8,7 @@ Markdown table: the exact KL and TV; the mean of ``kl_knn`` (bias-corrected WKV,
 its relative bias; the C2ST accuracy against the Bayes accuracy ``(1 + TV) / 2``; the mean
 ``tv_lower_bound``; and the power of each two-sample statistic, the fraction of seeds whose
 95% interval excludes the null value (0.5 for the C2ST; 0 for MMD). The last row pair is
-identical distributions, where "power" is the false-positive rate. The README's table is this
+identical distributions, where "power" is the false-positive rate. The table in docs/metrics.md is this
 script's output.
 """
 

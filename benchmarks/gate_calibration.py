@@ -69,6 +69,24 @@ def parse_seeds(text: str) -> list[int]:
     return out
 
 
+def board_fingerprint(path: Path) -> str:
+    """sha256 of what the gate reads from a board: each row's run identity, value, standard
+    error between runs and per-example file, numbers to 10 significant digits. Re-recording
+    the board under the same numbers (a changed interval rule, an added column, a model's
+    role, float rounding far below the gate's tolerance) keeps it; a changed number, weights
+    file, seed or option does not."""
+    from gmbench.storage.leaderboard import read_board
+
+    def cell(x: object) -> object:
+        return float(f"{x:.10g}") if isinstance(x, float) else x
+
+    keep = ("dataset", "model", "metric", "value", "stderr", "stderr_runs", "df_runs",
+            "weights_sha256", "dataset_sha256", "per_example_sha256", "feature_space", "seed",
+            "n_samples", "eval_config", "higher_is_better")
+    lines = sorted(json.dumps([cell(getattr(r, k)) for k in keep]) for r in read_board(path))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 # ------------------------------------------------------------------ in a worker process
 def _setup() -> None:
     import torch
@@ -181,7 +199,7 @@ METRIC_ORDER = ("nll", "nll_train", "generalization_gap", "c2st_accuracy", "kl_k
 
 
 def readme_block(figures: dict[str, Any]) -> str:
-    """The measured figures as the README quotes them (a test holds the README to this)."""
+    """The measured figures as docs/gate.md quotes them (a test holds the page to this)."""
     def alarms(key: str, what: str) -> str:
         f = figures[key]
         low, high = f["rate_interval_95"]
@@ -191,7 +209,8 @@ def readme_block(figures: dict[str, Any]) -> str:
 
     lines = [f"Measured with `{figures['command'].strip()}` ({figures['hardware']}; "
              f"{figures['seconds'] / 60:.0f} minutes on two CPU cores; figures in "
-             "`benchmarks/results/gate_calibration.json`, for the board of that sha256):", ""]
+             "`benchmarks/results/gate_calibration.json`, for the board whose numbers it "
+             "fingerprints):", ""]
     if "false_alarms_board" in figures:
         seeds = figures["false_alarms_board"]["seeds"]
         lines.append("- **False alarms, against the board.** "
@@ -295,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="only check the acceptance (CI's shorter run)")
     parser.add_argument("--readme", action="store_true",
-                        help="print the README's figures from the committed file, and exit")
+                        help="print the figures of docs/gate.md from the committed file, and exit")
     args = parser.parse_args(argv)
     if args.readme:
         print(readme_block(json.loads(OUT.read_text())), end="")
@@ -320,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "board": str(BOARD.relative_to(ROOT)),
         "board_sha256": hashlib.sha256(BOARD.read_bytes()).hexdigest(),
+        "board_fingerprint": board_fingerprint(BOARD),
         "gmbench_version": __version__,
         "command": "python benchmarks/gate_calibration.py " + " ".join(argv or sys.argv[1:]),
         "hardware": "one CPU thread per evaluation",

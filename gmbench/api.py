@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gmbench.background import thread_budget
 from gmbench.datasets import Dataset, get_dataset, list_datasets
 from gmbench.device import parse_device
 from gmbench.errors import GmbenchError, ModelError, warn
@@ -354,7 +355,8 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
              feature_extractor: str = _DEFAULTS.feature_extractor,
              inception_weights: str | None = None, data_root: str | None = None,
              name: str | None = None, workers: int = 1, address: str | None = None,
-             cpus_per_worker: float = 1, gpus_per_worker: float = 0) -> Results:
+             cpus_per_worker: float = 1, gpus_per_worker: float = 0,
+             threads: int | None = None) -> Results:
     """Evaluate a model, or stored samples, on a dataset.
 
     Args:
@@ -380,6 +382,9 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
             are computed once, here, and equal a one-process run's within 1e-6 relative.
         address: the Ray cluster of the workers (default: a local Ray on this machine).
         cpus_per_worker, gpus_per_worker: each worker's Ray resource request.
+        threads: the run's whole CPU thread budget (torch, BLAS and gmbench's background
+            worker together; default: torch's current count). Values do not depend on it
+            beyond float rounding; on a busy machine fewer threads can be faster.
 
     Raises:
         GmbenchError: bad input (model, samples, dataset, metric, option), with what to do.
@@ -393,12 +398,15 @@ def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset |
     device = parse_device(device)
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise OptionError(f"workers must be a whole number of at least 1, got {workers!r}.")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or threads < 1):
+        raise OptionError(f"threads must be a whole number of at least 1, got {threads!r}.")
     if workers > 1 and (samples is not None or not isinstance(model, (str, Path))
                         or not (dataset is None or isinstance(dataset, str))):
         raise OptionError("workers > 1 needs a model file and a dataset name (each worker "
                           "loads both itself); evaluate objects and stored samples with "
                           "workers=1.")
-    with process_state(), progress_shown(progress):
+    with process_state(), progress_shown(progress), thread_budget(threads):
         if isinstance(model, (str, Path)) and samples is None:
             module, source = import_model_file(model)
             data = _dataset(dataset or source.dataset or "digits", data_root)

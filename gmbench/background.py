@@ -24,16 +24,36 @@ on this machine's BLAS the products are the same bitwise on one or two threads
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["Background", "before_model_code", "in_background"]
+__all__ = ["Background", "before_model_code", "in_background", "thread_budget"]
 
 _LOCAL = threading.local()
 _HOOKS: list[Callable[[], None]] = []
+
+
+@contextmanager
+def thread_budget(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` threads in all: torch's pool, the BLAS libraries' pools
+    (threadpoolctl) and the background worker, which takes one of them (``None``: as they
+    are). The previous counts come back on the way out."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def in_background() -> bool:

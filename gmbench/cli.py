@@ -24,13 +24,33 @@ def _metric_list(text: str) -> list[str]:
 STORED_SUFFIXES = (".npz", ".npy")
 
 
+def _wrapped(text: str) -> str:
+    """A note folded to the 120 columns the tables fit (paths are not broken)."""
+    import textwrap
+
+    return textwrap.fill(text, width=120, subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def _fuller_message(out: Path, lost: list[str]) -> str:
+    shown = ", ".join(lost[:8]) + (" ..." if len(lost) > 8 else "")
+    return (f"--out {out} holds a run with metrics this run does not compute ({shown}); "
+            "writing would replace it. Pass another --out, or --overwrite to replace it.")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from gmbench.api import evaluate
     from gmbench.names import safe_filename
+    from gmbench.outputs import check_out, fuller_run
 
     cwd = Path.cwd()  # --out is relative to where gmbench was started, whatever model code does
+    if args.out:  # found before the evaluation, not after it
+        check_out(cwd / args.out)
+        lost = [] if args.overwrite else fuller_run(cwd / args.out, args.metrics)
+        if lost:
+            raise GmbenchError(_fuller_message(cwd / args.out, lost))
     target = Path(args.model)
     stored = target.suffix.lower() in STORED_SUFFIXES or (target.is_dir() and any(
         p.suffix.lower() == ".png" for p in target.iterdir()))
@@ -41,10 +61,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                        dequant_samples=args.dequant_samples, max_train=args.max_train,
                        feature_extractor=args.feature_extractor,
                        inception_weights=args.inception_weights, data_root=args.data_root,
-                       workers=args.workers, address=args.address)
+                       workers=args.workers, address=args.address, threads=args.threads)
     doc = results.document
     out = cwd / (args.out or Path("gmbench-out") / (
         f"{safe_filename(doc['model']['name'])}-{safe_filename(doc['dataset']['name'])}"))
+    if not args.out and not args.overwrite:  # the default folder: a fuller run stays
+        base, n = out, 1
+        while fuller_run(out, list(doc["metrics"])):
+            n += 1
+            out = base.with_name(f"{base.name}-{n}")
+        if out != base:
+            warn(f"{base} holds a run with metrics this one did not compute; writing this run "
+                 f"to {out} instead (--overwrite replaces it)")
     if args.out or not args.json:  # --json alone prints the document and writes nothing
         results.save(out, report=args.report, boards=args.boards)
     if args.json:
@@ -63,11 +91,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     prov = doc.get("provenance", {})
     if prov.get("metric_seconds"):
-        print(f"took {prov.get('duration_s', 0):.1f} s; slowest stages: "
-              f"{slowest(prov['metric_seconds'])} (per metric: metric_seconds in results.json; "
-              "shared work is charged to the first metric that needs it)", file=sys.stderr)
+        print(_wrapped(f"took {prov.get('duration_s', 0):.1f} s; slowest stages: "
+                       f"{slowest(prov['metric_seconds'])} (per metric: metric_seconds in "
+                       "results.json; shared work is charged to the first metric that needs "
+                       "it)"), file=sys.stderr)
     written = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    print(printable(f"wrote {', '.join(written)} to {out}/"), file=sys.stderr)
+    print(_wrapped(printable(f"wrote {', '.join(written)} to {out}/")), file=sys.stderr)
     return 0
 
 
@@ -108,7 +137,7 @@ def cmd_leaderboard_add(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard_show(args: argparse.Namespace) -> int:
-    from gmbench.present.board import render_board
+    from gmbench.present.board import WIDTH, render_board
     from gmbench.storage.leaderboard import read_board
 
     pareto = None
@@ -118,7 +147,8 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
             raise GmbenchError(f"--pareto {args.pareto!r} must name two metrics, e.g. "
                                "--pareto precision,recall.")
         pareto = (pair[0], pair[1])
-    print(printable_lines(render_board(read_board(args.board), sort=args.sort, pareto=pareto)))
+    print(printable_lines(render_board(read_board(args.board), sort=args.sort, pareto=pareto,
+                                       width=None if args.wide else WIDTH)))
     return 0
 
 
@@ -227,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true",
                     help="print the results document (results.json) on stdout and nothing "
                          "else there; files are written only with --out")
+    ev.add_argument("--threads", type=int, default=None,
+                    help="the run's whole CPU thread budget: torch, BLAS and gmbench's "
+                         "background worker (default: torch's count, the cores); values do "
+                         "not depend on it")
+    ev.add_argument("--overwrite", action="store_true",
+                    help="replace an output folder even when it holds a run with metrics "
+                         "this run does not compute (default: refused, before evaluating)")
     ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.add_argument("--wide", action="store_true",
                     help="show every baseline in its own column (default: the best one)")
@@ -245,10 +282,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--replace", action="store_true",
                      help="overwrite rows with the same identity whose values differ")
     add.set_defaults(func=cmd_leaderboard_add)
-    show = board_sub.add_parser("show", help="print a board as a wide table (model x metric)")
+    show = board_sub.add_parser("show", help="print a board as a table: a line per run of a "
+                                "model (seed, sample count), a column per metric")
     show.add_argument("--board", required=True, help="the board CSV")
     show.add_argument("--sort", help="a metric: order models best first in its direction")
     show.add_argument("--pareto", help="two metrics M1,M2: mark the models on their Pareto front")
+    show.add_argument("--wide", action="store_true",
+                      help="every metric in one table, however wide (default: groups of "
+                           "columns that fit 120 characters)")
     show.set_defaults(func=cmd_leaderboard_show)
 
     from gmbench.storage.check import RULE

@@ -3,7 +3,8 @@
 Most metrics are better the higher (precision) or the lower (FID) they are. Some have an ideal
 value and are worse on *both* sides of it: ``nn_distance_ratio`` (1: samples as far from the
 training set as unseen data; below: copying; above: underfitting), ``data_copying_ct`` (0),
-``c2st_accuracy`` (0.5: indistinguishable), ``density`` (1), and the divergences whose
+``c2st_accuracy`` (0.5: indistinguishable), ``density`` (1), ``copy_rate`` (0.01, the rate of
+unseen data; the regression gate counts only its rises), and the divergences whose
 unbiased or Monte Carlo estimates scatter around 0 for a perfect model, so a value below 0 is
 noise, not better than 0: ``kl_exact``, ``kl_knn``, ``mmd``, ``mmd_multiscale``, ``kid`` (0). Such a metric is ranked, gated and
 drawn by its distance from the ideal, ``|value - ideal|``; its ``higher_is_better`` is

@@ -119,6 +119,41 @@ def _check_target(out: Path) -> None:
                               "choose a new or empty folder, e.g. --out gmbench-out/run1.")
 
 
+def check_out(out: str | os.PathLike[str]) -> None:
+    """Whether ``write_run(out, ...)`` could replace ``out`` (checked before an evaluation,
+    so that a conflict is not found only after it).
+
+    Raises:
+        OutputError: ``out`` is the current folder or above it, a file, a link to no folder,
+            or holds files gmbench did not write.
+    """
+    target = Path(out)
+    if target.is_symlink():
+        real = target.resolve()
+        if not real.is_dir():
+            raise OutputError(f"--out {target} is a symbolic link to {real}, which is not an "
+                              "existing folder; create that folder or pass another --out.")
+        target = real
+    _check_target(target)
+
+
+def fuller_run(out: str | os.PathLike[str], metrics: Sequence[str] | None) -> list[str]:
+    """The metrics of the run already in ``out`` that a run of ``metrics`` (``None``: every
+    applicable one) would not compute, so writing it there would lose them; ``[]`` when
+    there is no readable run."""
+    if metrics is None:
+        return []
+    import json
+
+    try:
+        doc = json.loads((Path(out) / "results.json").read_text(encoding="utf-8"))
+        held = [str(k) for k in doc["metrics"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    wanted = {m.strip() for m in metrics}
+    return [k for k in held if k not in wanted]
+
+
 def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
     """Write ``files`` (name -> bytes) as the folder ``out``, replacing a previous run's
     folder all at once.

@@ -141,7 +141,7 @@ def test_fashion_mnist_family_ordering():
     fid = {m: r for (m, k), r in board.items() if k == "fid"}
     assert fid["gan"].ci_high < fid["categorical"].ci_low
     # the convolutional autoencoder within the FID 60; the GAN a quarter of the
-    # two-layer DCGAN's 200 (the 40 not reached in its budget: README)
+    # two-layer DCGAN's 200 (the 40 not reached in its budget: docs/baselines.md)
     assert fid["ae"].ci_high < 60
     assert fid["gan"].ci_high < 60
 

@@ -328,3 +328,33 @@ def test_a_run_that_finds_kl_knn_not_estimable_is_not_compared(new_side):
     assert not verdicts["kl_knn"].failed
     assert (atoms in verdicts["kl_knn"].note) == new_side
     assert verdicts["nll"].status == "regression" and verdicts["nll"].failed
+
+
+@pytest.mark.parametrize(("new_value", "status"), [(0.001, "improved"), (0.030, "regression")])
+def test_copy_rate_is_ranked_by_its_ideal_but_only_a_rise_regresses(new_value, status):
+    """copy_rate's ideal is the data's own rate (0.01): ranked by the distance from it, so the
+    truth's 0.0089 beats a poor model's 0.0017; but copying less than the reference did is
+    never a regression, only copying more."""
+    from gmbench.metrics import registered_definitions
+    from gmbench.present.compare import rank_of
+    from gmbench.storage.check import check_results
+    from gmbench.storage.leaderboard import rows_from_results
+
+    defined = registered_definitions()
+    ideal = defined["copy_rate"].direction.ideal
+    assert ideal == 0.01
+    assert rank_of(0.0089, [0.0017], direction=defined["copy_rate"].direction) == 1
+
+    def rate(value: float) -> dict:
+        rec = _record(value, unit="fraction", protocol=defined["copy_rate"].protocol,
+                      ideal=ideal)
+        return {**rec, "stderr": 0.001, "ci_low": value - 0.002, "ci_high": value + 0.002}
+
+    board = rows_from_results(_document({"copy_rate": rate(0.012)}, seed=0))
+    report = check_results(_document({"copy_rate": rate(new_value)}, seed=1), board,
+                           model="m", defined=defined)
+    (verdict,) = [v for v in report.verdicts if v.metric == "copy_rate"]
+    # 0.001 is nearer the ideal's other side than 0.012 is (0.009 vs 0.002): by distance it
+    # would regress; gated on rises it passes
+    assert verdict.status == status
+    assert verdict.worse_by == pytest.approx(new_value - 0.012)

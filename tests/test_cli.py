@@ -67,3 +67,75 @@ def test_results_csv_neutralises_formula_names(write_model, gmbench_cli):
     assert row["model"] == "'" + '=HYPERLINK("http://x","y")'
     assert run.results["model"]["name"] == '=HYPERLINK("http://x","y")'  # JSON keeps the truth
     assert run.results["metrics"]["nll"]["feature_space"] == "data"
+
+
+COUNTING = """
+    import torch
+    DATASET = "markov-4"
+    SEEN = []
+    class Uniform:
+        def sample(self, n):
+            SEEN.append(torch.get_num_threads())
+            (__import__("pathlib").Path(__file__).parent / "sampled").write_text(str(SEEN))
+            return torch.randint(0, 4, (n, 64))
+        def log_prob(self, x):
+            return torch.full((len(x),), -64 * torch.log(torch.tensor(4.0)).item(),
+                              dtype=torch.float64)
+    model = Uniform()
+"""
+
+
+def test_out_conflicts_are_found_before_the_evaluation(write_model, gmbench_cli, tmp_path):
+    path = write_model(COUNTING)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    run = gmbench_cli("evaluate", path, "--metrics", "mmd", "--out", busy)
+    assert run.code == 2 and "notes.txt" in run.err
+    assert not (path.parent / "sampled").exists()  # refused before the model was asked
+
+
+def test_a_subset_run_never_replaces_a_fuller_run(write_model, gmbench_cli, tmp_path,
+                                                  monkeypatch):
+    path = write_model(COUNTING)
+    full = gmbench_cli("evaluate", path, "--metrics", "nll,mmd", "--out", tmp_path / "r")
+    assert full.code == 0, full.err
+    subset = gmbench_cli("evaluate", path, "--metrics", "nll", "--out", tmp_path / "r")
+    assert subset.code == 2 and "mmd" in subset.err and "--overwrite" in subset.err
+    import json
+
+    def held() -> set[str]:
+        return set(json.loads((tmp_path / "r" / "results.json").read_text())["metrics"])
+
+    assert held() == {"nll", "mmd"}  # still there, untouched
+    forced = gmbench_cli("evaluate", path, "--metrics", "nll", "--out", tmp_path / "r",
+                         "--overwrite")
+    assert forced.code == 0 and held() == {"nll"}
+    # the default folder: the subset run goes beside the fuller one, and says so
+    monkeypatch.chdir(tmp_path)
+    from gmbench.cli import main
+
+    assert main(["evaluate", str(path), "--metrics", "nll,mmd", "--quiet"]) == 0
+    assert main(["evaluate", str(path), "--metrics", "nll", "--quiet"]) == 0
+    first = json.loads((tmp_path / "gmbench-out" / f"{path.stem}-markov-4" / "results.json")
+                       .read_text())
+    second = json.loads((tmp_path / "gmbench-out" / f"{path.stem}-markov-4-2" / "results.json")
+                        .read_text())
+    assert set(first["metrics"]) == {"nll", "mmd"} and set(second["metrics"]) == {"nll"}
+
+
+def test_threads_sets_the_whole_budget_and_leaves_values_alone(write_model, gmbench_cli):
+    import torch
+
+    path = write_model(COUNTING)
+    before = torch.get_num_threads()
+    one = gmbench_cli("evaluate", path, "--metrics", "mmd,nll", "--threads", "1")
+    assert one.code == 0, one.err
+    assert set(eval((path.parent / "sampled").read_text())) == {1}
+    assert torch.get_num_threads() == before  # restored
+    two = gmbench_cli("evaluate", path, "--metrics", "mmd,nll", "--threads", "2")
+    assert set(eval((path.parent / "sampled").read_text())) == {2}
+    for key in ("mmd", "nll"):
+        assert math.isclose(one.metric(key)["value"], two.metric(key)["value"], rel_tol=1e-6)
+    bad = gmbench_cli("evaluate", path, "--threads", "0")
+    assert bad.code == 2 and "threads" in bad.err

@@ -191,6 +191,28 @@ def test_npz_and_png_folders_give_identical_metrics_and_cas_runs(own_data, write
     assert values[0]["cas"] > 0.5  # labelled: CAS trains on the blobs' classes
 
 
+BY_NAME = """
+import numpy as np
+from gmbench.datasets import get_dataset
+class Replay:
+    def __init__(self, x):
+        self.x = x
+    def sample(self, n):
+        return self.x[np.arange(n) % len(self.x)]
+def load(dataset, device):  # your own dataset too: by the name gmbench passes
+    return Replay(get_dataset(dataset.name).train.x)
+"""
+
+
+def test_a_model_reaches_the_training_split_of_your_own_dataset_by_its_name(
+        own_data, write_model, gmbench_cli):
+    model = write_model(BY_NAME)
+    run = gmbench_cli("evaluate", model, "--dataset", str(own_data / "blobs.npz"),
+                      "--metrics", "copy_rate", "--n-samples", "400")
+    assert run.code == 0, run.err
+    assert run.metric("copy_rate")["value"] == 1.0  # it replays the training images
+
+
 @pytest.mark.parametrize(("make", "message"), [
     ("mixed_sizes", "4x4 pixels, not 8x8"),
     ("gray_among_rgb", "grayscale among RGB images"),

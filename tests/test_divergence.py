@@ -298,6 +298,20 @@ class ShiftedTruth:
         return x
 
 
+def test_mmd_interval_wholly_below_0_is_extended_up_to_0():
+    from gmbench.metrics.divergence import _MMD
+
+    below = _MMD(-0.01, 500, 500, 1.0, var_runs=1e-6, var_total=4e-6).estimate()
+    assert (below.value, below.ci_low, below.ci_high) == (-0.01, pytest.approx(
+        -0.01 - 1.96 * 2e-3, rel=1e-4), 0.0)
+    assert "extended up to 0" in below.ci_method
+    around = _MMD(-0.001, 500, 500, 1.0, var_runs=1e-6, var_total=4e-6).estimate()
+    assert around.ci_high == pytest.approx(-0.001 + 1.96 * 2e-3, rel=1e-4)  # as it was
+    assert "extended" not in around.ci_method
+    above = _MMD(0.01, 500, 500, 1.0, var_runs=1e-6, var_total=4e-6).estimate()
+    assert above.ci_low == pytest.approx(0.01 - 1.96 * 2e-3, rel=1e-4)  # wholly above: as is
+
+
 @pytest.mark.slow
 def test_mmd_intervals_contain_0_for_the_truth_and_exclude_it_for_a_small_shift():
     """With every default (10,000 samples against the 10,000 test points): for the truth

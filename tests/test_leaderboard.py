@@ -30,7 +30,7 @@ DATASET_SHA = "d" * 64
 def results_dict(model: str = "m", *, seed: int = 0, sha: str | None = None,
                  metrics: dict[str, tuple[float, float, bool]] | None = None,
                  started: str = "2026-01-01T00:00:00+00:00", version: str = "0.1.0",
-                 dataset_sha: str = DATASET_SHA) -> dict:
+                 dataset_sha: str = DATASET_SHA, n_samples: int = 360) -> dict:
     """A valid ``results.json`` dictionary; ``metrics``: key -> (value, stderr, higher_better)."""
     metrics = metrics or {"nll": (100.0 + seed, 0.5, False), "precision": (0.7, 0.01, True)}
     return {
@@ -40,7 +40,7 @@ def results_dict(model: str = "m", *, seed: int = 0, sha: str | None = None,
         "dataset": {"name": "digits", "kind": "image", "shape": [1, 8, 8], "levels": 17,
                     "num_classes": 10, "sha256": dataset_sha},
         "seed": seed,
-        "n_samples": 360,
+        "n_samples": n_samples,
         "metrics": {k: {"value": v, "stderr": se, "ci_low": v - 1.96 * se,
                         "ci_high": v + 1.96 * se, "ci_method": "normal", "n": 360,
                         "unit": "nats" if k == "nll" else "fraction", "higher_is_better": hb,
@@ -161,7 +161,8 @@ def test_cli_add_and_show(tmp_path, capsys):
     assert list(lines) == ["alpha", "beta", "gamma"]  # precision: higher first
     front = {m for m, ln in lines.items() if ln.startswith("*")}
     assert front == {"alpha", "beta"}  # gamma is beaten by beta on both metrics
-    assert "100 ±0.98" in out
+    # one format per column: 5 significant digits of its largest value, the spread alike
+    assert "100.00 ±0.98" in out and " 90.00 ±0.98" in out
     assert main(["leaderboard", "show", "--board", str(board), "--sort", "nl"]) == 2
     assert "Did you mean 'nll'" in capsys.readouterr().err
 
@@ -193,7 +194,8 @@ def test_latest_row_per_model_and_metric_is_shown():
     chosen = latest_rows(old + new)
     assert chosen[("digits", "m", "nll")].value == 80.0
     assert chosen[("digits", "m", "precision")].value == 0.7  # only in the older run
-    assert "80 ±0.98" in render_board(old + new)
+    shown = render_board(old + new)  # each seed its own line
+    assert " 80.00 ±0.98" in shown and "100.00 ±0.98" in shown  # one format per column
 
 
 HYPERLINK = '=HYPERLINK("http://x","y")'
@@ -282,3 +284,35 @@ def test_board_saved_by_a_spreadsheet_with_bom_and_crlf_reads(tmp_path):
     text = board.read_text()
     board.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
     assert read_board(board) == read_board(_valid_board(tmp_path / "fresh"))
+
+
+BOARDS = sorted((Path(__file__).resolve().parents[1] / "leaderboards").glob("*.csv"))
+
+
+@pytest.mark.parametrize("board", BOARDS, ids=lambda p: p.stem)
+def test_committed_boards_show_in_120_columns_with_references_apart(board):
+    rows = read_board(board)
+    text = render_board(rows, pareto=("precision", "recall") if any(
+        r.metric == "recall" for r in rows) else None)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    wide = render_board(rows, width=None)
+    assert max(len(line) for line in wide.splitlines()) > 120  # --wide: everything, one table
+    for line in text.splitlines():
+        if "(ref)" in line and not line.startswith(("values", "  ")):
+            assert not line.startswith("*"), line  # a reference is never on a front
+    if any(r.model == "memorizer" for r in rows):
+        assert "memorizer (ref)" in text
+
+
+def test_show_separates_sample_counts_and_seeds_and_prints_bounds_as_bounds():
+    runs = [rows_from_results(results_dict("m", seed=s, n_samples=n, metrics={
+        "fid": (f, 0.5, False), "tv_lower_bound": (0.3, 0.1, False)},
+        started=f"2026-0{s + 1}-01T00:00:00+00:00")) for s, n, f in ((0, 2000, 2331.5),
+                                                                     (1, 10000, 6.76))]
+    text = render_board([r for run in runs for r in run])
+    lines = [ln for ln in text.splitlines() if ln.startswith("  m ")]
+    assert len(lines) == 2  # each run its own line: the two seeds and sample counts
+    assert "2000" in lines[0] and "10000" in lines[1]
+    assert "2331.5 ±1.0" in lines[0] and "   6.8 ±1.0" in lines[1]  # one format per column
+    assert lines[0].endswith("≥0.30000") and lines[1].endswith("≥0.30000")  # a bound, no ±
+    assert "runs differ in their number of samples (2000, 10000)" in " ".join(text.split())

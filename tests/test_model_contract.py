@@ -358,3 +358,19 @@ def test_written_files_get_ordinary_permissions(write_model, gmbench_cli):
     os.umask(umask)
     mode = stat.S_IMODE((run.dir / "results.json").stat().st_mode)
     assert mode == 0o666 & ~umask
+
+
+def test_a_binomial_distribution_works_unchanged_on_digits():
+    """torch.distributions.Binomial samples whole numbers as floats: read as the 17 levels,
+    and its log_prob (a mass on the levels) is the nll, exactly."""
+    import gmbench
+    from gmbench.datasets import get_dataset
+
+    probs = torch.linspace(0.1, 0.9, 64).reshape(1, 8, 8)
+    dist = torch.distributions.Independent(torch.distributions.Binomial(16, probs=probs), 3)
+    run = gmbench.evaluate(dist, dataset="digits", metrics=["nll", "mmd"], progress=False,
+                           n_samples=2000)
+    test = torch.as_tensor(get_dataset("digits").test.x, dtype=torch.float64)
+    expected = -dist.log_prob(test.float()).double().mean().item()
+    assert run.document["metrics"]["nll"]["value"] == pytest.approx(expected, rel=1e-6)
+    assert run.document["metrics"]["mmd"]["value"] > 0.1  # its samples: a poor model

@@ -11,7 +11,7 @@
   one thread (no overlap), metric by metric over the registry;
 - the model-independent test-to-train neighbours: cached once per machine, the same values.
 
-Speed itself is measured under ``benchmarks/`` (README: Performance), not here.
+Speed itself is measured under ``benchmarks/`` (docs/performance.md), not here.
 """
 
 from __future__ import annotations

@@ -69,11 +69,12 @@ def test_check_refuses_to_compare_across_protocol_versions(tmp_path, gmbench_cli
                       "nll,copy_rate,nn_distance_ratio", "--n-samples", "360")
     assert run.code == 0, run.err
     assert run.metric("nn_distance_ratio")["protocol"] == 2
-    assert run.metric("copy_rate")["protocol"] == 1  # unchanged: compared, not refused
+    assert run.metric("copy_rate")["protocol"] == 2  # its ideal is the data's rate since 0.3
     check = gmbench_cli("check", run.dir / "results.json", "--against", board, "--model",
                         "minimal_model")
     assert check.code == 2
     assert "nn_distance_ratio: board protocol 1, now 2" in check.err
+    assert "copy_rate: board protocol 1, now 2" in check.err
     assert "Re-record the reference" in check.err and "Traceback" not in check.err
 
 

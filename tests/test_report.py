@@ -237,3 +237,51 @@ def test_evaluate_survives_a_corrupt_baseline_board(tmp_path, write_model, gmben
     assert run.code == 0, run.err
     assert "baselines not shown" in run.err and "digits.csv" in run.err
     assert run.metric("nll")["value"] == pytest.approx(108.012, abs=1e-3)
+
+
+BOARDS = sorted((Path(__file__).resolve().parents[1] / "leaderboards").glob("*.csv"))
+
+
+def _as_results(rows: list[BoardRow]) -> dict:
+    """A results document holding the metrics of one model's board rows."""
+    first = rows[0]
+    return {
+        "schema_version": 2, "seed": first.seed, "n_samples": first.n_samples, "skipped": {},
+        "model": {"name": "yours", "sha256": "e" * 64, "path": "/yours.py"},
+        "dataset": {"name": first.dataset, "sha256": first.dataset_sha256},
+        "metrics": {r.metric: {"value": r.value, "stderr": r.stderr, "ci_low": r.ci_low,
+                               "ci_high": r.ci_high, "ci_method": r.ci_method, "n": r.n,
+                               "unit": r.unit, "higher_is_better": r.higher_is_better,
+                               "ideal": r.ideal, "kind": r.kind or None,
+                               "feature_space": r.feature_space, "n_samples": r.n_samples,
+                               "interval_covers": "bound" if r.metric == "tv_lower_bound"
+                               else "population"}
+                    for r in rows},
+        "provenance": {"gmbench_version": "0.3.0", "started": "2026-01-01T00:00:00+00:00"},
+    }
+
+
+@pytest.mark.parametrize("board", BOARDS, ids=lambda p: p.stem)
+def test_the_table_fits_120_columns_against_every_committed_board(board):
+    from gmbench.storage.leaderboard import read_board
+
+    rows = read_board(board)
+    for model in sorted({r.model for r in rows}):
+        doc = _as_results([r for r in rows if r.model == model])
+        text = render_table(doc, baselines=rows, board=str(board))
+        assert max(len(line) for line in text.splitlines()) <= 120, (board.stem, model)
+        assert "…" not in text  # no cell cut
+        best = [ln.split()[-3] for ln in text.splitlines()[3:] if ln[:1] in "↑↓◎"
+                and len(ln.split()) >= 7]
+        assert "memorizer" not in best and "truth" not in best  # never the best baseline
+
+
+def test_no_comparable_baseline_is_said_in_plain_words():
+    run = result({"fid": (10.0, False)})
+    run["n_samples"] = 500
+    run["metrics"]["fid"]["n_samples"] = 500
+    board = shifted(rows_from_results(result({"fid": (12.0, False)})), "b", 1.0, "a" * 64)
+    board = [BoardRow(**{**r.__dict__, "n_samples": 2000}) for r in board]
+    text = " ".join(render_table(run, baselines=board, board="b.csv").split())
+    assert "not ranked: fid: every baseline was measured on another number of samples" in text
+    assert "Re-run with --n-samples 2000 to compare" in text

@@ -228,6 +228,9 @@ def test_sample_quality_on_identical_features_is_best():
     # the unbiased MMD^2 of a set against itself is below 0 (its cross term keeps the
     # diagonal); independent draws from one distribution give a CI around 0 (tests below)
     assert res["kid"].value <= 0
+    # ... far enough below 0 that its normal interval lies wholly below: extended up to 0
+    assert res["kid"].value + 1.96 * res["kid"].stderr < 0
+    assert res["kid"].ci_high == 0.0 and "extended up to 0" in res["kid"].ci_method
     for est in res.values():
         assert est.ci_low <= est.value <= est.ci_high
 

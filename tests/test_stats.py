@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from gmbench.estimators.uncertainty import (
+    Estimate,
     bootstrap_estimate,
     clopper_pearson,
     difference,
@@ -86,3 +87,14 @@ def test_forked_rng_restores_state():
     with forked_rng(5):
         again = torch.rand(3), np.random.rand(), random.random()
     assert torch.equal(inside[0], again[0]) and inside[1:] == again[1:]
+
+
+def test_reaching_up_to_widens_only_an_interval_wholly_below_the_floor():
+    est = Estimate.normal(-1.0, 0.25, n=10, method="normal")  # [-1.49, -0.51]
+    wide = est.reaching_up_to(0.0, why="never negative")
+    assert (wide.ci_low, wide.ci_high, wide.value) == (est.ci_low, 0.0, -1.0)
+    assert wide.ci_method == "normal; never negative"
+    above = Estimate.normal(2.0, 0.25, n=10, method="m")  # wholly above 0: as it is
+    assert above.reaching_up_to(0.0, why="w") == above
+    inside = Estimate.normal(-0.2, 0.25, n=10, method="normal")  # contains 0: unchanged
+    assert inside.reaching_up_to(0.0, why="w") == inside

@@ -135,8 +135,26 @@ def _resolve_root(data_root: str | os.PathLike[str] | None) -> str | None:
 
 
 def get_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> Dataset:
-    """Load a dataset by name; each (name, data_root) is built once per process."""
-    return _load(name, _resolve_root(data_root))
+    """Load a dataset by name; each (name, data_root) is built once per process.
+
+    Your own dataset (a ``.npz`` file or a folder of images, loaded by its path) is also found
+    by its name once loaded in this process, so a model's ``load(dataset, device)`` reaches
+    its training split with ``get_dataset(dataset.name).train.x`` whatever the dataset."""
+    if name in _OWN and not _looks_like_path(name):
+        return _OWN[name]
+    data = _load(name, _resolve_root(data_root))
+    if _looks_like_path(name):
+        _OWN[data.info.name] = data
+    return data
+
+
+_OWN: dict[str, Dataset] = {}  # your own datasets loaded in this process, by name
+
+
+def _looks_like_path(name: str) -> bool:
+    from gmbench.datasets.local import looks_like_path
+
+    return looks_like_path(name)
 
 
 def forget_dataset(dataset: Dataset) -> None:
@@ -145,6 +163,7 @@ def forget_dataset(dataset: Dataset) -> None:
     datasets, each cheap to rebuild."""
     del dataset
     _load.cache_clear()
+    _OWN.clear()
 
 
 @lru_cache(maxsize=16)

@@ -168,7 +168,9 @@ def kid_estimate(fake: np.ndarray, real: np.ndarray, *, seed: int, subsets: int 
     est = _normal(value, math.sqrt(var_total + draw), len(fake),
                   f"normal; the complete U-statistic's variance over a new test split and new "
                   f"samples (Hoeffding, second order) + the subset draw's ({subsets} subsets "
-                  f"of {size}, torch-fidelity's spread)")
+                  f"of {size}, torch-fidelity's spread)").reaching_up_to(
+        0.0, why="extended up to 0, which it lay wholly below: the population KID is never "
+                 "negative")
     return est, math.sqrt(var_runs + draw)
 
 

@@ -73,6 +73,15 @@ class Estimate:
         return replace(self, value=self.value + delta, ci_low=self.ci_low + delta,
                        ci_high=self.ci_high + delta, ci_method=method or self.ci_method)
 
+    def reaching_up_to(self, floor: float, *, why: str) -> Estimate:
+        """The interval's upper end raised to ``floor`` where the whole interval lies below
+        it, the method naming ``why``: for a population value that cannot be below ``floor``
+        (a squared distance is never below 0) while its unbiased estimate can. Only widens,
+        so never loses coverage; the value, and any interval reaching ``floor``, unchanged."""
+        if not self.ci_high < floor:  # reaches it (or is nan)
+            return self
+        return replace(self, ci_high=floor, ci_method=f"{self.ci_method}; {why}")
+
     def contains(self, x: float) -> bool:
         return self.ci_low <= x <= self.ci_high
 

@@ -177,9 +177,11 @@ for _metric in (
            needs=("sample",), higher_is_better=False, ideal=1.0, protocol=2, unit="ratio",
            compute=_nn_distance_ratio),
     Metric(key="copy_rate", description="fraction of samples nearer to a training example than the 1% quantile "
-                       "of test-to-train NN distances (real data: ~0.01)",
-           needs=("sample",), higher_is_better=False, unit="fraction", compute=_copy_rate,
-           n_samples_free=True, bounds=(0.0, 1.0)),
+                       "of test-to-train NN distances (0.01 ideal, the data's own rate; only a "
+                       "rise regresses)",
+           needs=("sample",), higher_is_better=False, ideal=mem.COPY_QUANTILE, protocol=2,
+           rise_regresses=True, unit="fraction", compute=_copy_rate, n_samples_free=True,
+           bounds=(0.0, 1.0)),
     Metric(key="data_copying_ct", description="Meehan et al. 2020 C_T z-statistic (0 ideal, < -3 = copying, > 0 = "
                        "underfitting)",
            needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="z-score",

@@ -78,6 +78,9 @@ class Metric:
         unestimable_by_chance: whether a run finds it "not estimable" depends on that run's
             samples (the k-NN KL refuses samples repeating a point more than k times): the
             gate reports a run on either side of that line as not compared instead of failing.
+        rise_regresses: ranked by the distance from ``ideal``, but the gate counts only a rise
+            as a regression (``copy_rate``: the data's own rate is its ideal, yet copying less
+            than the reference did is no regression).
         prepare: starts, at the metric's turn, work it needs that can run in the background
             (``Context.background``: estimator arithmetic on arrays, never the model); the
             metric itself then runs after all the others, so that work overlaps theirs.
@@ -100,6 +103,7 @@ class Metric:
     bounds: tuple[float, float] = (-math.inf, math.inf)
     interval: str = "runs"
     unestimable_by_chance: bool = False
+    rise_regresses: bool = False
 
     @property
     def direction(self) -> Direction:
@@ -115,7 +119,8 @@ class Metric:
                           judged_with=self.judged_with,
                           sample_count_matters=self.uses_samples and not self.n_samples_free,
                           low=self.bounds[0], high=self.bounds[1],
-                          unestimable_by_chance=self.unestimable_by_chance)
+                          unestimable_by_chance=self.unestimable_by_chance,
+                          rise_regresses=self.rise_regresses)
 
     def missing(self, capabilities: frozenset[str]) -> str | None:
         """Why a model with ``capabilities`` cannot be scored, or ``None``."""

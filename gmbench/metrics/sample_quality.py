@@ -117,7 +117,8 @@ def _estimate(ev: Context, key: str) -> tuple[Estimate, dict[str, Any]]:
         est, se_runs = kid_estimate(fake, real, seed=child_seed(ev.seed, "kid"))
         return est, {"stderr_runs": se_runs, "interval": "covers the population KID (a new "
                      "test split and new samples): 0 lies in it about 95% of the time when "
-                     "the model's distribution is the data's; stderr_runs is the standard "
+                     "the model's distribution is the data's (at least: an interval wholly "
+                     "below 0 is extended up to 0); stderr_runs is the standard "
                      "error between runs on this test split (what the regression gate "
                      "compares)"}
     estimates, test_side = _prdc(ev)

@@ -60,19 +60,24 @@ NOISE_BLOCK = 256
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model came from: path, display name, sha256 of the file, declared dataset, and
-    (once built) the identity of the weights it loaded."""
+    """Where a model came from: path, display name, sha256 of the file, declared dataset,
+    (once built) the identity of the weights it loaded, and ``reference``: why it is a
+    reference point rather than a competitor (the file's ``REFERENCE``, e.g. a memorizer;
+    ``""`` for a competitor). Boards show reference models for orientation, never as the
+    best baseline or on a Pareto front."""
 
     path: Path
     name: str
     sha256: str
     dataset: str | None
     weights: WeightsIdentity | None = None
+    reference: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "sha256": self.sha256, "name": self.name,
                 "weights_sha256": None if self.weights is None else self.weights.sha256,
-                "weights_source": None if self.weights is None else self.weights.source}
+                "weights_source": None if self.weights is None else self.weights.source,
+                "reference": self.reference or None}
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
@@ -168,7 +173,13 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
     if dataset is not None and not isinstance(dataset, str):
         raise ModelError(f"{path}: `DATASET` must be a string such as \"fashion-mnist\", "
                          f"got {type(dataset).__name__}.")
-    return module, ModelSource(path=file, name=name, sha256=digest, dataset=dataset)
+    reference = _attr(module, "REFERENCE", None, where=str(path))
+    if reference is not None and not (isinstance(reference, str) and reference.strip()):
+        raise ModelError(f"{path}: `REFERENCE` must say in words why the model is a "
+                         "reference point (e.g. \"replays training images\"), got "
+                         f"{reference!r}.")
+    return module, ModelSource(path=file, name=name, sha256=digest, dataset=dataset,
+                               reference=(reference or "").strip())
 
 
 def _to_numpy(value: Any, *, where: str) -> np.ndarray:
@@ -408,10 +419,15 @@ class Model:
                                  f"has {levels} levels, so integers must lie in [0, {levels - 1}]"
                                  " (or return floats in [0, 1]).")
             return arr.astype(np.int64, copy=False)
+        if hi > 1 and lo >= 0 and hi <= levels - 1 and bool((arr == np.floor(arr)).all()):
+            # whole numbers above 1 cannot be values in [0, 1]: integer levels in floats, as
+            # torch.distributions.Binomial and Categorical-like samplers return them
+            return arr.astype(np.int64)
         if lo < -FLOAT_RANGE_TOLERANCE or hi > 1 + FLOAT_RANGE_TOLERANCE:
             raise ModelError(f"{where} returned floats in [{lo:.4g}, {hi:.4g}]; floats must lie "
                              f"in [0, 1] (gmbench maps y to min(floor(y*{levels}), {levels - 1})),"
-                             f" or return integer levels in [0, {levels - 1}].")
+                             f" or return integer levels in [0, {levels - 1}] (integers, or "
+                             "floats that are whole numbers).")
         return np.minimum(np.floor(np.clip(arr, 0, 1) * levels), levels - 1).astype(np.int64)
 
     # ----------------------------------------------------------------- likelihood

@@ -8,10 +8,12 @@ the family table of the ``baselines`` package and the boards.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 from gmbench.errors import DatasetError, did_you_mean
+from gmbench.present.format import ColumnFormat, column_format
 from gmbench.storage.leaderboard import BoardRow, baseline_rows, latest_rows
 
 __all__ = ["HEADLINE_METRICS", "baseline_table", "bundled_datasets", "bundled_families",
@@ -32,13 +34,14 @@ def _families() -> dict[str, tuple[tuple[str, ...], str]]:
     return {b.name: (b.datasets, b.description) for b in BASELINES.values()}
 
 
-def _cell(row: BoardRow | None) -> str:
-    from gmbench.present.format import format_number
+WIDTH = 120  # the tables fit a terminal this wide; descriptions follow each table
 
+
+def _cell(row: BoardRow | None, fmt: ColumnFormat) -> str:
     if row is None or row.value is None:
         return ""
     hw = row.halfwidth
-    return format_number(row.value) + (f" ±{hw:.2g}" if hw is not None else "")
+    return fmt.value(row.value) + (f" ±{fmt.spread(hw)}" if hw is not None else "")
 
 
 def baseline_table(dataset: str, *, boards: str | None = None
@@ -51,6 +54,10 @@ def baseline_table(dataset: str, *, boards: str | None = None
     on_board = {m for (_, _, m) in latest}
     metrics = [m for m in HEADLINE_METRICS if m in on_board]
     models = list(families) + sorted({m for (_, m, _) in latest} - set(families))
+    formats = {m: column_format(
+        [r.value for k, r in latest.items() if k[2] == m and k[0] == dataset]
+        + [r.halfwidth for k, r in latest.items() if k[2] == m and k[0] == dataset])
+        for m in metrics}
     table = [["baseline", "kind", *metrics, "what it is"]]
     for model in models:
         cells = {m: latest.get((dataset, model, m)) for m in metrics}
@@ -58,7 +65,7 @@ def baseline_table(dataset: str, *, boards: str | None = None
         kinds = {r.kind for r in mine if r.kind}
         kind = "/".join(sorted(kinds)) or ("samples" if mine else "not recorded")
         table.append([model, kind,
-                      *[_cell(cells[m]) for m in metrics],
+                      *[_cell(cells[m], formats[m]) for m in metrics],
                       families.get(model, "(on the board only)")])
     return table, path if rows else None
 
@@ -70,19 +77,31 @@ def render_baselines(datasets: Sequence[str], *, boards: str | None = None) -> s
         table, path = baseline_table(dataset, boards=boards)
         if len(table) == 1:
             continue
+        # the metric columns that fit beside the names, in HEADLINE_METRICS order
         widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+        keep, used = [0, 1], 2 + widths[0] + 2 + widths[1]
+        for i in range(2, len(widths)):
+            if used + 2 + widths[i] <= WIDTH:
+                keep.append(i)
+                used += 2 + widths[i]
         out.append(f"{dataset}" + (f"  (results from {path})" if path else
                                    "  (no recorded results: run `python -m "
                                    "gmbench_baselines.training.record --dataset "
                                    f"{dataset}`)"))
         for i, row in enumerate(table):
-            out.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False))
-                       + "  " + row[-1])
+            out.append("  " + "  ".join(row[j].ljust(widths[j]) for j in keep).rstrip())
             if i == 0:
-                out.append("  " + "  ".join("-" * w for w in widths))
+                out.append("  " + "  ".join("-" * widths[j] for j in keep))
         out.append("")
-    out.append("value ±95% half-width of the recorded run; evaluate one yourself with "
-               "`gmbench evaluate baselines/<baseline>.py --dataset NAME`.")
+        for row in table[1:]:
+            out += textwrap.wrap(f"{row[0]}: {row[-1]}", width=WIDTH, initial_indent="  ",
+                                 subsequent_indent="    ", break_long_words=False,
+                                 break_on_hyphens=False)
+        out.append("")
+    out += textwrap.wrap("value ±95% half-width of the recorded run (`gmbench leaderboard show "
+                         "--board BOARD` for every metric); evaluate one yourself with "
+                         "`gmbench evaluate baselines/<baseline>.py --dataset NAME`.",
+                         width=WIDTH, break_long_words=False, break_on_hyphens=False)
     return "\n".join(out)
 
 

@@ -5,7 +5,7 @@ from the ideal)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,14 @@ def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direc
     return any(x < y for x, y in pairs) and not any(x > y for x, y in pairs)
 
 
-def pareto_front(points: Mapping[str, Sequence[float]], directions: Sequence[Direction]
-                 ) -> set[str]:
-    """Names of the points no other point dominates."""
-    return {name for name, p in points.items()
-            if not any(dominates(q, p, directions) for other, q in points.items()
+def pareto_front(points: Mapping[str, Sequence[float]], directions: Sequence[Direction], *,
+                 references: Collection[str] = ()) -> set[str]:
+    """Names of the competitors no other competitor dominates; ``references`` (the memorizer,
+    the ground truth: reference points, not competitors) are never on the front and do not
+    push others off it."""
+    rivals = {name: p for name, p in points.items() if name not in references}
+    return {name for name, p in rivals.items()
+            if not any(dominates(q, p, directions) for other, q in rivals.items()
                        if other != name)}
 
 
@@ -46,6 +49,8 @@ class Comparison:
         ranked: how many values were ranked.
         mismatched: baselines measured in another feature space, or (sample metrics) on
             another number of samples: not ranked against.
+        references: baselines that are reference points (the memorizer, the ground truth):
+            shown, but neither ranked against nor ever the best baseline.
     """
 
     metric: str
@@ -54,12 +59,28 @@ class Comparison:
     rank: int | None
     ranked: int
     mismatched: frozenset[str]
+    references: frozenset[str] = frozenset()
+
+    @property
+    def unranked_reason(self) -> str:
+        """Why no baseline is ranked against (``""`` when some are), in plain words."""
+        rivals = [n for n in self.baselines if n not in self.references]
+        if not rivals:
+            return "no competing baseline on the board measures this metric"
+        if all(n in self.mismatched for n in rivals):
+            rec = self.record
+            return (f"every baseline was measured on another number of samples or in another "
+                    f"feature space (this run: {rec.get('n_samples') or 'no'} samples"
+                    + (f", {rec.get('feature_space')}" if rec.get("feature_space") else "")
+                    + ")")
+        return ""
 
     def best(self) -> tuple[str, BoardRow] | None:
         """The best baseline measured in the run's feature space, in the metric's direction."""
         direction = Direction.of(self.record)
         candidates = [(name, row, row.value) for name, row in self.baselines.items()
-                      if name not in self.mismatched and row.value is not None]
+                      if name not in self.mismatched and name not in self.references
+                      and row.value is not None]
         if not candidates:
             return None
         name, row, _ = min(candidates, key=lambda item: direction.badness(item[2]))
@@ -81,7 +102,8 @@ def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardR
     """Pure: the baseline names and, per metric of ``result``, its :class:`Comparison`.
 
     Rows of the run's own model file (same sha256) are left out, so re-evaluating a baseline
-    compares it with the others rather than with itself.
+    compares it with the others rather than with itself. Reference models (rows with a
+    ``reference``) are kept for orientation but not ranked against.
     """
     own = neutralise(str(result["model"].get("sha256") or ""))
     dataset = neutralise(str(result["dataset"]["name"]))
@@ -98,9 +120,11 @@ def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardR
         mismatched = frozenset(
             n for n, r in rows.items() if r.feature_space != space
             or (n_samples is not None and r.n_samples is not None and r.n_samples != n_samples))
-        others = [r.value for n, r in rows.items() if n not in mismatched and r.value is not None]
+        references = frozenset(n for n, r in rows.items() if r.reference)
+        others = [r.value for n, r in rows.items() if n not in mismatched
+                  and n not in references and r.value is not None]
         value = rec.get("value")
         rank = (None if value is None else
                 rank_of(float(value), others, direction=Direction.of(rec)))
-        out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched))
+        out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched, references))
     return names, out

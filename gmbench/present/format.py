@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SHA", "feature_spaces", "format_number", "format_pm", "where_measured"]
+__all__ = ["SHA", "ColumnFormat", "column_format", "feature_spaces", "format_number",
+           "format_pm", "where_measured"]
 
 
 def format_number(x: float | None) -> str:
@@ -16,6 +18,41 @@ def format_number(x: float | None) -> str:
     if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
         return f"{x:.3e}"
     return f"{x:.5g}"
+
+
+@dataclass(frozen=True)
+class ColumnFormat:
+    """One number format for a column of values: fixed decimals, or scientific notation for
+    columns whose magnitudes call for it. ``value`` prints a value, ``spread`` a half-width
+    beside it (two significant digits in scientific columns)."""
+
+    decimals: int | None  # None: scientific
+
+    def value(self, x: float | None) -> str:
+        if x is None or not math.isfinite(x):
+            return "-"
+        if self.decimals is None:
+            return f"{x:.3e}"
+        text = f"{x:.{self.decimals}f}"
+        return text[1:] if text in ("-0", "-0." + "0" * self.decimals) else text
+
+    def spread(self, x: float) -> str:
+        if self.decimals is None:
+            return f"{x:.1e}"
+        return f"{x:.{self.decimals}f}"
+
+
+def column_format(values: Sequence[float | None], *, digits: int = 5) -> ColumnFormat:
+    """The format for a column: ``digits`` significant digits of its largest magnitude, in
+    fixed decimals (at most 6), or scientific where the largest is at least 1e5 or below
+    1e-3."""
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v) and v != 0]
+    if not finite:
+        return ColumnFormat(decimals=2)
+    top = max(finite)
+    if top >= 1e5 or top < 1e-3:
+        return ColumnFormat(decimals=None)
+    return ColumnFormat(decimals=max(0, min(6, digits - 1 - math.floor(math.log10(top)))))
 
 
 def format_pm(value: float | None, halfwidth: float | None, *, digits: int = 5) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ PARETO_PAIRS = (("precision", "recall"), ("density", "coverage"), ("bits_per_dim
                 ("nll", "mmd"), ("fid", "copy_rate"), ("bits_per_dim", "copy_rate"),
                 ("nll", "copy_rate"), ("bits_per_dim", "nll_train"), ("nll", "nll_train"))
 
-HIGHLIGHT, BASE, FRONT = "#c0392b", "#34495e", "#2980b9"
+HIGHLIGHT, BASE, FRONT, REFERENCE = "#c0392b", "#34495e", "#2980b9", "#95a5a6"
 
 CSS = """
 *{box-sizing:border-box}
@@ -158,10 +158,11 @@ def pick_pareto_pair(metrics: Sequence[str], wanted: tuple[str, str] | None = No
 
 
 def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[str, str],
-                    directions: tuple[Direction, Direction], highlight: str, size: int = 380
-                    ) -> str:
-    """Scatter of models on two metrics; the Pareto front is joined and drawn in blue."""
-    front = pareto_front(points, directions)
+                    directions: tuple[Direction, Direction], highlight: str, size: int = 380,
+                    references: Collection[str] = ()) -> str:
+    """Scatter of models on two metrics; the Pareto front is joined and drawn in blue;
+    ``references`` (reference models) are drawn in grey, never on the front."""
+    front = pareto_front(points, directions, references=references)
     pad_l, pad_b, pad_t, pad_r = 60, 40, 24, 20
     xs = [p[0] for p in points.values()]
     ys = [p[1] for p in points.values()]
@@ -199,7 +200,8 @@ def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[st
         parts.append(f'<polyline points="{path}" fill="none" stroke="{FRONT}" '
                      'stroke-dasharray="4 3"/>')
     for name, (a, b) in points.items():
-        color = HIGHLIGHT if name == highlight else FRONT if name in front else BASE
+        color = (HIGHLIGHT if name == highlight else FRONT if name in front
+                 else REFERENCE if name in references else BASE)
         parts.append(f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="5" fill="{color}"/>'
                      f'<text x="{px(a) + 7:.1f}" y="{py(b) - 6:.1f}" fill="{color}">'
                      f'{_e(name[:18])}{" *" if name in front else ""}</text>')
@@ -387,12 +389,14 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
                 points[name] = (a.value, b.value)
         if len(points) >= 1:
             directions = (Direction.of(own[pair[0]]), Direction.of(own[pair[1]]))
+            refs = {r.model for r in chosen.values() if r.dataset == ds and r.reference}
             plot = pareto_plot_svg(points, axes=pair, directions=directions,
-                                   highlight="this model")
+                                   highlight="this model", references=refs)
             out.append("<h2>Pareto front</h2>" + _img(plot.encode(), "image/svg+xml",
                                                       f"Pareto plot of {pair[0]} and {pair[1]}"))
             out.append('<p class="note">Blue: not dominated on both metrics (marked *); red: '
-                       "this model.</p>")
+                       "this model; grey: reference models (the memorizer, the ground "
+                       "truth), shown for orientation, never on the front.</p>")
 
     out.append("<h2>Provenance</h2>")
     out.append(_kv_table([

@@ -1,20 +1,24 @@
-"""The terminal table: each metric with its 95% interval, direction and sample size, beside the
-bundled baselines (their values ± 95% half-width) and the model's rank among them."""
+"""The terminal table: each metric with its 95% interval and direction, beside the bundled
+baselines (their values ± 95% half-width) and the model's rank among them."""
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gmbench.direction import Direction
 from gmbench.names import printable
 from gmbench.present.compare import Comparison, compare_with_baselines
-from gmbench.present.format import feature_spaces, format_number, format_pm, where_measured
+from gmbench.present.format import ColumnFormat, column_format, feature_spaces, where_measured
 from gmbench.present.verdicts import memorization_line
 
-__all__ = ["render_table"]
+__all__ = ["WIDTH", "render_table"]
+
+WIDTH = 120  # the default table and its notes fit a terminal this wide
+
 
 def _align(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -26,18 +30,59 @@ def _align(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-WIDTH = 120  # the compact table fits a terminal this wide
-BEST_CELL = 30
+def _is_bound(rec: Mapping[str, Any]) -> bool:
+    return rec.get("interval_covers") == "bound"
 
 
-def _best_baseline(comp: Comparison) -> str:
-    """``name value ±hw`` of the best comparable baseline for this metric."""
-    best = comp.best()
-    if best is None:
-        return ""
-    name, row = best
-    cell = f"{name} {format_pm(row.value, row.halfwidth, digits=3)}"
-    return cell if len(cell) <= BEST_CELL else cell[:BEST_CELL - 1] + "…"
+def _cell(fmt: ColumnFormat, value: float | None, halfwidth: float | None, bound: bool) -> str:
+    """``value ±half-width`` in the row's format, ``≥value`` for a one-sided bound."""
+    if value is None:
+        return "n/e"
+    if bound:
+        return f"≥{fmt.value(value)}"
+    return fmt.value(value) if halfwidth is None else f"{fmt.value(value)} ±{fmt.spread(halfwidth)}"
+
+
+def _row_format(comp: Comparison, wide: bool) -> ColumnFormat:
+    """One number format for a metric's row: its value, interval and baselines alike."""
+    rec = comp.record
+    numbers = [rec.get("value"), rec.get("ci_low"), rec.get("ci_high")]
+    shown = comp.baselines.values() if wide else [b[1] for b in [comp.best()] if b]
+    numbers += [r.value for r in shown]
+    return column_format([x for x in numbers if isinstance(x, (int, float))])
+
+
+def _where_note(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    """Where each metric was measured (a likelihood's kind, a feature space), grouped."""
+    groups: dict[str, list[str]] = {}
+    for key, rec in metrics.items():
+        groups.setdefault(where_measured(rec), []).append(key)
+    if len(groups) <= 1:
+        return f"measured in: {next(iter(groups), '')}." if groups else ""
+    common = Counter({w: len(k) for w, k in groups.items()}).most_common(1)[0][0]
+    parts = [f"{', '.join(keys)}: {where}" for where, keys in groups.items() if where != common]
+    return "measured in: " + "; ".join(parts) + f"; the others: {common}."
+
+
+def _unranked_notes(comparisons: Sequence[Comparison]) -> list[str]:
+    """Why metrics have no rank, in plain words, one note per reason."""
+    by_reason: dict[str, list[str]] = {}
+    counts: set[int] = set()
+    for comp in comparisons:
+        reason = comp.unranked_reason
+        if reason and comp.baselines:
+            by_reason.setdefault(reason, []).append(comp.metric)
+            counts |= {r.n_samples for n, r in comp.baselines.items()
+                       if n in comp.mismatched and r.n_samples is not None}
+    notes = []
+    for reason, keys in by_reason.items():
+        note = f"not ranked: {', '.join(keys)}: {reason}"
+        if "number of samples" in reason and counts:
+            shown = ", ".join(str(c) for c in sorted(counts))
+            note += (f"; the board's runs have {shown} samples. Re-run with --n-samples "
+                     f"{max(counts)} to compare")
+        notes.append(note + ".")
+    return notes
 
 
 def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
@@ -45,14 +90,15 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     """Render a ``results.json`` dictionary as aligned text, beside the baselines.
 
     The default table fits a 120-column terminal: each metric's value, 95% interval, the
-    model's rank among itself and the baselines, and the best baseline; ``wide`` adds the
-    sample size and unit and shows every baseline in its own column.
+    model's rank among itself and the competing baselines, and the best of them; a one-sided
+    bound prints as ``≥ value``; each row has one number format. ``wide`` adds the sample
+    size, unit and where each metric was measured, and shows every baseline in its own column.
 
     Args:
         result: the run (``RunResult.to_dict()`` or a read ``results.json``).
         baselines: :class:`~gmbench.storage.leaderboard.BoardRow` rows of the bundled baselines
             on the same dataset (each baseline's most recent evaluation is shown).
-        board: where the baselines came from (named in the footer; ``None``: not looked up).
+        board: where the baselines came from (named in the notes; ``None``: not looked up).
         wide: every baseline in its own column.
     """
     model, data = result["model"], result["dataset"]
@@ -60,27 +106,35 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
              f"dataset sha256 {data['sha256'][:12]}, model sha256 {model['sha256'][:12]})"]
     names, comparisons = compare_with_baselines(result, baselines)
     header = ["", "metric", "value", "95% CI"]
-    header += ["n", "unit", "kind / space"] if wide else ["kind / space"]
+    header += ["n", "unit", "kind / space"] if wide else []
     if names:
         header += ["rank", *names] if wide else ["rank", "best baseline"]
     rows = [header]
     any_mismatch = False
     for comp in comparisons:
         rec = comp.record
-        ci = f"[{format_number(rec['ci_low'])}, {format_number(rec['ci_high'])}]"
-        value = "not estimable" if rec.get("not_estimable") else format_number(rec["value"])
+        fmt = _row_format(comp, wide)
+        bound = _is_bound(rec)
+        ci = ("one-sided" if bound else
+              f"[{fmt.value(rec.get('ci_low'))}, {fmt.value(rec.get('ci_high'))}]")
+        value = ("not estimable" if rec.get("not_estimable") else
+                 _cell(fmt, rec.get("value"), None, bound))
         row = [Direction.of(rec).arrow, comp.metric, value, ci]
-        row += [str(rec["n"]), rec["unit"], where_measured(rec)] if wide else [where_measured(rec)[:18]]
+        row += [str(rec["n"]), rec["unit"], where_measured(rec)] if wide else []
         if names:
             row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
             any_mismatch |= bool(comp.mismatched)
             if not wide:
-                row.append(_best_baseline(comp))
+                best = comp.best()
+                row.append("" if best is None else
+                           f"{best[0]} {_cell(fmt, best[1].value, best[1].halfwidth, bound)}")
             for name in names if wide else ():
                 r = comp.baselines.get(name)
-                cell = "" if r is None else format_pm(r.value, r.halfwidth, digits=4)
+                cell = "" if r is None else _cell(fmt, r.value, r.halfwidth, bound)
                 if name in comp.mismatched:
                     cell += " †"
+                if name in comp.references and r is not None:
+                    cell += " (ref)"
                 row.append(cell)
         rows.append(row)
     lines += _align([[printable(cell) for cell in row] for row in rows])  # board cells
@@ -91,16 +145,23 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     if result.get("skipped"):
         lines.append("skipped: " + "; ".join(f"{k} ({why})" for k, why in result["skipped"].items()))
     lines.append("↑ higher is better, ↓ lower is better, ◎ closest to the metric's ideal is best "
-                 "(ranked by the distance); intervals are 95% (see ci_method in results.json).")
+                 "(ranked by the distance); intervals are 95% (see ci_method in results.json); "
+                 "≥: a one-sided 95% bound.")
+    if not wide:
+        lines.append(_where_note(result["metrics"]))
     spaces = feature_spaces(result["metrics"])
     if spaces:
         lines.append("feature spaces: " + "; ".join(spaces) + ".")
     if names:
+        refs = sorted({n for c in comparisons for n in c.references})
         lines.append(f"baselines from {board}: value ±95% half-width; rank among this model and "
-                     "the baselines (1 = best)" + ("." if wide else "; --wide shows every "
-                                                   "baseline.")
-                     + (" † measured in another feature space or on another number of samples: not ranked." if any_mismatch
-                        else ""))
+                     "the competing baselines (1 = best)"
+                     + (f"; reference models ({', '.join(refs)}) are not ranked against"
+                        if refs else "")
+                     + ("." if wide else "; --wide shows every baseline.")
+                     + (" † measured in another feature space or on another number of "
+                        "samples: not ranked." if any_mismatch and wide else ""))
+        lines += _unranked_notes(comparisons)
         stale = sorted({r.dataset_sha256[:12] for r in baselines} - {data["sha256"][:12]})
         if stale:
             lines.append(f"warning: baselines were evaluated on dataset sha256 "
@@ -110,5 +171,5 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
                      "GMBENCH_BOARDS).")
     table_end = 2 + len(rows)  # the title, the header rule and the rows stay as they are
     notes = [textwrap.fill(line, width=WIDTH, subsequent_indent="  ", break_long_words=False,
-                           break_on_hyphens=False) for line in lines[table_end:]]
+                           break_on_hyphens=False) for line in lines[table_end:] if line]
     return "\n".join(lines[:table_end] + notes)

@@ -137,6 +137,8 @@ class Definition:
         low, high: the range of its values.
         unestimable_by_chance: whether a run finds it not estimable depends on that run's
             samples; such a run is reported as not compared instead of failing.
+        rise_regresses: ranked by the distance from its ideal, gated as lower-is-better (only
+            a rise regresses: ``copy_rate``).
     """
 
     protocol: int
@@ -146,6 +148,16 @@ class Definition:
     low: float = -math.inf
     high: float = math.inf
     unestimable_by_chance: bool = False
+    rise_regresses: bool = False
+
+
+def _as_gated(row: BoardRow, defined: Mapping[str, Definition]) -> BoardRow:
+    """``row`` as the gate judges it: a metric whose rise alone regresses (ranked by its
+    distance from the ideal) as lower-is-better."""
+    d = defined.get(row.metric)
+    if d is not None and d.rise_regresses and d.protocol == row.protocol:
+        return replace(row, ideal=None, higher_is_better=False)
+    return row
 
 
 @dataclass(frozen=True)
@@ -618,6 +630,8 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
             raise BoardError(f"--tolerance names metric '{key}', which is neither in the "
                              f"results nor on the board.{did_you_mean(key, sorted(known))}")
     _refuse_edited_directions([*new_rows, *mine], defined)
+    new_rows = [_as_gated(r, defined) for r in new_rows]
+    mine = [_as_gated(r, defined) for r in mine]
     default = tolerances.get("*", Tolerance(0.0))
     refs: dict[str, BoardRow] = {}
     mismatched = []

@@ -86,6 +86,12 @@ class BoardRow:
     beside the board (:mod:`gmbench.storage.per_example`), and ``platform`` identifies the
     machine, libraries, device and thread count (runs that share it, the seed and the options
     reproduce each other's numbers).
+
+    ``reference`` (gmbench 0.3) says why the model is a reference point, not a competitor (the
+    model file's ``REFERENCE``: the memorizer, the ground truth); empty for a competitor.
+    Boards show reference rows for orientation but never rank them as the best baseline or
+    put them on a Pareto front. Rows of earlier boards named ``memorizer`` or ``truth`` (the
+    bundled reference models) are read as references.
     """
 
     dataset: str
@@ -115,6 +121,7 @@ class BoardRow:
     df_runs: float | None = None
     per_example_sha256: str = ""
     platform: str = ""
+    reference: str = ""
 
     @property
     def identity(self) -> tuple[str, str, str, str, int, int, str]:
@@ -154,10 +161,16 @@ class BoardRow:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(BoardRow))
-# earlier boards (read, upgraded on write): gmbench 0.1 without the last seven columns,
-# 0.2 without the last four
-COLUMNS_V1: tuple[str, ...] = COLUMNS[:-7]
-COLUMNS_V2: tuple[str, ...] = COLUMNS[:-4]
+# earlier boards (read, upgraded on write): gmbench 0.1 without the last eight columns,
+# 0.2 without the last five, the first 0.3 boards without the last one
+COLUMNS_V1: tuple[str, ...] = COLUMNS[:-8]
+COLUMNS_V2: tuple[str, ...] = COLUMNS[:-5]
+COLUMNS_V3: tuple[str, ...] = COLUMNS[:-1]
+# the bundled reference models, recognised by name on boards written before the column existed
+LEGACY_REFERENCES = {
+    "memorizer": "replays training images (a bundled reference model)",
+    "truth": "the data's own distribution (a bundled reference model)",
+}
 IDENTITY = ("model_sha256", "weights_sha256", "dataset_sha256", "metric", "protocol", "seed",
             "feature_space")
 MAX_BOARD_BYTES = 512 << 20  # about a million rows; refuse what cannot be a board
@@ -216,6 +229,7 @@ def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
             per_example_sha256=neutralise(str((data.get("per_example") or {}).get("sha256")
                                               or "")),
             platform=neutralise(str(prov.get("platform_id") or "")),
+            reference=neutralise(str(model.get("reference") or "")),
             seed=int(data.get("seed") or 0),
             n_samples=None if data.get("n_samples") is None else int(data["n_samples"]),
             eval_config=eval_config,
@@ -290,7 +304,7 @@ def _parse_board(text: str, *, where: str) -> tuple[list[BoardRow], int]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = tuple(next(reader))
-        if header not in (COLUMNS, COLUMNS_V2, COLUMNS_V1):
+        if header not in (COLUMNS, COLUMNS_V3, COLUMNS_V2, COLUMNS_V1):
             raise BoardError(f"{where} is not a gmbench leaderboard: its header is "
                              f"{','.join(header)[:120]!r}, expected {','.join(COLUMNS)!r}. Pass "
                              "a board written by `gmbench leaderboard add`.")
@@ -303,11 +317,14 @@ def _parse_board(text: str, *, where: str) -> tuple[list[BoardRow], int]:
                 raise BoardError(f"{line} has {len(cells)} fields, expected {len(header)}: "
                                  "the board is corrupt or truncated. Restore it from version "
                                  "control, or delete it and re-add the results files.")
-            rows.append(_parse_row(cells, line, header))
+            row = _parse_row(cells, line, header)
+            if header != COLUMNS and row.model in LEGACY_REFERENCES:
+                row = replace_field(row, reference=LEGACY_REFERENCES[row.model])
+            rows.append(row)
     except csv.Error as exc:
         raise BoardError(f"{where} is not valid CSV ({exc}); restore it from version "
                          "control.") from None
-    return rows, {COLUMNS_V1: 1, COLUMNS_V2: 2}.get(header, 3)
+    return rows, {COLUMNS_V1: 1, COLUMNS_V2: 2, COLUMNS_V3: 3}.get(header, 4)
 
 
 def format_board(rows: Sequence[BoardRow]) -> str:
@@ -426,9 +443,10 @@ class AddSummary:
                      "space): the last of each was kept")
         if self.upgraded:
             text += ("; the board was in an earlier gmbench format and was upgraded (columns "
-                     "added: the gate's stderr_runs, df_runs, per_example_sha256 and platform,"
-                     " and from 0.1 boards ideal, protocol and weights_sha256, their rows being"
-                     " protocol 1)")
+                     "added: reference, which marks the memorizer and the ground truth as "
+                     "reference models; from 0.2 boards the gate's stderr_runs, df_runs, "
+                     "per_example_sha256 and platform; from 0.1 boards also ideal, protocol "
+                     "and weights_sha256, their rows being protocol 1)")
         if self.without_per_example:
             text += (f"; {len(self.without_per_example)} results file(s) came without their "
                      f"per-example values ({', '.join(self.without_per_example[:3])}): their "
@@ -455,7 +473,8 @@ def _same(a: BoardRow, b: BoardRow) -> bool:
     the first row)."""
     config = b.eval_config if not options_differ(a.eval_config, b.eval_config) else a.eval_config
     return format_board([replace_field(a, date=b.date, platform=b.platform, eval_config=config,
-                                       per_example_sha256=b.per_example_sha256)]) \
+                                       per_example_sha256=b.per_example_sha256,
+                                       reference=b.reference)]) \
         == format_board([b])
 
 
@@ -490,12 +509,12 @@ def add_rows(board_path: str | os.PathLike[str], rows: Sequence[BoardRow], *,
     """
     path, _ = writable_board(board_path)  # refuse a read-only board before doing anything
     with board_lock(path):
-        existing, fmt = _read_board(path) if path.exists() else ([], 3)
+        existing, fmt = _read_board(path) if path.exists() else ([], 4)
         merged, summary = merge_rows(existing, rows, replace=replace)
         if (summary.added or (replace and summary.conflicts) or summary.duplicates
                 or not path.exists()):
             write_board(path, merged)
-            summary = replace_field(summary, upgraded=fmt < 3)
+            summary = replace_field(summary, upgraded=fmt < 4)
     return summary
 
 

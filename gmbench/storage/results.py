@@ -238,6 +238,7 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
     c.text(model, "name", "model")
     c.text(model, "sha256", "model")
     c.text(model, "weights_sha256", "model", optional=True)
+    c.text(model, "reference", "model", optional=True)
     dataset = c.mapping(doc["dataset"], "dataset")
     c.text(dataset, "name", "dataset")
     c.text(dataset, "sha256", "dataset")
