@@ -101,3 +101,43 @@ def test_the_readme_stays_short_and_every_reason_is_given():
     for block in ALL:
         if block.not_run:
             assert len(block.not_run) > 15, (block.page, block.line, block.not_run)
+
+
+def _tokens(line: str) -> list[str | float]:
+    out: list[str | float] = []
+    for tok in re.findall(r"-?\d+\.\d+|-?\d+|\S", line):
+        try:
+            out.append(float(tok))
+        except ValueError:
+            out.append(tok)
+    return out
+
+
+def _same(quoted: str, printed: str) -> bool:
+    a, b = _tokens(quoted), _tokens(printed)
+    return len(a) == len(b) and all(
+        x == y if isinstance(x, str) or isinstance(y, str)
+        else abs(x - y) <= 1e-3 * max(abs(x), abs(y)) + 1e-9 for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.slow
+def test_the_readme_quotes_what_the_first_command_prints(workdir):
+    """The table quoted under "Reading the table" is what the set-up command prints (its
+    lines, in order; numbers to 1e-3 relative, as another CPU's float rounding may move the
+    last digit; the one line cut short with "..." compared up to there)."""
+    text = (ROOT / "README.md").read_text()
+    quoted = text.split("## Reading the table", 1)[1].split("```text\n", 1)[1].split("```")[0]
+    run = subprocess.run(["gmbench", "evaluate", "examples/minimal_model.py", "--dataset",
+                          "digits", "--out", "gmbench-out/readme-table"], cwd=workdir,
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr
+    printed = run.stdout.splitlines()
+    at = 0
+    for line in quoted.splitlines():
+        head = line.split("...")[0].rstrip("; ") if "..." in line else line
+        while at < len(printed) and not _same(head, printed[at][:len(head)] if "..." in line
+                                              else printed[at]):
+            at += 1
+        assert at < len(printed), f"README quotes a line the command does not print: {line}"
+        at += 1

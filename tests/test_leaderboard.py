@@ -316,3 +316,27 @@ def test_show_separates_sample_counts_and_seeds_and_prints_bounds_as_bounds():
     assert "2331.5 ±1.0" in lines[0] and "   6.8 ±1.0" in lines[1]  # one format per column
     assert lines[0].endswith("≥0.30000") and lines[1].endswith("≥0.30000")  # a bound, no ±
     assert "runs differ in their number of samples (2000, 10000)" in " ".join(text.split())
+
+
+def test_boards_without_the_reference_column_read_memorizer_and_truth_as_references(tmp_path):
+    """A board written before the ``reference`` column (the committed example board is one)
+    reads; its rows of the bundled reference models are references by name, the rest not;
+    the next write adds the column."""
+    from gmbench.storage.leaderboard import COLUMNS, COLUMNS_V3, format_board, parse_board
+
+    rows = rows_from_results(results_dict("memorizer")) + rows_from_results(results_dict("m"))
+    text = format_board(rows)
+    header, *lines = text.splitlines()
+    assert header.split(",")[-1] == "reference"
+    old = "\n".join([",".join(COLUMNS_V3)] + [ln.rsplit(",", 1)[0] for ln in lines]) + "\n"
+    read = parse_board(old)
+    assert {r.model: bool(r.reference) for r in read} == {"memorizer": True, "m": False}
+    example = read_board(Path(__file__).resolve().parents[1] / "examples"
+                         / "minimal_model-digits.csv")
+    assert example and not any(r.reference for r in example)
+    board = tmp_path / "b.csv"
+    board.write_text(old)
+    assert main(["leaderboard", "add", str(write_results(
+        tmp_path / "r.json", results_dict("n"))), "--board", str(board)]) == 0
+    assert board.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert {r.model for r in read_board(board) if r.reference} == {"memorizer"}

@@ -296,7 +296,7 @@ def test_a_v02_board_reads_judges_unpaired_and_is_upgraded_on_write(tmp_path, gm
     unpaired test and never expects reproduction, and the next write upgrades it."""
     board = tmp_path / "digits.csv"
     shutil.copyfile(V02 / "digits-board.csv", board)
-    assert board.read_text().splitlines()[0] == ",".join(COLUMNS[:-4])
+    assert board.read_text().splitlines()[0] == ",".join(COLUMNS[:-5])
     old = read_board(board)
     assert old and {(r.stderr_runs, r.per_example_sha256, r.platform) for r in old} == {
         (None, "", "")}

@@ -285,3 +285,38 @@ def test_no_comparable_baseline_is_said_in_plain_words():
     text = " ".join(render_table(run, baselines=board, board="b.csv").split())
     assert "not ranked: fid: every baseline was measured on another number of samples" in text
     assert "Re-run with --n-samples 2000 to compare" in text
+
+
+def test_pareto_labels_do_not_overlap_on_the_committed_boards():
+    """The report's Pareto plot of every committed board (precision and recall of each
+    baseline): no label box overlaps another, and a reference model is never on the front."""
+    import re as _re
+
+    from gmbench.present.report import CHAR_W, LINE_H
+    from gmbench.storage.leaderboard import latest_rows, read_board
+
+    for board in BOARDS:
+        rows = latest_rows(read_board(board))
+        points = {m: (rows[(d, m, "precision")].value, rows[(d, m, "recall")].value)
+                  for (d, m, k) in rows if k == "precision" and (d, m, "recall") in rows}
+        if len(points) < 2:
+            continue
+        refs = {m for (_, m, _), r in rows.items() if r.reference}
+        svg = pareto_plot_svg(points, axes=("precision", "recall"),
+                              directions=(Direction(True), Direction(True)),
+                              highlight="", references=refs)
+        boxes = []
+        for x, y, anchor, text in _re.findall(
+                r'<text x="([\d.-]+)" y="([\d.-]+)" text-anchor="(\w+)" fill="#\w+">([^<]*)<',
+                svg):
+            if text.removesuffix(" *")[:18] not in {m[:18] for m in points}:
+                continue  # an axis tick
+            width = CHAR_W * len(text.replace("&amp;", "&"))
+            left = float(x) - width if anchor == "end" else float(x)
+            boxes.append((left, float(y) - LINE_H + 2, left + width, float(y) + 2, text))
+        assert len(boxes) == len(points)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                overlap = a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+                assert not overlap, (board.stem, a[4], b[4])
+        assert not any(f">{m} *<" in svg for m in refs), board.stem

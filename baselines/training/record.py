@@ -96,7 +96,7 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
     for family in chosen:
         run_dir = out / dataset / family
         argv = ["evaluate", str(BASELINE_DIR / f"{family}.py"), "--dataset", dataset,
-                "--seed", str(SEED), "--out", str(run_dir), *extra_args]
+                "--seed", str(SEED), "--out", str(run_dir), "--overwrite", *extra_args]
         if metrics:
             argv += ["--metrics", ",".join(runnable_metrics(family, dataset, metrics))]
         n_samples = BASELINES[family].samples_for(dataset)

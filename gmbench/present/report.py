@@ -199,14 +199,55 @@ def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[st
         path = " ".join(f"{px(a):.1f},{py(b):.1f}" for a, b in ordered)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{FRONT}" '
                      'stroke-dasharray="4 3"/>')
-    for name, (a, b) in points.items():
+    dots = {name: (px(a), py(b)) for name, (a, b) in points.items()}
+    labels = {name: f'{name[:18]}{" *" if name in front else ""}' for name in points}
+    placed = place_labels(dots, labels, size=size)
+    for name, (x, y) in dots.items():
         color = (HIGHLIGHT if name == highlight else FRONT if name in front
                  else REFERENCE if name in references else BASE)
-        parts.append(f'<circle cx="{px(a):.1f}" cy="{py(b):.1f}" r="5" fill="{color}"/>'
-                     f'<text x="{px(a) + 7:.1f}" y="{py(b) - 6:.1f}" fill="{color}">'
-                     f'{_e(name[:18])}{" *" if name in front else ""}</text>')
+        lx, ly, anchor = placed[name]
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{color}"/>'
+                     f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" '
+                     f'fill="{color}">{_e(labels[name])}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+CHAR_W, LINE_H = 6.2, 11.0  # an 11-px sans-serif label: width per character, height
+
+
+def label_box(x: float, y: float, anchor: str, text: str) -> tuple[float, float, float, float]:
+    """``(left, top, right, bottom)`` of a label drawn at ``(x, y)`` (its baseline)."""
+    width = CHAR_W * len(text)
+    left = x - width if anchor == "end" else x
+    return left, y - LINE_H + 2, left + width, y + 2
+
+
+def place_labels(dots: Mapping[str, tuple[float, float]], labels: Mapping[str, str], *,
+                 size: int) -> dict[str, tuple[float, float, str]]:
+    """Each dot's label position ``(x, y, text-anchor)``: the first of eight spots around the
+    dot (right above, right below, left above, left below, then further out) whose box
+    overlaps no label placed before it and no dot, inside the picture; else the first spot."""
+    spots = [(7, -6, "start"), (7, 14, "start"), (-7, -6, "end"), (-7, 14, "end"),
+             (7, -18, "start"), (7, 26, "start"), (-7, -18, "end"), (-7, 26, "end")]
+    boxes: list[tuple[float, float, float, float]] = []
+    dot_boxes = [(x - 5, y - 5, x + 5, y + 5) for x, y in dots.values()]
+
+    def clear(box: tuple[float, float, float, float]) -> bool:
+        inside = box[0] >= 0 and box[1] >= 16 and box[2] <= size and box[3] <= size
+        return inside and not any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3]
+                                  and o[1] < box[3] for o in boxes + dot_boxes)
+
+    out = {}
+    for name, (x, y) in sorted(dots.items(), key=lambda item: (item[1][1], item[1][0])):
+        choice = spots[0]
+        for dx, dy, anchor in spots:
+            if clear(label_box(x + dx, y + dy, anchor, labels[name])):
+                choice = (dx, dy, anchor)
+                break
+        out[name] = (x + choice[0], y + choice[1], choice[2])
+        boxes.append(label_box(*out[name], labels[name]))
+    return out
 
 
 # ------------------------------------------------------------------ the page
