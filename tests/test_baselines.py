@@ -300,3 +300,15 @@ def test_baselines_command_lists_families_and_recorded_results(gmbench_cli):
 def test_every_family_is_a_model_file():
     for family in BASELINES:
         assert (ROOT / "baselines" / f"{family}.py").is_file(), family
+
+
+def test_the_docs_table_of_fashion_mnist_baselines_is_the_board():
+    """docs/baselines.md's Fashion-MNIST table is what ``record --table`` prints from the
+    committed board (regenerate it after re-recording)."""
+    from gmbench_baselines.training.record import board_table
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "baselines.md").read_text()
+    assert board_table("fashion-mnist") in docs, (
+        "docs/baselines.md's table differs from leaderboards/fashion-mnist.csv: paste the "
+        "output of `python -m gmbench_baselines.training.record --dataset fashion-mnist "
+        "--table`")

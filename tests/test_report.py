@@ -64,10 +64,10 @@ def test_rank_among_baselines_respects_direction_and_skips_itself():
     assert (by["precision"].rank, by["precision"].ranked) == (2, 3)  # 0.6 > 0.5 > 0.45
     text = render_table(run, baselines=baselines, board="digits.csv", wide=True)
     nll_line = next(ln for ln in text.splitlines() if " nll " in ln)
-    assert "2/3" in nll_line and "90 ±0.18" in nll_line and "120 ±0.24" in nll_line
+    assert "2/3" in nll_line and "90.00 ±0.18" in nll_line and "120.00 ±0.24" in nll_line
     compact = render_table(run, baselines=baselines, board="digits.csv")
     nll_line = next(ln for ln in compact.splitlines() if " nll " in ln)
-    assert "2/3" in nll_line and "better 90 ±0.18" in nll_line and "120" not in nll_line
+    assert "2/3" in nll_line and "better 90.00 ±0.18" in nll_line and "120" not in nll_line
     assert max(len(ln) for ln in compact.splitlines()) <= 120
     assert "itself" not in text and "baselines from digits.csv" in text
 
@@ -78,7 +78,11 @@ def test_other_feature_space_is_marked_not_ranked():
     other = [BoardRow(**{**r.__dict__, "feature_space": "inception (sha256 123)"}) for r in other]
     (comp,) = compare_with_baselines(run, other)[1]
     assert comp.mismatched == {"b"} and (comp.rank, comp.ranked) == (1, 1)
-    assert "5 ±0.1 †" in render_table(run, baselines=other, wide=True)
+    assert "5.000 ±0.100 †" in render_table(run, baselines=other, wide=True)
+    compact = " ".join(render_table(run, baselines=other).split())
+    assert ("not ranked: fid: every baseline was measured in another feature space (this "
+            "run: pixels; the board: inception (sha256 123))") in compact
+    assert "--n-samples" not in compact
 
 
 def test_table_without_baselines_keeps_the_old_form():
@@ -283,8 +287,8 @@ def test_no_comparable_baseline_is_said_in_plain_words():
     board = shifted(rows_from_results(result({"fid": (12.0, False)})), "b", 1.0, "a" * 64)
     board = [BoardRow(**{**r.__dict__, "n_samples": 2000}) for r in board]
     text = " ".join(render_table(run, baselines=board, board="b.csv").split())
-    assert "not ranked: fid: every baseline was measured on another number of samples" in text
-    assert "Re-run with --n-samples 2000 to compare" in text
+    assert ("not ranked: fid: every baseline was measured on another number of samples (this "
+            "run 500, the board 2000). Re-run with --n-samples 2000 to compare.") in text
 
 
 def test_pareto_labels_do_not_overlap_on_the_committed_boards():

@@ -143,6 +143,40 @@ def record(*, dataset: str, families: Sequence[str] | None = None,
     return board
 
 
+TABLE_ORDER = (("categorical", "categorical (floor)"), ("ppca", "ppca"),
+               ("memorizer", "memorizer"), ("flow_mlp", "flow_mlp (MLP couplings)"),
+               ("flow", "flow (multi-scale conv)"), ("pixelcnn", "pixelcnn (gated)"),
+               ("vae", "vae (IWAE-32)"), ("vae_elbo", "vae_elbo (ELBO)"), ("ae", "ae"),
+               ("ae_conditional", "ae_conditional"), ("gan", "gan"))
+
+
+def board_table(dataset: str, board_dir: Path = BOARD_DIR) -> str:
+    """The rows of the baselines table in ``docs/baselines.md`` (bits/dim with its interval,
+    nll_train, FID with its interval, the sample count, copy_rate, CAS), from the board."""
+    from gmbench.storage.leaderboard import latest_rows, read_board
+
+    rows = latest_rows(read_board(board_dir / f"{dataset}.csv"))
+
+    def get(model: str, metric: str):  # noqa: ANN202
+        r = rows.get((dataset, model, metric))
+        return None if r is None or r.value is None else r
+
+    lines = []
+    for model, label in TABLE_ORDER:
+        bpd, nll, fid = get(model, "bits_per_dim"), get(model, "nll_train"), get(model, "fid")
+        copy, cas = get(model, "copy_rate"), get(model, "cas")
+        cells = [label,
+                 "-" if bpd is None else f"{bpd.value:.3f} [{bpd.ci_low:.3f}, {bpd.ci_high:.3f}]",
+                 "-" if nll is None else f"{nll.value:.1f}",
+                 "-" if fid is None else f"{fid.value:.0f} [{fid.ci_low:.0f}, {fid.ci_high:.0f}]",
+                 "-" if fid is None else f"{fid.n_samples:,}",
+                 "-" if copy is None else f"{copy.value:.4g}",
+                 "-" if cas is None else f"{cas.value:.3f}"
+                 + (" (true labels)" if model == "ae_conditional" else "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gmbench_baselines.training.record", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,7 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "applicable metric (default: all, except FASHION_MNIST_METRICS "
                              "on fashion-mnist)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--table", action="store_true",
+                        help="print the rows of docs/baselines.md's table from the board, and "
+                             "exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(board_table(args.dataset))
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)

@@ -67,13 +67,29 @@ class Comparison:
         rivals = [n for n in self.baselines if n not in self.references]
         if not rivals:
             return "no competing baseline on the board measures this metric"
-        if all(n in self.mismatched for n in rivals):
-            rec = self.record
-            return (f"every baseline was measured on another number of samples or in another "
-                    f"feature space (this run: {rec.get('n_samples') or 'no'} samples"
-                    + (f", {rec.get('feature_space')}" if rec.get("feature_space") else "")
-                    + ")")
-        return ""
+        if not all(n in self.mismatched for n in rivals):
+            return ""
+        rec = self.record
+        counts = self.other_sample_counts
+        spaces = sorted({self.baselines[n].feature_space for n in rivals
+                         if self.baselines[n].feature_space != (rec.get("feature_space") or "")})
+        parts = []
+        if counts:
+            parts.append(f"on another number of samples (this run {rec.get('n_samples')}, the "
+                         f"board {', '.join(str(c) for c in counts)})")
+        if spaces:
+            parts.append(f"in another feature space (this run: {rec.get('feature_space')}; "
+                         f"the board: {', '.join(spaces)})")
+        return "every baseline was measured " + " or ".join(parts)
+
+    @property
+    def other_sample_counts(self) -> list[int]:
+        """The sample counts of the competing baselines measured on another number of samples
+        than this run (sorted)."""
+        n = self.record.get("n_samples")
+        return sorted({r.n_samples for name, r in self.baselines.items()
+                       if name in self.mismatched and name not in self.references
+                       and r.n_samples is not None and n is not None and r.n_samples != n})
 
     def best(self) -> tuple[str, BoardRow] | None:
         """The best baseline measured in the run's feature space, in the metric's direction."""

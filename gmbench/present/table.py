@@ -66,21 +66,17 @@ def _where_note(metrics: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _unranked_notes(comparisons: Sequence[Comparison]) -> list[str]:
     """Why metrics have no rank, in plain words, one note per reason."""
-    by_reason: dict[str, list[str]] = {}
-    counts: set[int] = set()
+    by_reason: dict[str, list[Comparison]] = {}
     for comp in comparisons:
         reason = comp.unranked_reason
         if reason and comp.baselines:
-            by_reason.setdefault(reason, []).append(comp.metric)
-            counts |= {r.n_samples for n, r in comp.baselines.items()
-                       if n in comp.mismatched and r.n_samples is not None}
+            by_reason.setdefault(reason, []).append(comp)
     notes = []
-    for reason, keys in by_reason.items():
-        note = f"not ranked: {', '.join(keys)}: {reason}"
-        if "number of samples" in reason and counts:
-            shown = ", ".join(str(c) for c in sorted(counts))
-            note += (f"; the board's runs have {shown} samples. Re-run with --n-samples "
-                     f"{max(counts)} to compare")
+    for reason, comps in by_reason.items():
+        note = f"not ranked: {', '.join(c.metric for c in comps)}: {reason}"
+        counts = comps[0].other_sample_counts
+        if counts and "feature space" not in reason:
+            note += f". Re-run with --n-samples {max(counts)} to compare"
         notes.append(note + ".")
     return notes
 
