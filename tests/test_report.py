@@ -311,7 +311,8 @@ def test_pareto_labels_do_not_overlap_on_the_committed_boards():
                               highlight="", references=refs)
         boxes = []
         for x, y, anchor, text in _re.findall(
-                r'<text x="([\d.-]+)" y="([\d.-]+)" text-anchor="(\w+)" fill="#\w+">([^<]*)<',
+                r'<text class="label" x="([\d.-]+)" y="([\d.-]+)" text-anchor="(\w+)" '
+                r'fill="#\w+">([^<]*)<',
                 svg):
             if text.removesuffix(" *")[:18] not in {m[:18] for m in points}:
                 continue  # an axis tick
@@ -324,3 +325,42 @@ def test_pareto_labels_do_not_overlap_on_the_committed_boards():
                 overlap = a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
                 assert not overlap, (board.stem, a[4], b[4])
         assert not any(f">{m} *<" in svg for m in refs), board.stem
+
+
+LABELS_PAGE = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{svgs}<script>
+var labels = document.querySelectorAll("text.label"), boxes = [], overlaps = 0;
+for (var i = 0; i < labels.length; i++) {{
+  var r = labels[i].getBoundingClientRect();
+  for (var j = 0; j < boxes.length; j++) {{
+    var o = boxes[j];
+    if (labels[i].ownerSVGElement === o.svg && r.left < o.r.right && o.r.left < r.right
+        && r.top < o.r.bottom && o.r.top < r.bottom) overlaps++;
+  }}
+  boxes.push({{r: r, svg: labels[i].ownerSVGElement}});
+}}
+document.body.setAttribute("data-labels", labels.length);
+document.body.setAttribute("data-overlaps", overlaps);
+</script></body></html>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it with "
+                                             "`apt-get install chromium`)")
+def test_pareto_labels_do_not_overlap_in_the_browser(tmp_path):
+    """The Pareto plots of every committed board (precision and recall), drawn by Chromium:
+    no two labels of one plot overlap as rendered."""
+    from gmbench.storage.leaderboard import latest_rows, read_board
+
+    svgs, n_labels = [], 0
+    for board in BOARDS:
+        rows = latest_rows(read_board(board))
+        points = {m: (rows[(d, m, "precision")].value, rows[(d, m, "recall")].value)
+                  for (d, m, k) in rows if k == "precision" and (d, m, "recall") in rows}
+        if len(points) >= 2:
+            svgs.append(pareto_plot_svg(points, axes=("precision", "recall"),
+                                        directions=(Direction(True), Direction(True)),
+                                        highlight=""))
+            n_labels += len(points)
+    page = tmp_path / "labels.html"
+    page.write_text(LABELS_PAGE.format(svgs="".join(svgs)))
+    attrs = body_attributes(dump_dom(page))
+    assert attrs["data-labels"] == str(n_labels) and attrs["data-overlaps"] == "0", attrs

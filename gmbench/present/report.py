@@ -207,8 +207,8 @@ def pareto_plot_svg(points: Mapping[str, tuple[float, float]], *, axes: tuple[st
                  else REFERENCE if name in references else BASE)
         lx, ly, anchor = placed[name]
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{color}"/>'
-                     f'<text x="{lx:.1f}" y="{ly:.1f}" text-anchor="{anchor}" '
-                     f'fill="{color}">{_e(labels[name])}</text>')
+                     f'<text class="label" x="{lx:.1f}" y="{ly:.1f}" '
+                     f'text-anchor="{anchor}" fill="{color}">{_e(labels[name])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
