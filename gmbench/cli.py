@@ -25,11 +25,10 @@ STORED_SUFFIXES = (".npz", ".npy")
 
 
 def _wrapped(text: str) -> str:
-    """A note folded to the 120 columns the tables fit (paths are not broken)."""
-    import textwrap
+    """A note folded to the width the tables fit (paths are not broken)."""
+    from gmbench.present.format import fold
 
-    return textwrap.fill(text, width=120, subsequent_indent="  ", break_long_words=False,
-                         break_on_hyphens=False)
+    return "\n".join(fold(text))
 
 
 def _fuller_message(out: Path, lost: list[str]) -> str:
@@ -137,7 +136,8 @@ def cmd_leaderboard_add(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard_show(args: argparse.Namespace) -> int:
-    from gmbench.present.board import WIDTH, render_board
+    from gmbench.present.board import render_board
+    from gmbench.present.format import WIDTH
     from gmbench.storage.leaderboard import read_board
 
     pareto = None

@@ -8,12 +8,11 @@ the family table of the ``baselines`` package and the boards.
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 from gmbench.errors import DatasetError, did_you_mean
-from gmbench.present.format import ColumnFormat, column_format
+from gmbench.present.format import WIDTH, ColumnFormat, column_format, fold
 from gmbench.storage.leaderboard import BoardRow, baseline_rows, latest_rows
 
 __all__ = ["HEADLINE_METRICS", "baseline_table", "bundled_datasets", "bundled_families",
@@ -32,9 +31,6 @@ def _families() -> dict[str, tuple[tuple[str, ...], str]]:
     except ImportError:  # gmbench installed without its baselines
         return {}
     return {b.name: (b.datasets, b.description) for b in BASELINES.values()}
-
-
-WIDTH = 120  # the tables fit a terminal this wide; descriptions follow each table
 
 
 def _cell(row: BoardRow | None, fmt: ColumnFormat) -> str:
@@ -94,14 +90,11 @@ def render_baselines(datasets: Sequence[str], *, boards: str | None = None) -> s
                 out.append("  " + "  ".join("-" * widths[j] for j in keep))
         out.append("")
         for row in table[1:]:
-            out += textwrap.wrap(f"{row[0]}: {row[-1]}", width=WIDTH, initial_indent="  ",
-                                 subsequent_indent="    ", break_long_words=False,
-                                 break_on_hyphens=False)
+            out += fold(f"{row[0]}: {row[-1]}", indent="  ")
         out.append("")
-    out += textwrap.wrap("value ±95% half-width of the recorded run (`gmbench leaderboard show "
-                         "--board BOARD` for every metric); evaluate one yourself with "
-                         "`gmbench evaluate baselines/<baseline>.py --dataset NAME`.",
-                         width=WIDTH, break_long_words=False, break_on_hyphens=False)
+    out += fold("value ±95% half-width of the recorded run (`gmbench leaderboard show --board "
+                "BOARD` for every metric); evaluate one yourself with `gmbench evaluate "
+                "baselines/<baseline>.py --dataset NAME`.")
     return "\n".join(out)
 
 

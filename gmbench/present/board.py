@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.names import printable
 from gmbench.present.compare import pareto_front
-from gmbench.present.format import column_format
+from gmbench.present.format import WIDTH, column_format, fold
 from gmbench.storage.leaderboard import BoardRow, identity_conflicts
 
-__all__ = ["WIDTH", "render_board"]
+__all__ = ["render_board"]
 
-WIDTH = 120  # the default table fits a terminal this wide; wider boards wrap into groups
 Run = tuple[str, int, int | None]  # (model, seed, n_samples): one line
 
 
@@ -96,10 +95,8 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
                     pts[run] = (a.value, b.value)
             dirs = [next((r.direction for r in here if r.metric == m), None) for m in (m1, m2)]
             if dirs[0] is not None and dirs[1] is not None:  # both metrics on this dataset
-                named = {f"{run}": run for run in pts}
-                front = {named[n] for n in pareto_front(
-                    {f"{run}": p for run, p in pts.items()}, [dirs[0], dirs[1]],
-                    references={f"{run}" for run in pts if run[0] in references})}
+                front = pareto_front(pts, [dirs[0], dirs[1]],
+                                     references={run for run in pts if run[0] in references})
         arrows = {m: next(r.direction for r in here if r.metric == m).arrow for m in metrics}
         cells: dict[str, list[str]] = {}
         for m in metrics:
@@ -160,16 +157,7 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
                              for m, why in sorted(references.items())))
         if pareto:
             notes.append(f"* on the Pareto front of {pareto[0]} and {pareto[1]}")
-        out += _wrapped("; ".join(notes) + ".", width)
+        out += fold("; ".join(notes) + ".", width)
         out.append("")
     out += [f"warning: {printable(line)}" for line in identity_conflicts(rows)]
     return "\n".join(out).rstrip("\n")
-
-
-def _wrapped(text: str, width: int | None) -> list[str]:
-    import textwrap
-
-    if width is None:
-        return [text]
-    return textwrap.wrap(text, width=width, subsequent_indent="  ", break_long_words=False,
-                         break_on_hyphens=False)

@@ -7,13 +7,15 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gmbench.direction import Direction
 from gmbench.storage.leaderboard import BoardRow, latest_rows
 from gmbench.storage.results import neutralise
 
 __all__ = ["Comparison", "compare_with_baselines", "dominates", "pareto_front", "rank_of"]
+
+K = TypeVar("K")  # what names a point: a model, a run
 
 
 def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direction]
@@ -25,8 +27,8 @@ def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direc
     return any(x < y for x, y in pairs) and not any(x > y for x, y in pairs)
 
 
-def pareto_front(points: Mapping[str, Sequence[float]], directions: Sequence[Direction], *,
-                 references: Collection[str] = ()) -> set[str]:
+def pareto_front(points: Mapping[K, Sequence[float]], directions: Sequence[Direction], *,
+                 references: Collection[K] = ()) -> set[K]:
     """Names of the competitors no other competitor dominates; ``references`` (the memorizer,
     the ground truth: reference points, not competitors) are never on the front and do not
     push others off it."""

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SHA", "ColumnFormat", "column_format", "feature_spaces", "format_number",
-           "format_pm", "where_measured"]
+__all__ = ["SHA", "WIDTH", "ColumnFormat", "column_format", "feature_spaces", "fold",
+           "format_number", "format_pm", "where_measured"]
+
+WIDTH = 120  # every table and note gmbench prints fits a terminal this wide
+
+
+def fold(text: str, width: int | None = WIDTH, *, indent: str = "") -> list[str]:
+    """``text`` as lines of at most ``width`` characters, continuation lines indented two
+    spaces more than ``indent`` (words and paths are never broken); ``None``: one line."""
+    if width is None:
+        return [indent + text]
+    return textwrap.wrap(text, width=width, initial_indent=indent,
+                         subsequent_indent=indent + "  ", break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def format_number(x: float | None) -> str:

@@ -3,21 +3,25 @@ baselines (their values ± 95% half-width) and the model's rank among them."""
 
 from __future__ import annotations
 
-import textwrap
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gmbench.direction import Direction
 from gmbench.names import printable
 from gmbench.present.compare import Comparison, compare_with_baselines
-from gmbench.present.format import ColumnFormat, column_format, feature_spaces, where_measured
+from gmbench.present.format import (
+    ColumnFormat,
+    column_format,
+    feature_spaces,
+    fold,
+    where_measured,
+)
 from gmbench.present.verdicts import memorization_line
+from gmbench.storage.leaderboard import BoardRow
 
-__all__ = ["WIDTH", "render_table"]
-
-WIDTH = 120  # the default table and its notes fit a terminal this wide
+__all__ = ["render_table"]
 
 
 def _align(rows: list[list[str]]) -> list[str]:
@@ -43,11 +47,10 @@ def _cell(fmt: ColumnFormat, value: float | None, halfwidth: float | None, bound
     return fmt.value(value) if halfwidth is None else f"{fmt.value(value)} ±{fmt.spread(halfwidth)}"
 
 
-def _row_format(comp: Comparison, wide: bool) -> ColumnFormat:
-    """One number format for a metric's row: its value, interval and baselines alike."""
+def _row_format(comp: Comparison, shown: Iterable[BoardRow]) -> ColumnFormat:
+    """One number format for a metric's row: its value, interval and the baselines shown."""
     rec = comp.record
     numbers = [rec.get("value"), rec.get("ci_low"), rec.get("ci_high")]
-    shown = comp.baselines.values() if wide else [b[1] for b in [comp.best()] if b]
     numbers += [r.value for r in shown]
     return column_format([x for x in numbers if isinstance(x, (int, float))])
 
@@ -109,7 +112,8 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     any_mismatch = False
     for comp in comparisons:
         rec = comp.record
-        fmt = _row_format(comp, wide)
+        best = comp.best()
+        fmt = _row_format(comp, comp.baselines.values() if wide else [b[1] for b in [best] if b])
         bound = _is_bound(rec)
         ci = ("one-sided" if bound else
               f"[{fmt.value(rec.get('ci_low'))}, {fmt.value(rec.get('ci_high'))}]")
@@ -121,7 +125,6 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
             row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
             any_mismatch |= bool(comp.mismatched)
             if not wide:
-                best = comp.best()
                 row.append("" if best is None else
                            f"{best[0]} {_cell(fmt, best[1].value, best[1].halfwidth, bound)}")
             for name in names if wide else ():
@@ -166,6 +169,5 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         lines.append(f"no baselines for {data['name']} (looked for {board}; set --boards DIR or "
                      "GMBENCH_BOARDS).")
     table_end = 2 + len(rows)  # the title, the header rule and the rows stay as they are
-    notes = [textwrap.fill(line, width=WIDTH, subsequent_indent="  ", break_long_words=False,
-                           break_on_hyphens=False) for line in lines[table_end:] if line]
+    notes = ["\n".join(fold(line)) for line in lines[table_end:] if line]
     return "\n".join(lines[:table_end] + notes)
