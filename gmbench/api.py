@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,14 +32,8 @@ from typing import TYPE_CHECKING, Any
 from gmbench.background import thread_budget
 from gmbench.datasets import Dataset, get_dataset, list_datasets
 from gmbench.device import parse_device
-from gmbench.errors import GmbenchError, ModelError, warn
-from gmbench.evaluation import (
-    MAX_DEQUANT_SAMPLES,
-    MIN_SAMPLES,
-    EvalConfig,
-    needs_samples,
-    run_evaluation,
-)
+from gmbench.errors import ModelError, warn
+from gmbench.evaluation import needs_samples, run_evaluation
 from gmbench.models.boundary import process_state
 from gmbench.models.model import (
     Model,
@@ -52,22 +45,20 @@ from gmbench.models.model import (
 from gmbench.models.stored import StoredSamples, read_samples
 from gmbench.outputs import Artifacts
 from gmbench.progress import progress_shown
-from gmbench.rng import MAX_SEED
+from gmbench.run.request import MIN_SAMPLES, OptionError, RunRequest
 from gmbench.storage.per_example import PerExample
 from gmbench.storage.results import RunResult
 
 if TYPE_CHECKING:
     import pandas
 
+    from gmbench.distributed.shards import Gathered
     from gmbench.metrics.metric import Metric
     from gmbench.storage.check import CheckReport
     from gmbench.storage.leaderboard import BoardRow
 
 __all__ = ["MetricRecord", "Results", "evaluate", "list_baselines", "list_datasets",
            "list_metrics", "load_model"]
-
-_DEFAULTS = EvalConfig()  # the defaults live in EvalConfig, once
-
 
 @dataclass(frozen=True, kw_only=True)
 class MetricRecord:
@@ -212,7 +203,8 @@ class Results:
         from gmbench.storage.leaderboard import read_board
         from gmbench.storage.per_example import stored
 
-        metrics = _as_list(metrics)
+        if metrics is not None and not isinstance(metrics, (str, bytes)):
+            metrics = list(metrics)
         if metrics is not None and (isinstance(metrics, (str, bytes)) or not all(
                 isinstance(k, str) for k in metrics)):
             raise OptionError(f"metrics must be a list of metric keys such as [\"fid\"], got "
@@ -283,184 +275,81 @@ def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | 
     return Model(model, source=source, info=data.info, device=device)
 
 
-class OptionError(GmbenchError):
-    """An option of :func:`evaluate` out of its range or of the wrong type."""
-
-
-def _as_int(value: Any) -> Any:
-    """A NumPy or other integral value as a Python int (booleans are left to be refused)."""
-    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) \
-        else value
-
-
-def _as_list(metrics: Any) -> Any:
-    """``metrics`` read once into a list (an iterator or generator would otherwise be used up
-    by the checks and measure nothing); strings and non-iterables are left to be refused."""
-    if metrics is None or isinstance(metrics, (str, bytes)):
-        return metrics
-    try:
-        return list(metrics)
-    except TypeError:
-        return metrics
-
-
-def _check_options(*, seed: Any, n_samples: Any, batch_size: Any, dequant_samples: Any,
-                   max_train: Any, dataset: Any, metrics: Any, device: Any = "cpu",
-                   feature_extractor: Any = "auto") -> None:
-    """The command line's checks of its options, for the Python API (the same messages in
-    the options' Python names)."""
-    def whole(name: str, value: Any, low: int, optional: bool = False) -> None:
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise OptionError(f"{name} must be a whole number of at least {low}, got "
-                              f"{value!r}.")
-
-    whole("seed", seed, 0)
-    if seed > MAX_SEED:
-        raise OptionError(f"seed must lie in [0, 2**63 - 1], got {seed}.")
-    whole("n_samples", n_samples, 1, optional=True)
-    whole("batch_size", batch_size, 1)
-    whole("dequant_samples", dequant_samples, 1)
-    if dequant_samples > MAX_DEQUANT_SAMPLES:
-        raise OptionError(f"dequant_samples (--dequant-samples) is {dequant_samples}; use 1 "
-                          f"to {MAX_DEQUANT_SAMPLES} (each draw scores the whole test split "
-                          "once more).")
-    whole("max_train", max_train, 1)
-    if dataset is not None and not isinstance(dataset, (str, Dataset)):
-        raise OptionError(f"dataset must be a dataset name such as \"digits\" (see "
-                          f"gmbench.list_datasets()), got {type(dataset).__name__}.")
-    if isinstance(dataset, str) and not dataset.strip():
-        raise OptionError("dataset (--dataset) is empty; name a dataset such as \"digits\" "
-                          "(see gmbench.list_datasets() or `gmbench datasets`), or leave it "
-                          "out to use the model file's DATASET.")
-    if metrics is not None and (isinstance(metrics, str) or not metrics
-                                or not all(isinstance(k, str) for k in metrics)):
-        raise OptionError(f"metrics must be a non-empty list of metric keys such as "
-                          f"[\"fid\"] (see gmbench.list_metrics()), got {metrics!r}; pass "
-                          "None for every applicable metric.")
-    for option, value, example in (("device", device, "cpu"),
-                                   ("feature_extractor", feature_extractor, "auto")):
-        if not isinstance(value, str):
-            raise OptionError(f"{option} must be a string such as \"{example}\", got "
-                              f"{value!r}.")
-
-
-def evaluate(model: Any = None, *, samples: Any = None, dataset: str | Dataset | None = None,
-             metrics: Sequence[str] | None = None, seed: int = _DEFAULTS.seed,
-             n_samples: int | None = None, device: str = _DEFAULTS.device,
-             progress: bool = True, batch_size: int = _DEFAULTS.batch_size,
-             dequant_samples: int = _DEFAULTS.dequant_samples,
-             max_train: int = _DEFAULTS.max_train,
-             feature_extractor: str = _DEFAULTS.feature_extractor,
-             inception_weights: str | None = None, data_root: str | None = None,
-             name: str | None = None, workers: int = 1, address: str | None = None,
-             cpus_per_worker: float = 1, gpus_per_worker: float = 0,
-             threads: int | None = None) -> Results:
+def evaluate(model: Any = None, *, request: RunRequest | None = None, progress: bool = True,
+             **options: Any) -> Results:
     """Evaluate a model, or stored samples, on a dataset.
 
     Args:
         model: a model file's path, a :class:`~gmbench.models.model.Model`, or any object
-            with ``sample(n)`` and/or ``log_prob(x)`` (the contract's section 2).
-        samples: instead of a model, stored samples: an array or tensor, a ``.npz`` / ``.npy``
-            file or a folder of PNG images (sample metrics only).
-        dataset: a dataset name (``gmbench.list_datasets()``) or a loaded dataset (default: a
-            model file's ``DATASET``, else ``digits``).
-        metrics: metric keys (default: every metric the model and dataset allow).
-        seed: run seed; every random draw derives from it.
-        n_samples: samples for sample metrics (default: the test split's size, at least 2,000
-            and at most 10,000; for stored samples, all of them).
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+            with ``sample(n)`` and/or ``log_prob(x)`` (``docs/CONTRACT.md``, section 2).
+        request: the whole run as a :class:`~gmbench.run.request.RunRequest` (default: its
+            defaults); ``model`` and ``options`` override its fields.
         progress: show progress bars on a terminal.
-        batch_size, dequant_samples, max_train, feature_extractor, inception_weights: as the
-            command line's options.
-        data_root: a folder holding dataset files.
-        name: the model's name in the results (default: the file's ``NAME`` or name, the
-            object's ``NAME`` or class).
-        workers: split sampling and feature extraction over this many Ray workers (a model
-            file and a dataset name only; needs ``pip install "gmbench[ray]"``); the metrics
-            are computed once, here, and equal a one-process run's within 1e-6 relative.
-        address: the Ray cluster of the workers (default: a local Ray on this machine).
-        cpus_per_worker, gpus_per_worker: each worker's Ray resource request.
-        threads: the run's whole CPU thread budget (torch, BLAS and gmbench's background
-            worker together; default: torch's current count). Values do not depend on it
-            beyond float rounding; on a busy machine fewer threads can be faster.
+        **options: any field of :class:`~gmbench.run.request.RunRequest`, e.g.
+            ``samples`` (stored samples instead of a model: an array or tensor, a ``.npz`` /
+            ``.npy`` file or a folder of PNG images), ``dataset``, ``metrics``, ``seed``,
+            ``n_samples``, ``device``, ``batch_size``, ``dequant_samples``, ``max_train``,
+            ``feature_extractor``, ``inception_weights``, ``data_root``, ``name`` (the model's
+            name in the results), ``workers`` (split sampling and feature extraction over this
+            many Ray workers: a model file and a dataset name only; the metrics are computed
+            once, here, and equal a one-process run's within 1e-6 relative), ``address``,
+            ``cpus_per_worker``, ``gpus_per_worker`` and ``threads`` (the run's whole CPU
+            thread budget; values do not depend on it beyond float rounding).
 
     Raises:
         GmbenchError: bad input (model, samples, dataset, metric, option), with what to do.
     """
-    seed, n_samples, batch_size, dequant_samples, max_train = (
-        _as_int(v) for v in (seed, n_samples, batch_size, dequant_samples, max_train))
-    metrics = _as_list(metrics)
-    _check_options(seed=seed, n_samples=n_samples, batch_size=batch_size,
-                   dequant_samples=dequant_samples, max_train=max_train, dataset=dataset,
-                   metrics=metrics, device=device, feature_extractor=feature_extractor)
-    device = parse_device(device)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise OptionError(f"workers must be a whole number of at least 1, got {workers!r}.")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
-                                or threads < 1):
-        raise OptionError(f"threads must be a whole number of at least 1, got {threads!r}.")
-    if workers > 1 and (samples is not None or not isinstance(model, (str, Path))
-                        or not (dataset is None or isinstance(dataset, str))):
+    req = (request or RunRequest()).with_options(**options)
+    if model is not None:
+        req = replace(req, model=model)
+    req = replace(req.check(), device=parse_device(req.device))
+    if req.workers > 1 and (req.samples is not None or not isinstance(req.model, (str, Path))
+                            or not (req.dataset is None or isinstance(req.dataset, str))):
         raise OptionError("workers > 1 needs a model file and a dataset name (each worker "
                           "loads both itself); evaluate objects and stored samples with "
                           "workers=1.")
-    with process_state(), progress_shown(progress), thread_budget(threads):
-        if isinstance(model, (str, Path)) and samples is None:
-            module, source = import_model_file(model)
-            data = _dataset(dataset or source.dataset or "digits", data_root)
-            built = build_model(module, source, data.info, device)
-            if name:
-                built.source = replace(built.source, name=name)
+    with process_state(), progress_shown(progress), thread_budget(req.threads):
+        if isinstance(req.model, (str, Path)) and req.samples is None:
+            module, source = import_model_file(req.model)
+            data = _dataset(req.dataset or source.dataset or "digits", req.data_root)
+            built = build_model(module, source, data.info, req.device)
+            if req.name:
+                built.source = replace(built.source, name=req.name)
         else:
-            data = _dataset(dataset or "digits", data_root)
-            built = _as_model(model, samples, data, device, name)
-        if samples is not None:
+            data = _dataset(req.dataset or "digits", req.data_root)
+            built = _as_model(req.model, req.samples, data, req.device, req.name)
+        if req.samples is not None:
             stored = len(built.obj)
             if stored < MIN_SAMPLES:
                 raise ModelError(f"{built.source.path} holds {stored} samples; sample metrics "
                                  f"need at least {MIN_SAMPLES} (the Inception Score's 10 "
                                  "splits, the k-NN balls). Store more samples.")
-            n_samples = stored if n_samples is None else n_samples
-        if dequant_samples > 1 and built.log_prob_space != "dequantized":
+            req = replace(req, n_samples=stored if req.n_samples is None else req.n_samples)
+        if req.dequant_samples > 1 and built.log_prob_space != "dequantized":
             if "log_prob" in built.capabilities:
-                warn(f"--dequant-samples {dequant_samples} applies to models with "
+                warn(f"--dequant-samples {req.dequant_samples} applies to models with "
                      "log_prob_space = \"dequantized\"; this model scores the data itself, so "
                      "one draw is used (and recorded)")
-            dequant_samples = 1
-        config = EvalConfig(seed=seed, n_samples=n_samples, batch_size=batch_size,
-                            dequant_samples=dequant_samples, max_train=max_train,
-                            device=device, feature_extractor=feature_extractor,
-                            inception_weights=inception_weights)
-        precomputed: dict[str, Any] = {}
-        if workers > 1 and "sample" in built.capabilities and needs_samples(built, data,
-                                                                              metrics):
-            precomputed = _gather_shards(built, data, config, workers, address=address,
-                                         data_root=data_root, cpus=cpus_per_worker,
-                                         gpus=gpus_per_worker)
-        extra = precomputed.pop("provenance", None)
-        run, artifacts = run_evaluation(built, data, config, metrics, precomputed=precomputed,
-                                        provenance_extra=extra)
+            req = replace(req, dequant_samples=1)
+        gathered = None
+        if req.workers > 1 and "sample" in built.capabilities and needs_samples(
+                built, data, req.metrics):
+            gathered = _gather_shards(replace(req, model=str(built.source.path),
+                                              dataset=data.info.name), data)
+        run, artifacts = run_evaluation(built, data, req, req.metrics, gathered=gathered)
     return Results.from_run(run, artifacts)
 
 
-def _gather_shards(built: Any, data: Dataset, config: EvalConfig, workers: int, *,
-                   address: str | None, data_root: str | None, cpus: float, gpus: float
-                   ) -> dict[str, Any]:
-    """The samples and their feature pass, drawn and extracted by ``workers`` Ray tasks."""
+def _gather_shards(req: RunRequest, data: Dataset) -> Gathered:
+    """The samples and their feature pass, drawn and extracted by ``req.workers`` Ray tasks."""
     from gmbench.distributed.ray_runtime import ray_session
     from gmbench.distributed.shards import gather_samples
     from gmbench.evaluation import check_sample_budget, default_n_samples
 
-    n = config.n_samples if config.n_samples is not None else default_n_samples(len(data.test))
+    n = req.n_samples if req.n_samples is not None else default_n_samples(len(data.test))
     check_sample_budget(n, data)
-    with ray_session(address) as ray:
-        return gather_samples(ray, model_path=str(built.source.path), dataset=data.info.name,
-                              data_root=data_root, device=config.device, n=n,
-                              seed=config.seed, shards=workers,
-                              extractor=config.feature_extractor,
-                              inception_weights=config.inception_weights, cpus=cpus, gpus=gpus)
+    with ray_session(req.address) as ray:
+        return gather_samples(ray, req, n)
 
 
 def list_metrics() -> list[Metric]:

@@ -7,18 +7,14 @@ import contextlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 from gmbench.errors import GmbenchError, warn
 from gmbench.names import printable, printable_lines
+from gmbench.run.request import metric_list
 
 __all__ = ["main"]
-
-
-def _metric_list(text: str) -> list[str]:
-    return [k.strip() for k in text.split(",") if k.strip()]
 
 
 STORED_SUFFIXES = (".npz", ".npy")
@@ -43,24 +39,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gmbench.api import evaluate
     from gmbench.names import safe_filename
     from gmbench.outputs import check_out, fuller_run
+    from gmbench.run.request import given
 
     cwd = Path.cwd()  # --out is relative to where gmbench was started, whatever model code does
     if args.out:  # found before the evaluation, not after it
         check_out(cwd / args.out)
-        lost = [] if args.overwrite else fuller_run(cwd / args.out, args.metrics)
+        lost = [] if args.overwrite else fuller_run(cwd / args.out,
+                                                    getattr(args, "metrics", None))
         if lost:
             raise GmbenchError(_fuller_message(cwd / args.out, lost))
     target = Path(args.model)
     stored = target.suffix.lower() in STORED_SUFFIXES or (target.is_dir() and any(
         p.suffix.lower() == ".png" for p in target.iterdir()))
+    options = given(args, "evaluate")
     results = evaluate(None if stored else target, samples=target if stored else None,
-                       dataset=args.dataset, metrics=args.metrics, seed=args.seed,
-                       n_samples=args.n_samples, device=args.device,
-                       progress=not (args.quiet or args.json), batch_size=args.batch_size,
-                       dequant_samples=args.dequant_samples, max_train=args.max_train,
-                       feature_extractor=args.feature_extractor,
-                       inception_weights=args.inception_weights, data_root=args.data_root,
-                       workers=args.workers, address=args.address, threads=args.threads)
+                       progress=not (args.quiet or args.json), **options)
     doc = results.document
     out = cwd / (args.out or Path("gmbench-out") / (
         f"{safe_filename(doc['model']['name'])}-{safe_filename(doc['dataset']['name'])}"))
@@ -142,7 +135,7 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
 
     pareto = None
     if args.pareto:
-        pair = _metric_list(args.pareto)
+        pair = metric_list(args.pareto)
         if len(pair) != 2:
             raise GmbenchError(f"--pareto {args.pareto!r} must name two metrics, e.g. "
                                "--pareto precision,recall.")
@@ -182,15 +175,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from gmbench.run.request import given
     from gmbench.sweeps import sweep
 
-    runner = "serial" if args.serial else "auto"
     report = sweep(args.models, args.datasets, args.seeds, board=args.board, out=args.out,
-                   metrics=args.metrics, n_samples=args.n_samples, device=args.device,
-                   feature_extractor=args.feature_extractor, data_root=args.data_root,
-                   runner=runner, address=args.address, cpus_per_eval=args.cpus_per_eval,
+                   runner="serial" if args.serial else "auto", cpus_per_eval=args.cpus_per_eval,
                    gpus_per_eval=args.gpus_per_eval, retries=args.retries, rerun=args.rerun,
-                   progress=not args.quiet, shards=args.shards)
+                   progress=not args.quiet, **given(args, "sweep"))
     print(printable_lines(report.describe()))
     return report.exit_code
 
@@ -209,46 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gmbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from gmbench.evaluation import EvalConfig
+    from gmbench.run.request import add_options
 
-    d = {f.name: f.default for f in fields(EvalConfig)}  # the defaults, from their one place
     ev = sub.add_parser("evaluate", help="evaluate a model file, or stored samples, on a dataset")
     ev.add_argument("model", help="path to model.py (defines load(dataset, device) or model), "
                                   "or stored samples: a .npz, a .npy or a folder of .png images")
-    ev.add_argument("--dataset", help="dataset name, or the path of your own (.npz or a folder "
-                    "of images; default: the file's DATASET, else digits)")
-    ev.add_argument("--metrics", type=_metric_list, default=None,
-                    help="comma-separated metric keys (default: every applicable metric)")
-    ev.add_argument("--n-samples", type=int, default=d["n_samples"],
-                    help="samples for sample metrics (default: test-split size, at least 2000, "
-                         "at most 10000; stored samples: all of them)")
-    ev.add_argument("--seed", type=int, default=d["seed"], help=f"run seed (default {d['seed']})")
-    ev.add_argument("--device", default=d["device"], help="cpu, cuda or cuda:N (default cpu)")
     ev.add_argument("--out", help="output directory (default gmbench-out/<model>-<dataset>)")
-    ev.add_argument("--data-root", help="directory holding dataset files (IDX for MNIST-like)")
-    ev.add_argument("--batch-size", type=int, default=d["batch_size"],
-                    help=f"examples per log_prob call (default {d['batch_size']})")
-    ev.add_argument("--dequant-samples", type=int, default=d["dequant_samples"],
-                    help="dequantization draws per test point for dequantized models; K > 1 "
-                         "uses the importance-weighted log-mean-exp (default 1)")
-    ev.add_argument("--feature-extractor", default=d["feature_extractor"],
-                    help="feature space of sample metrics: auto (the dataset's bundled "
-                         "classifier, else pixels), classifier, pixels, or inception-v3-compat "
-                         "(torch-fidelity's InceptionV3; needs its weights)")
-    ev.add_argument("--inception-weights", default=d["inception_weights"], metavar="PATH",
-                    help="torch-fidelity's InceptionV3 weights file "
-                         "(weights-inception-2015-12-05-6726825d.pth), for "
-                         "--feature-extractor inception-v3-compat offline (default: "
-                         "$GMBENCH_INCEPTION_WEIGHTS, else torch's hub cache)")
-    ev.add_argument("--max-train", type=int, default=d["max_train"],
-                    help="train examples scored for nll_train (seeded subset; default "
-                         f"{d['max_train']})")
-    ev.add_argument("--workers", type=int, default=1,
-                    help="split sampling and feature extraction over N Ray workers (needs "
-                         "pip install \"gmbench[ray]\"; default 1: this process)")
-    ev.add_argument("--address", default=None,
-                    help="with --workers: join a Ray cluster (auto, ray://host:port; default: "
-                         "start Ray on this machine)")
+    add_options(ev, "evaluate")
     ev.add_argument("--report", action="store_true",
                     help="also write report.html (self-contained: tables, pictures, plots)")
     ev.add_argument("--boards", default=None,
@@ -257,10 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true",
                     help="print the results document (results.json) on stdout and nothing "
                          "else there; files are written only with --out")
-    ev.add_argument("--threads", type=int, default=None,
-                    help="the run's whole CPU thread budget: torch, BLAS and gmbench's "
-                         "background worker (default: torch's count, the cores); values do "
-                         "not depend on it")
     ev.add_argument("--overwrite", action="store_true",
                     help="replace an output folder even when it holds a run with metrics "
                          "this run does not compute (default: refused, before evaluating)")
@@ -314,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="accepted worsening per metric: absolute in the metric's unit "
                           "(fid=2.5), or relative to the reference (precision=5%%); '*=VALUE' "
                           "sets every metric's default (0); repeatable")
-    chk.add_argument("--metrics", type=_metric_list, default=None,
+    chk.add_argument("--metrics", type=metric_list, default=None,
                      help="comma-separated metrics to gate (default: every metric "
                                        "in the results or on the board; a gated metric the "
                                        "results lack fails the check)")
@@ -334,24 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--board", required=True, help="the board CSV the rows are added to")
     sw.add_argument("--out", default="gmbench-sweep",
                     help="folder of the runs and sweep.json (default gmbench-sweep)")
-    sw.add_argument("--metrics", type=_metric_list, default=None,
-                    help="comma-separated metric keys (default: every applicable metric)")
-    sw.add_argument("--n-samples", type=int, default=d["n_samples"],
-                    help="samples for sample metrics (default as for evaluate)")
-    sw.add_argument("--device", default=None,
-                    help="cpu, cuda or cuda:N (default cpu; cuda with --gpus-per-eval)")
-    sw.add_argument("--feature-extractor", default=None, help="as for evaluate")
-    sw.add_argument("--data-root", help="directory holding dataset files")
-    sw.add_argument("--address", default=None,
-                    help="join a Ray cluster: auto, or ray://host:port (default: start Ray on "
-                         "this machine)")
+    add_options(sw, "sweep")
     sw.add_argument("--cpus-per-eval", type=float, default=1.0,
                     help="CPUs per evaluation (its torch threads; default 1)")
     sw.add_argument("--gpus-per-eval", type=float, default=0.0,
                     help="GPUs per evaluation (fractions share a GPU; default 0)")
-    sw.add_argument("--shards", type=int, default=1,
-                    help="split each evaluation's sampling and feature extraction over N Ray "
-                         "workers (default 1)")
+    sw.add_argument("--shards", type=int, dest="workers", default=argparse.SUPPRESS,
+                    help="the same as --workers (its name in gmbench 0.2)")
     sw.add_argument("--retries", type=int, default=2,
                     help="retries of an evaluation whose worker died (default 2)")
     sw.add_argument("--rerun", action="store_true",
@@ -372,28 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    from gmbench.rng import MAX_SEED
+    from gmbench.run.request import COMMANDS, OptionError, RunRequest, given
 
-    for name in ("n_samples", "batch_size", "dequant_samples", "max_train", "workers",
-                 "shards"):
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    from gmbench.evaluation import MAX_DEQUANT_SAMPLES
-
-    if getattr(args, "dequant_samples", 1) > MAX_DEQUANT_SAMPLES:
-        parser.error(f"--dequant-samples must be at most {MAX_DEQUANT_SAMPLES} (each draw scores "
-                     "the whole test split once more)")
-    seed = getattr(args, "seed", None)
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        parser.error(f"--seed must lie in [0, 2**63 - 1], got {seed}")
-    for name in ("board", "against", "out", "boards", "data_root", "results"):
+    if args.command in COMMANDS:
+        try:
+            RunRequest(**given(args, args.command)).check(cli=True)
+        except OptionError as exc:
+            parser.error(str(exc).rstrip("."))
+    for name in ("board", "against", "out", "boards", "results"):
         value = getattr(args, name, None)
         if isinstance(value, str) and not value.strip():
             parser.error(f"--{name.replace('_', '-')} is empty; pass a path")
-    if getattr(args, "metrics", None) == []:
-        parser.error("--metrics is empty; name at least one metric (see `gmbench metrics`), "
-                     "or leave --metrics out to run every applicable metric")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

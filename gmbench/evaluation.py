@@ -11,10 +11,9 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,11 +31,11 @@ from gmbench.features.extractors import (
     get_extractor,
 )
 from gmbench.metrics import METRICS, Metric, get_metric
-from gmbench.metrics.memorization import suspicious_pairs
 from gmbench.models.model import Model
 from gmbench.outputs import Artifacts
 from gmbench.progress import stage
 from gmbench.rng import COMMON_SEED, child_seed, generator
+from gmbench.run.request import MIN_SAMPLES, RunRequest
 from gmbench.storage.per_example import MAX_FEATURES, PerExample
 from gmbench.storage.results import MetricResult, RunResult
 from gmbench.version import __version__
@@ -44,42 +43,15 @@ from gmbench.version import __version__
 __all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "run_evaluation",
            "select_metrics"]
 
+if TYPE_CHECKING:
+    from gmbench.distributed.shards import Gathered
+
 T = TypeVar("T")
 MAX_DEFAULT_SAMPLES = 10_000
 MIN_DEFAULT_SAMPLES = 2_000  # small test splits (digits: 360) still get precise sample metrics
 
 
-@dataclass(frozen=True)
-class EvalConfig:
-    """Settings of one evaluation.
-
-    Attributes:
-        seed: run seed; every random draw derives from it.
-        n_samples: samples drawn for sample metrics (default: size of the test split, at least
-            2,000 and at most 10,000).
-        batch_size: examples per call of the model's members.
-        dequant_samples: dequantization draws per test point for ``"dequantized"`` models.
-        max_train: train examples scored for ``nll_train`` (a seeded subset when the split is
-            larger).
-        device: ``"cpu"`` or ``"cuda"``.
-        feature_extractor: feature space of sample metrics: ``"auto"`` (the dataset's bundled
-            classifier, else pixels), ``"classifier"``, ``"pixels"`` or
-            ``"inception-v3-compat"`` (see :mod:`gmbench.features`).
-        inception_weights: path of torch-fidelity's InceptionV3 weights file.
-    """
-
-    seed: int = 0
-    n_samples: int | None = None
-    batch_size: int = 500
-    dequant_samples: int = 1
-    max_train: int = 10_000
-    device: str = "cpu"
-    feature_extractor: str = "auto"
-    inception_weights: str | None = None
-
-
-MIN_SAMPLES = 20  # the fewest samples every sample metric can use (10 IS splits, k-NN balls)
-MAX_DEQUANT_SAMPLES = 1024  # each draw is a full pass over the test split
+EvalConfig = RunRequest  # 0.2's name of a run's settings
 MAX_SAMPLES = 10_000_000
 
 
@@ -133,7 +105,7 @@ def default_n_samples(n_test: int) -> int:
 class Evaluation:
     """The shared state of one evaluation; metrics read from it, it computes each thing once."""
 
-    def __init__(self, model: Model, dataset: Dataset, config: EvalConfig) -> None:
+    def __init__(self, model: Model, dataset: Dataset, config: RunRequest) -> None:
         self.model = model
         self.dataset = dataset
         self.config = config
@@ -382,16 +354,14 @@ def needs_samples(model: Model, dataset: Dataset, metrics: Sequence[str] | None)
     return any("sample" in m.needs or m.needs_any for m in chosen)
 
 
-def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
-                   metrics: Sequence[str] | None = None, *,
-                   precomputed: Mapping[str, Any] | None = None,
-                   provenance_extra: Mapping[str, Any] | None = None
+def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
+                   metrics: Sequence[str] | None = None, *, gathered: Gathered | None = None
                    ) -> tuple[RunResult, Artifacts]:
     """Run the selected (default: every applicable) metric; the result and its artifacts.
 
-    ``precomputed`` holds shared arrays computed elsewhere, under their memo keys (the
-    samples and their feature pass gathered from shards: ``"samples"``,
-    ``"feature_pass/samples"``); ``provenance_extra`` is recorded beside the provenance.
+    ``gathered``: the samples and their feature pass drawn by Ray shards
+    (:func:`gmbench.distributed.shards.gather_samples`), used instead of drawing them here
+    and recorded in the provenance.
     """
     started = time.time()
     chosen, skipped = select_metrics(metrics, model, dataset)
@@ -406,7 +376,9 @@ def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
     ev.chosen = frozenset(m.key for m in chosen)
     if any("sample" in m.needs or m.needs_any for m in chosen):
         check_sample_budget(ev.n_samples, dataset)
-    ev._memo.update(precomputed or {})
+    if gathered is not None:
+        ev._memo.update({"samples": gathered.samples,
+                         "feature_pass/samples": gathered.features})
     results: dict[str, MetricResult] = {}
     seconds: dict[str, float] = {}
     # Metrics with background work start it at their turn and run after all the others, so
@@ -440,15 +412,17 @@ def run_evaluation(model: Model, dataset: Dataset, config: EvalConfig,
         n_samples=ev.n_samples if uses_samples else None,
         metrics=results,
         skipped=skipped,
-        config=asdict(config),
-        provenance={**provenance(config.device, started), **(provenance_extra or {}),
+        config=config.config(),
+        provenance={**provenance(config.device, started),
+                    **(gathered.provenance() if gathered is not None else {}),
                     "metric_seconds": seconds},
         per_example=per_example_values(ev),
     )
     samples = ev.samples if uses_samples else None
     if samples is None and "sample" in model.capabilities and metrics is None:
         samples = model.sample(64, seed=config.seed)  # for the picture only
-    pairs = suspicious_pairs(ev)
+    pairs = next((r.artifacts["pairs"] for r in results.values() if "pairs" in r.artifacts),
+                 None)
     neighbours = None
     if pairs is not None:
         neighbours = (ev.samples[pairs[0]], dataset.train.x[pairs[1]])

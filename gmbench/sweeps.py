@@ -17,17 +17,18 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gmbench.errors import GmbenchError
 from gmbench.files import atomic_write, sha256_file
 from gmbench.names import printable, safe_filename
+from gmbench.run.request import RunRequest
 
 __all__ = ["Job", "Outcome", "SweepError", "SweepReport", "parse_seeds", "plan", "run_job",
-           "sharded_job", "sweep"]
+           "sweep"]
 
 STATUSES = ("done", "skipped", "failed")
 MAX_JOBS = 100_000
@@ -39,13 +40,23 @@ class SweepError(GmbenchError):
 
 @dataclass(frozen=True)
 class Job:
-    """One evaluation of a sweep: a model file on a dataset with a seed, written to
-    ``folder`` (relative to the sweep's output folder)."""
+    """One evaluation of a sweep: the sweep's request with its model file, dataset and seed,
+    written to ``folder`` (relative to the sweep's output folder)."""
 
-    model: str
-    dataset: str
-    seed: int
+    request: RunRequest
     folder: str
+
+    @property
+    def model(self) -> str:
+        return str(self.request.model)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.request.dataset)
+
+    @property
+    def seed(self) -> int:
+        return self.request.seed
 
     @property
     def label(self) -> str:
@@ -138,9 +149,10 @@ def _folders(models: Sequence[Path]) -> dict[Path, str]:
 
 
 def plan(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str],
-         seeds: Sequence[int], *, data_root: str | None = None) -> list[Job]:
-    """Every (model, dataset, seed), models outermost; checks that each model file exists and
-    each dataset loads (known, its files present) before anything runs."""
+         seeds: Sequence[int], *, request: RunRequest | None = None) -> list[Job]:
+    """Every (model, dataset, seed) of ``request`` (default: the defaults), models outermost;
+    checks that each model file exists and each dataset loads (known, its files present)
+    before anything runs."""
     from gmbench.datasets import get_dataset
 
     if not models or not datasets or not seeds:
@@ -154,19 +166,22 @@ def plan(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str],
                              "device) or model); a sweep evaluates model files.")
         if p not in paths:
             paths.append(p)
+    request = request or RunRequest()
     for d in datasets:
-        get_dataset(d, data_root)  # a DatasetError says what is unknown or missing
+        get_dataset(d, request.data_root)  # a DatasetError says what is unknown or missing
     if len(paths) * len(datasets) * len(seeds) > MAX_JOBS:
         raise SweepError(f"the sweep has more than {MAX_JOBS} evaluations; split it.")
     stems = _folders(paths)
-    return [Job(str(p), d, s, f"{stems[p]}-{safe_filename(d)}-seed{s}")
+    return [Job(replace(request, model=str(p), dataset=d, seed=s),
+                f"{stems[p]}-{safe_filename(d)}-seed{s}")
             for p in paths for d in dict.fromkeys(datasets) for s in seeds]
 
 
-def finished(job: Job, out: Path, options: Mapping[str, Any]) -> bool:
-    """Whether ``out/<folder>/results.json`` is a valid result of this job: the same model
-    file (sha256 of its bytes), dataset, seed and options (sample count, feature extractor,
-    requested metrics).
+def finished(job: Job, out: Path) -> bool:
+    """Whether ``out/<folder>/results.json`` is a valid result of this job's whole request:
+    the same model file (sha256 of its bytes), dataset, seed, recorded options (those of
+    ``results.json``'s ``config``, but the device; dequantization draws only where the model
+    is dequantized) and at least the requested metrics.
     A weights file that changed under an unchanged model file is not seen: delete the run's
     folder (or pass ``rerun``) to evaluate again."""
     from gmbench.storage.results import read_results
@@ -179,38 +194,34 @@ def finished(job: Job, out: Path, options: Mapping[str, Any]) -> bool:
     except GmbenchError:
         return False
     model = doc.get("model") or {}
-    if (model.get("sha256") != sha256_file(job.model) or doc["dataset"].get("name")
-            != job.dataset or doc.get("seed") != job.seed):
+    if model.get("sha256") != sha256_file(job.model) or doc["dataset"].get("name") \
+            != job.dataset:
         return False
-    if options.get("n_samples") is not None and doc.get("n_samples") not in (
-            None, options["n_samples"]):
+    recorded = {**RunRequest().config(), **(doc.get("config") or {})}
+    wanted = job.request.config()
+    if not any("dequant_samples" in m for m in (doc.get("metrics") or {}).values()):
+        wanted["dequant_samples"] = 1  # a model scoring the data itself uses (records) one
+    if any(recorded[k] != v for k, v in wanted.items() if k != "device"):
         return False
-    config = doc.get("config") or {}
-    if config.get("feature_extractor", "auto") != options.get("feature_extractor", "auto"):
-        return False
-    wanted = options.get("metrics")
     have = set(doc.get("metrics") or {}) | set(doc.get("skipped") or {})
-    return not wanted or set(wanted) <= have
+    return not job.request.metrics or set(job.request.metrics) <= have
 
 
 # ------------------------------------------------------------------ one evaluation
-def run_job(job: Job, options: Mapping[str, Any], threads: int | None = None
-            ) -> tuple[str, Any, float]:
-    """Evaluate one job (in a Ray worker or in this process): ``("done", Results, seconds)``
-    or ``("failed", one paragraph, seconds)``. Only the samples the run's pictures show
-    travel back with the results."""
+def run_job(job: Job, threads: int | None = None) -> tuple[str, Any, float]:
+    """Evaluate one job (in a Ray worker or in this process; ``threads``: its thread budget
+    where the request names none): ``("done", Results, seconds)`` or ``("failed", one
+    paragraph, seconds)``. Only the samples the run's pictures show travel back with the
+    results."""
     import numpy as np
 
     from gmbench.api import Results, evaluate
     from gmbench.outputs import SHOWN, Artifacts
 
     tic = time.perf_counter()
-    if threads:
-        import torch
-        torch.set_num_threads(threads)
     try:
-        res = evaluate(job.model, dataset=job.dataset, seed=job.seed, progress=False,
-                       **options)
+        res = evaluate(request=job.request, progress=False,
+                       threads=job.request.threads or threads)
     except GmbenchError as exc:
         return "failed", str(exc), time.perf_counter() - tic
     except Exception as exc:  # noqa: BLE001 - one model's crash must not stop the sweep
@@ -238,10 +249,10 @@ class _Recorder:
     and reports progress."""
 
     def __init__(self, jobs: list[Job], board: Path, out: Path, runner: str, show: bool,
-                 options: Mapping[str, Any], rerun: bool = False) -> None:
+                 request: RunRequest, rerun: bool = False) -> None:
         self.jobs, self.board, self.out, self.runner, self.show = jobs, board, out, runner, show
         self.rerun = rerun
-        self.options = dict(options)
+        self.request = request
         self.outcomes: dict[Job, Outcome] = {}
 
     def record(self, outcome: Outcome, results: Any = None) -> None:
@@ -272,10 +283,12 @@ class _Recorder:
         from gmbench.version import __version__
 
         doc = {"gmbench_version": __version__, "runner": self.runner, "board": str(self.board),
-               "options": {k: v for k, v in self.options.items() if v is not None},
-               "jobs": [{**asdict(j), **({"status": o.status, "seconds": round(o.seconds, 3),
-                                          "error": o.error} if (o := self.outcomes.get(j))
-                                         else {"status": "pending"})} for j in self.jobs]}
+               "options": self.request.settings(),
+               "jobs": [{"model": j.model, "dataset": j.dataset, "seed": j.seed,
+                         "folder": j.folder,
+                         **({"status": o.status, "seconds": round(o.seconds, 3),
+                             "error": o.error} if (o := self.outcomes.get(j))
+                            else {"status": "pending"})} for j in self.jobs]}
         with atomic_write(self.out / "sweep.json") as fh:
             json.dump(doc, fh, indent=2)
             fh.write("\n")
@@ -283,13 +296,10 @@ class _Recorder:
 
 def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | str,
           seeds: Sequence[int] | str, *, board: str | os.PathLike[str],
-          out: str | os.PathLike[str] = "gmbench-sweep", metrics: Sequence[str] | None = None,
-          n_samples: int | None = None, device: str | None = None,
-          batch_size: int | None = None,
-          feature_extractor: str | None = None, data_root: str | None = None,
-          runner: str = "auto", address: str | None = None, cpus_per_eval: float = 1,
-          gpus_per_eval: float = 0, retries: int = 2, rerun: bool = False,
-          progress: bool = True, shards: int = 1) -> SweepReport:
+          out: str | os.PathLike[str] = "gmbench-sweep", request: RunRequest | None = None,
+          runner: str = "auto", cpus_per_eval: float = 1, gpus_per_eval: float = 0,
+          retries: int = 2, rerun: bool = False, progress: bool = True,
+          shards: int | None = None, **options: Any) -> SweepReport:
     """Evaluate every (model file, dataset, seed) and add the results to ``board``.
 
     Args:
@@ -298,22 +308,24 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         seeds: seeds (a list, or ``"0-4"`` / ``"0,3,7"``).
         board: the board CSV the rows go to (created if absent).
         out: folder of the runs (``<model>-<dataset>-seed<seed>/``) and ``sweep.json``.
-        metrics, n_samples, device, batch_size, feature_extractor, data_root: as for
-            :func:`gmbench.evaluate`; ``device`` defaults to ``"cuda"`` with GPUs per
-            evaluation, else ``"cpu"``.
+        request: every evaluation's options, a :class:`~gmbench.run.request.RunRequest`
+            (its model, dataset and seed are the sweep's); ``options`` override its fields
+            (``metrics``, ``n_samples``, ``batch_size``, ``dequant_samples``, ``max_train``,
+            ``device``, ``feature_extractor``, ``inception_weights``, ``data_root``,
+            ``workers``, ``address``, ``threads``: as for :func:`gmbench.evaluate`).
+            ``device`` defaults to ``"cuda"`` with GPUs per evaluation; ``address`` is the
+            Ray cluster the sweep joins (default: a local Ray on this machine).
         runner: ``"ray"``, ``"serial"`` (in this process, one at a time) or ``"auto"`` (Ray
             when it is installed or ``address`` is given, else serial with a note).
-        address: a Ray cluster to join (``"auto"``, ``"ray://host:port"``); default: a local
-            Ray on this machine.
         cpus_per_eval, gpus_per_eval: each evaluation's Ray resource request (its torch
-            threads follow the CPUs). With ``shards`` and GPUs, each evaluation reserves
-            its own GPUs and its shards' together (a Ray placement group of ``shards + 1``
-            bundles), so evaluations waiting for their shards cannot hold every GPU.
+            threads follow the CPUs unless ``threads`` is given), and each of its workers'.
+            With ``workers`` and GPUs, each evaluation reserves its own GPUs and its
+            workers' together (a Ray placement group of ``workers + 1`` bundles), so
+            evaluations waiting for their workers cannot hold every GPU.
         retries: Ray's retries of an evaluation whose worker died (killed, pre-empted).
         rerun: evaluate again what an earlier run finished.
         progress: a line on stderr per finished evaluation.
-        shards: split each evaluation's sampling and feature extraction over this many Ray
-            workers (:func:`gmbench.distributed.shards.gather_samples`).
+        shards: 0.2's name of ``workers``.
 
     Returns:
         a :class:`SweepReport`; its ``exit_code`` is 1 when an evaluation failed.
@@ -325,17 +337,16 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         seeds = parse_seeds(seeds)
     if runner not in ("auto", "ray", "serial"):
         raise SweepError(f"runner {runner!r}: use 'auto', 'ray' or 'serial'.")
-    if cpus_per_eval <= 0 or gpus_per_eval < 0 or retries < 0 or shards < 1:
+    if cpus_per_eval <= 0 or gpus_per_eval < 0 or retries < 0:
         raise SweepError("cpus per evaluation must be positive, GPUs per evaluation and "
-                         "retries at least 0, shards at least 1.")
-    jobs = plan(models, list(datasets), list(seeds), data_root=data_root)
-    if device is None:
-        device = "cuda" if gpus_per_eval > 0 else "cpu"
-    options = {k: v for k, v in {"metrics": list(metrics) if metrics else None,
-                                 "n_samples": n_samples, "device": device,
-                                 "batch_size": batch_size,
-                                 "feature_extractor": feature_extractor,
-                                 "data_root": data_root}.items() if v is not None}
+                         "retries at least 0.")
+    if shards is not None:
+        options["workers"] = shards
+    base = (request or RunRequest()).with_options(**options)
+    if gpus_per_eval > 0 and "device" not in options and base.device == "cpu":
+        base = replace(base, device="cuda")
+    base = replace(base, cpus_per_worker=cpus_per_eval, gpus_per_worker=gpus_per_eval).check()
+    jobs = plan(models, list(datasets), list(seeds), request=base)
     from gmbench.distributed.ray_runtime import INSTALL_HINT, ray_available
     from gmbench.storage.leaderboard import writable_board
 
@@ -343,29 +354,30 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
     out_path = Path(out).expanduser().resolve()
     out_path.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
-    use_ray = runner == "ray" or (runner == "auto" and (address is not None or ray_available()))
+    use_ray = runner == "ray" or (runner == "auto" and (base.address is not None
+                                                        or ray_available()))
     if not use_ray and runner == "auto":
         notes.append(f"Ray is not installed: evaluating one at a time in this process; "
                      f"{INSTALL_HINT}")
-    if shards > 1 and not use_ray:
-        raise SweepError(f"--shards {shards} needs Ray; {INSTALL_HINT}.")
+    if base.workers > 1 and not use_ray:
+        raise SweepError(f"--workers {base.workers} needs Ray; {INSTALL_HINT}.")
     rec = _Recorder(jobs, board_path, out_path, "ray" if use_ray else "serial", progress,
-                    options, rerun)
+                    base, rerun)
     if progress:
         for note in notes:
             print(f"gmbench: note: {note}", file=sys.stderr)
     todo = []
     for job in jobs:
-        if not rerun and finished(job, out_path, options):
+        if not rerun and finished(job, out_path):
             rec.record(Outcome(job, "skipped"))
         else:
             todo.append(job)
     if use_ray:
-        _run_on_ray(todo, options, rec, address=address, cpus=cpus_per_eval,
-                    gpus=gpus_per_eval, retries=retries, shards=shards)
+        _run_on_ray(todo, rec, address=base.address, cpus=cpus_per_eval, gpus=gpus_per_eval,
+                    retries=retries, workers=base.workers)
     else:
         for job in todo:
-            status, payload, seconds = run_job(job, options)
+            status, payload, seconds = run_job(job)
             _record(rec, job, status, payload, seconds)
     return SweepReport([rec.outcomes[j] for j in jobs], board_path, out_path, rec.runner,
                        time.perf_counter() - tic, notes)
@@ -378,36 +390,30 @@ def _record(rec: _Recorder, job: Job, status: str, payload: Any, seconds: float)
         rec.record(Outcome(job, "failed", seconds, str(payload)))
 
 
-def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
-                address: str | None, cpus: float, gpus: float, retries: int,
-                shards: int) -> None:
+def _run_on_ray(todo: list[Job], rec: _Recorder, *, address: str | None, cpus: float,
+                gpus: float, retries: int, workers: int) -> None:
     from gmbench.distributed.ray_runtime import ray_session
 
     if not todo:
         return
     with ray_session(address) as ray:
-        threads = max(1, int(cpus))
-        gang = shards > 1 and gpus > 0
+        gang = workers > 1 and gpus > 0
         if gang:
-            _check_gang_fits(ray, shards, gpus)
-        if shards > 1:
-            task: Any = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(
-                sharded_job)
-            args: tuple[Any, ...] = (shards, cpus, gpus)
-        else:
-            task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(run_job)
-            args = (threads,)
+            _check_gang_fits(ray, workers, gpus)
+        # a sharded evaluation is not retried whole: its shards retry themselves
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus,
+                          max_retries=0 if workers > 1 else retries)(run_job)
+        threads = max(1, int(cpus))
         pending: dict[Any, Job] = {}
         groups: dict[Any, Any] = {}
         try:
             for job in todo:
-                if gang:  # the evaluation and its shards reserved together
-                    group, strategy = _placement_group(ray, shards, cpus, gpus)
-                    ref = task.options(scheduling_strategy=strategy).remote(
-                        job, dict(options), *args)
+                if gang:  # the evaluation and its workers reserved together
+                    group, strategy = _placement_group(ray, workers, cpus, gpus)
+                    ref = task.options(scheduling_strategy=strategy).remote(job, threads)
                     groups[ref] = group
                 else:
-                    ref = task.remote(job, dict(options), *args)
+                    ref = task.remote(job, threads)
                 pending[ref] = job
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
@@ -427,13 +433,13 @@ def _run_on_ray(todo: list[Job], options: Mapping[str, Any], rec: _Recorder, *,
 
 
 def _check_gang_fits(ray: Any, shards: int, gpus: float) -> None:
-    """Refuse a sharded GPU sweep whose evaluation (the driver task and its shards, each
+    """Refuse a sharded GPU sweep whose evaluation (the driver task and its workers, each
     with ``gpus``) needs more GPUs than the cluster has: it would wait for ever."""
     need = gpus * (shards + 1)
     have = float(ray.cluster_resources().get("GPU", 0))
     if need > have + 1e-9:
-        raise SweepError(f"--shards {shards} with --gpus-per-eval {gpus:g} reserves "
-                         f"{need:g} GPUs per evaluation (its driver task and {shards} shards), "
+        raise SweepError(f"--workers {shards} with --gpus-per-eval {gpus:g} reserves "
+                         f"{need:g} GPUs per evaluation (its driver task and {shards} workers), "
                          f"and the Ray cluster has {have:g}. Use fewer shards or a smaller "
                          "GPU fraction (0.5 runs two on one GPU).")
 
@@ -449,14 +455,6 @@ def _placement_group(ray: Any, shards: int, cpus: float, gpus: float) -> tuple[A
     group = ray.util.placement_group([dict(bundle) for _ in range(shards + 1)])
     return group, PlacementGroupSchedulingStrategy(
         placement_group=group, placement_group_capture_child_tasks=True)
-
-
-def sharded_job(job: Job, options: Mapping[str, Any], shards: int, cpus: float, gpus: float
-                ) -> tuple[str, Any, float]:
-    """A sweep's evaluation with its sampling and extraction in ``shards`` Ray tasks (run as
-    a Ray task itself; :func:`run_job`'s contract)."""
-    return run_job(job, {**options, "workers": shards, "cpus_per_worker": cpus,
-                         "gpus_per_worker": gpus})
 
 
 def _ray_failure(exc: BaseException) -> str:

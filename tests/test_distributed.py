@@ -259,7 +259,7 @@ def test_sweep_command_errors(tmp_path, gmbench_cli):
     assert missing.code == 2 and "not a model file" in missing.err
     shards = gmbench_cli("sweep", str(BASELINES[0]), "--datasets", "digits", "--shards", "0",
                          "--board", str(tmp_path / "b.csv"))
-    assert shards.code == 2 and "--shards must be at least 1" in shards.err
+    assert shards.code == 2 and "--workers must be a whole number of at least 1" in shards.err
 
 
 # ------------------------------------------------------------------ on Ray

@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["gather_samples", "shard_blocks"]
+if TYPE_CHECKING:
+    from gmbench.run.request import RunRequest
+
+__all__ = ["Gathered", "gather_samples", "shard_blocks"]
 
 
 def shard_blocks(n: int, shards: int, block: int) -> list[tuple[int, int]]:
@@ -31,10 +35,24 @@ def shard_blocks(n: int, shards: int, block: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if b > a]
 
 
-def _shard(model_path: str, dataset: str, data_root: str | None, device: str, n: int,
-           seed: int, blocks: tuple[int, int], extractor: str, inception_weights: str | None,
-           threads: int) -> dict[str, Any]:
-    """In a worker: this shard's samples (compact dtype in transit) and their feature pass."""
+@dataclass(frozen=True)
+class Gathered:
+    """What the shards of one evaluation drew: the samples in block order, their feature
+    pass (``"features"`` and, for classifiers, ``"logits"``), and how it went."""
+
+    samples: np.ndarray
+    features: dict[str, np.ndarray]
+    shards: int
+    seconds: float
+
+    def provenance(self) -> dict[str, Any]:
+        return {"shards": self.shards, "shard_seconds": round(self.seconds, 3)}
+
+
+def _shard(request: RunRequest, n: int, blocks: tuple[int, int], threads: int
+           ) -> tuple[np.ndarray, str, dict[str, np.ndarray]]:
+    """In a worker: this shard's samples (compact dtype in transit), their dtype and their
+    feature pass."""
     import torch
 
     from gmbench.datasets import get_dataset
@@ -45,35 +63,30 @@ def _shard(model_path: str, dataset: str, data_root: str | None, device: str, n:
 
     torch.set_num_threads(threads)
     with process_state():
-        module, source = import_model_file(model_path)
-        data = get_dataset(dataset, data_root)
-        model = build_model(module, source, data.info, device)
-        x = model.sample(n, seed=child_seed(seed, "samples"), blocks=blocks)
-        feats = extract_all(get_extractor(extractor, data, inception_weights=inception_weights,
-                                          device=device), x)
+        module, source = import_model_file(request.model)
+        data = get_dataset(request.dataset, request.data_root)
+        model = build_model(module, source, data.info, request.device)
+        x = model.sample(n, seed=child_seed(request.seed, "samples"), blocks=blocks)
+        feats = extract_all(get_extractor(request.feature_extractor, data,
+                                          inception_weights=request.inception_weights,
+                                          device=request.device), x)
     compact = x
     if x.dtype.kind in "iu" and x.size and x.min() >= 0 and x.max() <= 255:
         compact = x.astype(np.uint8)  # 8x less to send; widened again by the driver
-    return {"samples": compact, "dtype": str(x.dtype), "features": feats}
+    return compact, str(x.dtype), feats
 
 
-def gather_samples(ray: Any, *, model_path: str, dataset: str, data_root: str | None,
-                   device: str, n: int, seed: int, shards: int, extractor: str,
-                   inception_weights: str | None, cpus: float = 1, gpus: float = 0,
-                   retries: int = 2) -> dict[str, Any]:
-    """Run the shards on Ray; the memo entries ``"samples"`` and ``"feature_pass/samples"``
-    of the whole evaluation, and ``{"shards": ..., "shard_seconds": ...}`` for provenance."""
+def gather_samples(ray: Any, request: RunRequest, n: int, retries: int = 2) -> Gathered:
+    """Run ``request.workers`` shards of ``n`` samples on Ray (each with the request's CPUs
+    and GPUs per worker); the request names a model file and a dataset."""
     from gmbench.models.model import SAMPLE_BLOCK
 
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_shard)
+    task = ray.remote(num_cpus=request.cpus_per_worker, num_gpus=request.gpus_per_worker,
+                      max_retries=retries)(_shard)
     tic = time.perf_counter()
-    ranges = shard_blocks(n, shards, SAMPLE_BLOCK)
-    parts = ray.get([task.remote(model_path, dataset, data_root, device, n, seed, r,
-                                 extractor, inception_weights, max(1, int(cpus)))
-                     for r in ranges])
-    samples = np.concatenate([p["samples"].astype(p["dtype"], copy=False) for p in parts])
-    keys = parts[0]["features"].keys()
-    features = {k: np.concatenate([p["features"][k] for p in parts]) for k in keys}
-    return {"samples": samples, "feature_pass/samples": features,
-            "provenance": {"shards": len(ranges),
-                           "shard_seconds": round(time.perf_counter() - tic, 3)}}
+    ranges = shard_blocks(n, request.workers, SAMPLE_BLOCK)
+    threads = max(1, int(request.cpus_per_worker))
+    parts = ray.get([task.remote(request, n, r, threads) for r in ranges])
+    samples = np.concatenate([x.astype(dtype, copy=False) for x, dtype, _ in parts])
+    features = {k: np.concatenate([f[k] for _, _, f in parts]) for k in parts[0][2]}
+    return Gathered(samples, features, len(ranges), time.perf_counter() - tic)

@@ -102,7 +102,14 @@ def _nn_distance_ratio(ev: Context) -> Measurement:
         px = mem.nn_distance_ratio(ps, pt, rng=ev.rng("nn_distance_ratio", "pixels"))
         details["pixels"] = {"value": px.value, "ci_low": px.ci_low, "ci_high": px.ci_high,
                              "ci_method": px.ci_method}
-    return Measurement(est, feature_space=ev.feature_space, details=details)
+    return Measurement(est, feature_space=ev.feature_space, details=details,
+                       artifacts=_pairs(ev))
+
+
+def _pairs(ev: Context) -> dict[str, Any]:
+    """The nearest sample-training pairs, for the run's pictures."""
+    pairs = suspicious_pairs(ev)
+    return {} if pairs is None else {"pairs": pairs}
 
 
 def _copy_rate(ev: Context) -> Measurement:
@@ -115,7 +122,7 @@ def _copy_rate(ev: Context) -> Measurement:
         "threshold": threshold,
         "quantile": mem.COPY_QUANTILE,
         "test_copy_rate": float((t < threshold).mean()),
-        # SPEC's literal reading: nearer than the nearest test point is to the training set
+        # the contract's literal reading: nearer than the nearest test point is to the training set
         "below_min_test_distance": float((s < t.min()).mean()),
         "n_test": len(t),
     }
@@ -124,7 +131,7 @@ def _copy_rate(ev: Context) -> Measurement:
         pth = mem.copy_threshold(pt)
         details["pixels"] = {"value": float((ps < pth).mean()), "threshold": pth}
     return Measurement(mem.copy_rate(s, threshold), feature_space=ev.feature_space,
-                       details=details)
+                       details=details, artifacts=_pairs(ev))
 
 
 def _data_copying_ct(ev: Context) -> Measurement:

@@ -35,6 +35,7 @@ class Measurement:
     feature_space: str
     kind: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 def always(_dataset: Dataset) -> str | None:
@@ -143,7 +144,7 @@ class Metric:
         return MetricResult(key=self.key, estimate=m.estimate, unit=self.unit,
                             higher_is_better=self.higher_is_better, ideal=self.ideal,
                             protocol=self.protocol, feature_space=m.feature_space,
-                            kind=m.kind, details=m.details)
+                            kind=m.kind, details=m.details, artifacts=m.artifacts)
 
 
 METRICS: Registry[Metric] = Registry("metric", error=MetricError, listing="gmbench metrics")

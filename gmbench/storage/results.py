@@ -52,7 +52,9 @@ class MetricResult:
     """One metric's value with its uncertainty, unit, direction and provenance.
 
     ``details`` holds metric-specific fields (e.g. ``dequant_samples``, ``labels``); they are
-    written beside the core fields in ``results.json``.
+    written beside the core fields in ``results.json``. ``artifacts`` holds what the metric
+    made for the run's pictures (``"pairs"``: the memorization metrics' sample and training
+    indices of the nearest pairs); it is not written to ``results.json``.
     """
 
     key: str
@@ -64,6 +66,7 @@ class MetricResult:
     details: dict[str, Any] = field(default_factory=dict)
     ideal: float | None = None
     protocol: int = 1
+    artifacts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def value(self) -> float:
