@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gmbench.registry import Registry
+from gmbench.core.registry import Registry
 
 __all__ = ["BASELINES", "IMAGE_DATASETS", "TOY_DATASETS", "Baseline", "families_for",
            "trained_families"]

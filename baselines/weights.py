@@ -15,8 +15,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
+from gmbench.core.files import atomic_write, sha256_file
 from gmbench.errors import ModelError
-from gmbench.files import atomic_write, sha256_file
 
 __all__ = ["WEIGHTS_DIR", "load_weights", "record_path", "save_weights", "weights_path"]
 

@@ -27,7 +27,7 @@ MODELS = [ROOT / "baselines" / f"{m}.py" for m in (
 SEEDS = "0-1"
 
 
-def _timed(runner: str, tmp: Path) -> tuple[float, gmbench.sweeps.SweepReport]:
+def _timed(runner: str, tmp: Path) -> tuple[float, gmbench.run.sweeps.SweepReport]:
     tic = time.perf_counter()
     report = gmbench.sweep(MODELS, "digits", SEEDS, board=tmp / f"{runner}.csv",
                            out=tmp / runner, runner=runner, progress=False,

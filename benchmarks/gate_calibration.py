@@ -149,8 +149,8 @@ def job(kind: str, model: str, seed: int, ref_seed: int | None = None) -> dict[s
     from functools import partial
 
     import gmbench
+    from gmbench.gate.check import check_results
     from gmbench.metrics import registered_definitions
-    from gmbench.storage.check import check_results
     from gmbench.storage.leaderboard import read_board, rows_from_results
     from gmbench.storage.per_example import stored
 

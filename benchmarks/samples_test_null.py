@@ -6,7 +6,7 @@ exactly as ``gmbench check`` judges a run against its reference run.
 
 For each pair, ``gmbench.evaluate`` runs the model at two fresh seeds (``mmd`` only: it computes
 the samples' features that the per-example file keeps, float16 as stored) and the gate's
-:func:`gmbench.storage.check._samples_test` gives a p-value. For an unchanged model they are
+:func:`gmbench.gate.check._samples_test` gives a p-value. For an unchanged model they are
 uniform: about 5% of them at or below 0.05 and 1% at or below 0.01. Prints the counts with
 exact 95% intervals.
 """
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import gmbench
     from gmbench.estimators.uncertainty import clopper_pearson
-    from gmbench.storage.check import _samples_test
+    from gmbench.gate.check import _samples_test
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="ppca,vae")

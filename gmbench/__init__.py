@@ -26,7 +26,7 @@ from gmbench.api import (
     load_model,
 )
 from gmbench.errors import GmbenchError
-from gmbench.sweeps import sweep
+from gmbench.run.sweeps import sweep
 from gmbench.version import __version__
 
 __all__ = ["GmbenchError", "MetricRecord", "Results", "__version__", "evaluate",

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gmbench.background import thread_budget
+from gmbench.core.background import thread_budget
+from gmbench.core.device import parse_device
+from gmbench.core.progress import progress_shown
 from gmbench.datasets import Dataset, get_dataset, list_datasets
-from gmbench.device import parse_device
 from gmbench.errors import ModelError, warn
-from gmbench.evaluation import needs_samples, run_evaluation
 from gmbench.models.boundary import process_state
 from gmbench.models.model import (
     Model,
@@ -43,63 +43,22 @@ from gmbench.models.model import (
     object_identity,
 )
 from gmbench.models.stored import StoredSamples, read_samples
-from gmbench.outputs import Artifacts
-from gmbench.progress import progress_shown
+from gmbench.run.evaluation import needs_samples, run_evaluation
+from gmbench.run.outputs import Artifacts
 from gmbench.run.request import MIN_SAMPLES, OptionError, RunRequest
 from gmbench.storage.per_example import PerExample
-from gmbench.storage.results import RunResult
+from gmbench.storage.results import MetricRecord, RunResult
 
 if TYPE_CHECKING:
     import pandas
 
     from gmbench.distributed.shards import Gathered
+    from gmbench.gate.check import CheckReport
     from gmbench.metrics.metric import Metric
-    from gmbench.storage.check import CheckReport
     from gmbench.storage.leaderboard import BoardRow
 
 __all__ = ["MetricRecord", "Results", "evaluate", "list_baselines", "list_datasets",
            "list_metrics", "load_model"]
-
-@dataclass(frozen=True, kw_only=True)
-class MetricRecord:
-    """One metric of a run, typed: the value with its 95% interval and what it means.
-
-    ``details`` holds the metric's own fields (estimator, sample sizes, notes).
-    """
-
-    key: str
-    value: float | None
-    stderr: float | None
-    ci_low: float | None
-    ci_high: float | None
-    ci_method: str
-    n: int | None
-    unit: str
-    higher_is_better: bool
-    ideal: float | None
-    protocol: int
-    kind: str | None
-    feature_space: str
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    CORE = ("value", "stderr", "ci_low", "ci_high", "ci_method", "n", "unit",
-            "higher_is_better", "ideal", "protocol", "kind", "feature_space")
-
-    @classmethod
-    def from_dict(cls, key: str, rec: Mapping[str, Any]) -> MetricRecord:
-        return cls(key=key, value=rec.get("value"), stderr=rec.get("stderr"),
-                   ci_low=rec.get("ci_low"), ci_high=rec.get("ci_high"),
-                   ci_method=str(rec.get("ci_method") or ""), n=rec.get("n"),
-                   unit=str(rec.get("unit") or ""),
-                   higher_is_better=bool(rec.get("higher_is_better")), ideal=rec.get("ideal"),
-                   protocol=int(rec.get("protocol") or 1), kind=rec.get("kind"),
-                   feature_space=str(rec.get("feature_space") or ""),
-                   details={k: v for k, v in rec.items() if k not in cls.CORE})
-
-    @property
-    def estimable(self) -> bool:
-        return self.value is not None
-
 
 @dataclass(frozen=True)
 class Results:
@@ -114,9 +73,15 @@ class Results:
     def from_run(cls, run: RunResult, artifacts: Artifacts) -> Results:
         return cls(json.loads(run.json_bytes()), artifacts, run.per_example)
 
+    records: dict[str, MetricRecord] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # parsed once, here
+        object.__setattr__(self, "records", {k: MetricRecord.from_dict(k, rec) for k, rec
+                                             in self.document["metrics"].items()})
+
     @property
     def metrics(self) -> dict[str, MetricRecord]:
-        return {k: MetricRecord.from_dict(k, rec) for k, rec in self.document["metrics"].items()}
+        return dict(self.records)
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -124,7 +89,7 @@ class Results:
 
     def __getitem__(self, key: str) -> MetricRecord:
         try:
-            return MetricRecord.from_dict(key, self.document["metrics"][key])
+            return self.records[key]
         except KeyError:
             from gmbench.errors import MetricError, did_you_mean
 
@@ -165,9 +130,9 @@ class Results:
     def save(self, out: str | os.PathLike[str], *, report: bool = False,
              boards: str | os.PathLike[str] | None = None) -> Path:
         """Write ``results.json``, ``results.csv``, the pictures and (``report=True``)
-        ``report.html`` into the folder ``out``, all at once (:func:`gmbench.outputs.write_run`)."""
+        ``report.html`` into the folder ``out``, all at once (:func:`gmbench.run.outputs.write_run`)."""
         from gmbench.errors import BoardError, warn
-        from gmbench.outputs import run_files, write_run
+        from gmbench.run.outputs import run_files, write_run
         from gmbench.storage.leaderboard import baseline_rows
         from gmbench.storage.results import results_csv
 
@@ -198,8 +163,8 @@ class Results:
         ``"n-samples"``)."""
         from functools import partial
 
+        from gmbench.gate.check import check_results, parse_allowed, parse_tolerances
         from gmbench.metrics import registered_definitions
-        from gmbench.storage.check import check_results, parse_allowed, parse_tolerances
         from gmbench.storage.leaderboard import read_board
         from gmbench.storage.per_example import stored
 
@@ -223,7 +188,8 @@ class Results:
 def get_dataset_info(record: Mapping[str, Any]):  # noqa: ANN201 - DatasetInfo
     from gmbench.datasets import DatasetInfo
 
-    return DatasetInfo(name=record["name"], kind=record["kind"], shape=tuple(record["shape"]),
+    return DatasetInfo(name=record["name"], kind=record["kind"],  # not a metric: a dataset
+                       shape=tuple(record["shape"]),
                        levels=record.get("levels"), num_classes=record.get("num_classes"))
 
 
@@ -344,7 +310,7 @@ def _gather_shards(req: RunRequest, data: Dataset) -> Gathered:
     """The samples and their feature pass, drawn and extracted by ``req.workers`` Ray tasks."""
     from gmbench.distributed.ray_runtime import ray_session
     from gmbench.distributed.shards import gather_samples
-    from gmbench.evaluation import check_sample_budget, default_n_samples
+    from gmbench.run.evaluation import check_sample_budget, default_n_samples
 
     n = req.n_samples if req.n_samples is not None else default_n_samples(len(data.test))
     check_sample_budget(n, data)
@@ -361,7 +327,7 @@ def list_metrics() -> list[Metric]:
 
 def list_baselines(dataset: str | None = None) -> list[str]:
     """The bundled baseline families, of one dataset or of all."""
-    from gmbench.present.baseline_list import bundled_families
+    from gmbench.models.bundled import bundled_families
 
     return bundled_families(dataset)
 

@@ -1,4 +1,4 @@
-"""The ``gmbench`` command line (SPEC section 7)."""
+"""The ``gmbench`` command line (``docs/CONTRACT.md``, section 7)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from gmbench.core.names import printable, printable_lines
 from gmbench.errors import GmbenchError, warn
-from gmbench.names import printable, printable_lines
 from gmbench.run.request import metric_list
 
 __all__ = ["main"]
@@ -37,8 +37,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from gmbench.api import evaluate
-    from gmbench.names import safe_filename
-    from gmbench.outputs import check_out, fuller_run
+    from gmbench.core.names import safe_filename
+    from gmbench.run.outputs import check_out, fuller_run
     from gmbench.run.request import given
 
     cwd = Path.cwd()  # --out is relative to where gmbench was started, whatever model code does
@@ -79,7 +79,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from gmbench.present.table import render_table
         table = render_table(dict(doc), wide=args.wide)
     print(printable_lines(table))
-    from gmbench.progress import slowest
+    from gmbench.core.progress import slowest
 
     prov = doc.get("provenance", {})
     if prov.get("metric_seconds"):
@@ -148,9 +148,9 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from functools import partial
 
+    from gmbench.gate.check import check_results, parse_allowed, parse_tolerances
     from gmbench.metrics import registered_definitions
     from gmbench.present.verdicts import summary_line, verdict_line
-    from gmbench.storage.check import check_results, parse_allowed, parse_tolerances
     from gmbench.storage.leaderboard import read_board
     from gmbench.storage.per_example import beside, stored
     from gmbench.storage.results import read_results
@@ -176,7 +176,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from gmbench.run.request import given
-    from gmbench.sweeps import sweep
+    from gmbench.run.sweeps import sweep
 
     report = sweep(args.models, args.datasets, args.seeds, board=args.board, out=args.out,
                    runner="serial" if args.serial else "auto", cpus_per_eval=args.cpus_per_eval,
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                            "columns that fit 120 characters)")
     show.set_defaults(func=cmd_leaderboard_show)
 
-    from gmbench.storage.check import RULE
+    from gmbench.gate.check import RULE
     chk = sub.add_parser(
         "check", help="fail (exit 1) when results regress against a model's row on a board",
         description=f"Compare RESULTS.json with the model's reference rows on the board (the "

@@ -28,7 +28,8 @@ class GmbenchError(Exception):
 
 
 class ModelError(GmbenchError):
-    """The model file, or what one of its members returned, breaks the contract (SPEC 2)."""
+    """The model file, or what one of its members returned, breaks the contract
+    (``docs/CONTRACT.md``, section 2)."""
 
 
 class DatasetError(GmbenchError):
@@ -48,7 +49,7 @@ def warn(message: str) -> None:
     not stop the run)."""
     import sys
 
-    from gmbench.names import printable
+    from gmbench.core.names import printable
 
     print(f"gmbench: warning: {printable(message)}", file=sys.stderr)
 

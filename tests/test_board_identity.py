@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gmbench.api import load_model
-from gmbench.background import thread_budget
+from gmbench.core.background import thread_budget
 from gmbench.datasets import get_dataset
 from gmbench.storage.leaderboard import read_board
 

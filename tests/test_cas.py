@@ -13,10 +13,10 @@ import torch
 
 from gmbench.datasets import Dataset, Split, get_dataset
 from gmbench.estimators import train_on_synthetic as cas
-from gmbench.evaluation import EvalConfig, Evaluation
 from gmbench.metrics import get_metric
 from gmbench.metrics.cas import majority_vote
 from gmbench.models.model import Model, ModelSource
+from gmbench.run.evaluation import EvalConfig, Evaluation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,7 +83,7 @@ def test_parallel_training_equals_training_each_member_alone():
         solo.w2.copy_(init.w2[1:])
         solo.b2.copy_(init.b2[1:])
     opt = torch.optim.Adam(solo.parameters(), lr=1e-3)
-    from gmbench.rng import child_seed
+    from gmbench.core.rng import child_seed
 
     order = torch.Generator().manual_seed(child_seed(5, "order", 1))  # member 1's order
     xt, yt, wt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(w[1])

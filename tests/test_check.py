@@ -12,9 +12,9 @@ import pytest
 
 import gmbench
 from gmbench.cli import main
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
 from gmbench.errors import BoardError
-from gmbench.storage.check import Tolerance, judge, parse_tolerances
+from gmbench.gate.check import Tolerance, judge, parse_tolerances
 from gmbench.storage.leaderboard import add_results
 
 # The independent per-pixel categorical of examples/ (digits, Laplace smoothing):
@@ -308,8 +308,8 @@ def test_a_run_that_finds_kl_knn_not_estimable_is_not_compared(new_side):
     """Whether a run's samples repeat a point more than k times (kl_knn not estimable) is
     itself random near the limit: either side not estimable is reported, never a failure;
     a likelihood that stops being estimable (the model is no longer normalised) still fails."""
+    from gmbench.gate.check import check_results
     from gmbench.metrics import registered_definitions
-    from gmbench.storage.check import check_results
     from gmbench.storage.leaderboard import rows_from_results
 
     defined = registered_definitions()
@@ -335,9 +335,9 @@ def test_copy_rate_is_ranked_by_its_ideal_but_only_a_rise_regresses(new_value, s
     """copy_rate's ideal is the data's own rate (0.01): ranked by the distance from it, so the
     truth's 0.0089 beats a poor model's 0.0017; but copying less than the reference did is
     never a regression, only copying more."""
+    from gmbench.gate.check import check_results
     from gmbench.metrics import registered_definitions
     from gmbench.present.compare import rank_of
-    from gmbench.storage.check import check_results
     from gmbench.storage.leaderboard import rows_from_results
 
     defined = registered_definitions()

@@ -1,4 +1,5 @@
-"""Datasets (SPEC section 3): ground truth against closed forms and scipy, IDX loading."""
+"""Datasets (``docs/CONTRACT.md``, section 3): ground truth against closed forms and scipy,
+IDX loading."""
 
 from __future__ import annotations
 

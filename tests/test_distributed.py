@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import gmbench
+from gmbench.run.sweeps import SweepError, parse_seeds, plan
 from gmbench.storage.leaderboard import IDENTITY, read_board
-from gmbench.sweeps import SweepError, parse_seeds, plan
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = [ROOT / "baselines" / f"{name}.py" for name in ("ppca", "categorical", "vae")]

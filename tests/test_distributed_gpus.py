@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import gmbench
-from gmbench.sweeps import SweepError
+from gmbench.run.sweeps import SweepError
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "baselines" / "ppca.py"

@@ -33,9 +33,9 @@ from gmbench.estimators.montecarlo import (
     monte_carlo_kl_tv,
 )
 from gmbench.estimators.neighbours import knn
-from gmbench.evaluation import EvalConfig, Evaluation, run_evaluation, select_metrics
 from gmbench.metrics import get_metric
 from gmbench.models.model import Model, ModelSource
+from gmbench.run.evaluation import EvalConfig, Evaluation, run_evaluation, select_metrics
 
 SOURCE = ModelSource(path=Path(__file__), name="test", sha256="", dataset=None)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from gmbench.core.files import sha256_file
 from gmbench.datasets import get_dataset
 from gmbench.features.classifier import (
     WEIGHTS_DIR,
@@ -26,7 +27,6 @@ from gmbench.features.extractors import (
     feature_space_label,
     get_extractor,
 )
-from gmbench.files import sha256_file
 
 TARGETS = {"digits": 0.97, "fashion-mnist": 0.90}
 
@@ -232,8 +232,8 @@ REPLAY_DIGITS = """
 
 @needs_weights("digits")
 def test_real_features_are_cached_on_disk(tmp_path, monkeypatch, write_model):
-    from gmbench.evaluation import EvalConfig, Evaluation
     from gmbench.models.model import build_model, import_model_file
+    from gmbench.run.evaluation import EvalConfig, Evaluation
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     ds = get_dataset("digits")

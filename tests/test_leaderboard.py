@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gmbench.cli import main
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
 from gmbench.errors import BoardError
 from gmbench.present.board import render_board
 from gmbench.present.compare import pareto_front, rank_of

@@ -15,10 +15,10 @@ from scipy import stats
 from gmbench.datasets import Dataset, Split, get_dataset
 from gmbench.estimators import copying as mem
 from gmbench.estimators.uncertainty import clopper_pearson
-from gmbench.evaluation import EvalConfig, Evaluation
 from gmbench.metrics import get_metric
 from gmbench.models.model import Model, ModelSource
 from gmbench.present.verdicts import memorization_line
+from gmbench.run.evaluation import EvalConfig, Evaluation
 
 KEYS = ("nn_distance_ratio", "copy_rate", "data_copying_ct")
 
@@ -88,8 +88,11 @@ def test_nn_distance_ratio_is_a_ratio_of_medians():
 
 
 def test_verdict_lines():
+    from gmbench.storage.results import MetricRecord
+
     def rec(v, lo=None, hi=None):
-        return {"value": v, "ci_low": v if lo is None else lo, "ci_high": v if hi is None else hi}
+        return MetricRecord.from_dict("m", {"value": v, "ci_low": v if lo is None else lo,
+                                            "ci_high": v if hi is None else hi})
 
     flagged = memorization_line({"copy_rate": rec(0.9, 0.88), "data_copying_ct": rec(-20.0),
                            "nn_distance_ratio": rec(0.0), "nll": rec(180.0),

@@ -1,5 +1,6 @@
-"""The model contract (SPEC section 2): loading, sample signatures, seeding, and every bad
-input giving exit code 2 and a one-paragraph message that names the file, member and fix."""
+"""The model contract (``docs/CONTRACT.md``, section 2): loading, sample signatures, seeding,
+and every bad input giving exit code 2 and a one-paragraph message that names the file,
+member and fix."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
   the plain expansion; the exact integer search of pixel data against exact integer distances;
 - the reused distance buffer of ``squared_distance_blocks`` against a direct computation;
 - the multi-scale MMD with its exponent floor against a float64 computation;
-- background work (:mod:`gmbench.background`): the same values as synchronous work, errors
+- background work (:mod:`gmbench.core.background`): the same values as synchronous work, errors
   raised where the result is taken, model code waiting for it, the thread count restored;
 - a whole evaluation on two threads (the C2ST's training overlapping the other metrics) against
   one thread (no overlap), metric by metric over the registry;
@@ -26,11 +26,11 @@ import pytest
 import torch
 
 import gmbench
-from gmbench import background as bg
+from gmbench.core import background as bg
+from gmbench.core.progress import progress_shown, slowest, stage
 from gmbench.estimators import neighbours as nb
 from gmbench.estimators.mmd import MULTISCALE_FACTORS, mmd2_unbiased
 from gmbench.metrics import METRICS
-from gmbench.progress import progress_shown, slowest, stage
 
 MINIMAL = str(Path(__file__).resolve().parents[1] / "examples" / "minimal_model.py")
 
@@ -388,7 +388,7 @@ class _Terminal(io.StringIO):
 def test_stage_spinner_names_a_long_stage(monkeypatch):
     term = _Terminal()
     monkeypatch.setattr("sys.stderr", term)
-    monkeypatch.setattr("gmbench.progress.STAGE_DELAY", 0.05)
+    monkeypatch.setattr("gmbench.core.progress.STAGE_DELAY", 0.05)
     with progress_shown(True), stage("c2st_accuracy"):
         threading.Event().wait(0.7)
     with progress_shown(True), stage("quick"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from gmbench.cli import main
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
 from gmbench.present.compare import compare_with_baselines
 from gmbench.present.report import build_report, pareto_plot_svg
 from gmbench.present.table import render_table

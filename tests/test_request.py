@@ -13,7 +13,7 @@ import pytest
 import gmbench
 from gmbench.cli import build_parser
 from gmbench.run.request import COMMANDS, OptionError, RunRequest, request_options
-from gmbench.sweeps import Job, finished
+from gmbench.run.sweeps import Job, finished
 
 ROOT = Path(__file__).resolve().parents[1]
 MINIMAL = ROOT / "examples" / "minimal_model.py"

@@ -427,8 +427,8 @@ def test_kid_interval_contains_0_for_the_data_and_excludes_it_for_mirrored_image
     draws (1,000 samples): KID's interval contains 0 in at least 8 of 10 seeds; with 40% of
     the drawn images mirrored it excludes 0 in at least 9 of 10."""
     from gmbench.datasets import Dataset, Split
-    from gmbench.evaluation import EvalConfig, run_evaluation
     from gmbench.models.model import Model, ModelSource
+    from gmbench.run.evaluation import EvalConfig, run_evaluation
 
     digits = get_dataset("digits")
     pool = np.concatenate([digits.train.x, digits.test.x])

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
+from gmbench.core.rng import child_seed, forked_rng
 from gmbench.estimators.uncertainty import (
     Estimate,
     bootstrap_estimate,
@@ -19,7 +20,6 @@ from gmbench.estimators.uncertainty import (
     mean_estimate,
     monotone_transform,
 )
-from gmbench.rng import child_seed, forked_rng
 
 
 @given(st.lists(st.floats(-1e3, 1e3), min_size=2, max_size=200))

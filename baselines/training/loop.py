@@ -34,9 +34,9 @@ from gmbench_baselines.training.fitting import Fitted, TrainLog
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
+from gmbench.core.files import atomic_write
+from gmbench.core.rng import child_seed
 from gmbench.errors import GmbenchError
-from gmbench.files import atomic_write
-from gmbench.rng import child_seed
 
 __all__ = ["CHECKPOINT_DIR", "Budget", "TrainResult", "checkpoint_path", "fit_images",
            "train_resumable"]

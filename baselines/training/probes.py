@@ -8,10 +8,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from gmbench.core.rng import child_seed
 from gmbench.datasets import Dataset
 from gmbench.estimators.frechet import frechet_distance, gaussian_statistics
 from gmbench.features.extractors import ClassifierFeatures
-from gmbench.rng import child_seed
 
 __all__ = ["PROBE_SAMPLES", "fid_probe"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from gmbench_baselines import BASELINES, families_for
 
-from gmbench.device import platform_record
+from gmbench.core.device import platform_record
 
 __all__ = ["FASHION_MNIST_MAX_TRAIN", "FASHION_MNIST_METRICS", "main", "record", "runnable_metrics"]
 

@@ -1,4 +1,5 @@
-"""The dataset registry: names, descriptions and an in-process cache (SPEC section 3).
+"""The dataset registry: names, descriptions and an in-process cache (``docs/CONTRACT.md``,
+section 3).
 
 A name that is not registered but is a path (a ``.npz`` file, a folder) loads the user's own
 dataset (:mod:`gmbench.datasets.local`)."""
@@ -11,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gmbench.core.registry import Registry
 from gmbench.datasets.base import Dataset, DatasetInfo, GroundTruth, Split
 from gmbench.errors import DatasetError, did_you_mean
-from gmbench.registry import Registry
 
 __all__ = [
     "forget_dataset",

@@ -92,7 +92,8 @@ def user_cache() -> Path:
 
 
 def search_dirs(name: str, data_root: str | os.PathLike[str] | None) -> list[Path]:
-    """Directories searched for ``name``'s files, in the order of SPEC section 3."""
+    """Directories searched for ``name``'s files, in the order of section 3 of
+    ``docs/CONTRACT.md``."""
     roots: list[Path] = []
     if data_root:
         roots.append(Path(data_root))

@@ -55,11 +55,11 @@ def _shard(request: RunRequest, n: int, blocks: tuple[int, int], threads: int
     feature pass."""
     import torch
 
+    from gmbench.core.rng import child_seed
     from gmbench.datasets import get_dataset
     from gmbench.features.extractors import extract_all, get_extractor
     from gmbench.models.boundary import process_state
     from gmbench.models.model import build_model, import_model_file
-    from gmbench.rng import child_seed
 
     torch.set_num_threads(threads)
     with process_state():

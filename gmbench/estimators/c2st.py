@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from gmbench.core.rng import child_seed
 from gmbench.estimators.hypothesis import welch_df
 from gmbench.estimators.mlp import (
     MLPSpec,
@@ -22,7 +23,6 @@ from gmbench.estimators.mlp import (
     train_mlp,
 )
 from gmbench.estimators.uncertainty import Estimate, clopper_pearson
-from gmbench.rng import child_seed
 
 __all__ = ["C2STClassifier", "C2STResult", "c2st"]
 

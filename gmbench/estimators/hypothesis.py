@@ -1,5 +1,5 @@
 """One-sided tests of a difference and the weighted Holm procedure: the statistics of the
-regression gate (:mod:`gmbench.storage.check`), as pure functions.
+regression gate (:mod:`gmbench.gate.check`), as pure functions.
 
 A difference ``d`` with standard error ``se`` estimated on ``df`` degrees of freedom is tested
 against "not worse" with the one-sided t-test, ``p = P(T_df >= d / se)`` (``df = inf``: the

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from gmbench.core.rng import child_seed
 from gmbench.errors import MetricError
 from gmbench.estimators.frechet import (
     frechet_distance,
@@ -28,7 +29,6 @@ from gmbench.estimators.frechet import (
 )
 from gmbench.estimators.prdc import NeighbourLists, PRDCResult, jackknife_se, prdc
 from gmbench.estimators.uncertainty import Estimate
-from gmbench.rng import child_seed
 
 __all__ = [
     "ISC_SPLITS",

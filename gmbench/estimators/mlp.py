@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gmbench.rng import child_seed, forked_rng
+from gmbench.core.rng import child_seed, forked_rng
 
 __all__ = ["MLPSpec", "ParallelMLP", "Stopping", "TrainedMLP", "mlp", "predict_logits",
            "predict_parallel", "torch_threads", "train_mlp", "train_parallel_mlp"]
@@ -101,8 +101,8 @@ def mlp(d_in: int, d_out: int, hidden: tuple[int, ...]) -> nn.Sequential:
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run torch on ``n`` CPU threads (``None``: unchanged), then restore the previous count.
     Small networks gain nothing from more threads and lose much to contention. In background
-    work (:mod:`gmbench.background`) the count is the thread budget's, and left alone."""
-    from gmbench.background import in_background
+    work (:mod:`gmbench.core.background`) the count is the thread budget's, and left alone."""
+    from gmbench.core.background import in_background
 
     if in_background():
         yield

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from gmbench.device import cpu_kernels
+from gmbench.core.device import cpu_kernels
 
 __all__ = ["DEFAULT_CHUNK", "distance_block", "knn", "squared_distance_blocks", "topk_rows"]
 

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.core.files import sha256_file
 from gmbench.errors import GmbenchError
 from gmbench.features.net import ARCHITECTURES, Architecture, ConvClassifier
-from gmbench.files import sha256_file
 from gmbench.models.boundary import process_state
 
 __all__ = [

@@ -29,6 +29,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from gmbench.core.files import sha256_file
+from gmbench.core.registry import Registry
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.features.classifier import (
     BundledClassifier,
@@ -36,9 +38,7 @@ from gmbench.features.classifier import (
     classifier_available,
     classifier_for,
 )
-from gmbench.files import sha256_file
 from gmbench.models.boundary import process_state
-from gmbench.registry import Registry
 
 __all__ = [
     "EXTRACTORS",

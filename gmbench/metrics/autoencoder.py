@@ -1,4 +1,4 @@
-"""Autoencoder metric: ``reconstruction_error`` (SPEC section 4).
+"""Autoencoder metric: ``reconstruction_error`` (``docs/CONTRACT.md``, section 4).
 
 ``decode(encode(x))`` of every test example, validated like samples (so discrete data come
 back as levels), compared with ``x`` after scaling both to ``[0, 1]`` (level ``k`` becomes
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from gmbench.core.rng import COMMON_SEED
 from gmbench.estimators.uncertainty import mean_estimate
 from gmbench.features.extractors import PixelFeatures
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.rng import COMMON_SEED
 
 __all__ = ["squared_error_per_dim", "test_squared_error"]
 

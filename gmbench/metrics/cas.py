@@ -1,4 +1,5 @@
-"""Classification Accuracy Score metrics: ``cas`` and ``cas_ratio`` (SPEC section 4).
+"""Classification Accuracy Score metrics: ``cas`` and ``cas_ratio`` (``docs/CONTRACT.md``,
+section 4).
 
 Wiring only; the protocol, classifier and estimates live in :mod:`gmbench.estimators.train_on_synthetic`. With
 ``sample_conditional`` the model is asked for a balanced set of classes and those requested
@@ -18,22 +19,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from gmbench.core.files import sha256_bytes
+from gmbench.core.rng import child_seed
 from gmbench.estimators import train_on_synthetic as cas
 from gmbench.estimators.prdc import kth_neighbor_radius
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.features.extractors import ClassifierFeatures, PixelFeatures
-from gmbench.files import sha256_bytes
 from gmbench.metrics.context import Context
 from gmbench.metrics.memorization import nearest_train
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.rng import child_seed
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
 
-__all__ = ["SPEC", "majority_vote", "pseudo_labels"]
+__all__ = ["CLASSIFIER", "majority_vote", "pseudo_labels"]
 
-SPEC = cas.ClassifierSpec()
+CLASSIFIER = cas.ClassifierSpec()
 PSEUDO_VOTES = 10  # kNN fallback: majority of the 10 nearest training examples
 
 
@@ -146,12 +147,12 @@ def _reference(ev: Context, n: int) -> np.ndarray:
         pick = np.sort(rng.choice(len(train), n, replace=False))
         fit = cas.fit_and_score(_inputs(ev, train.x[pick]), np.asarray(train.y)[pick],
                                 _inputs(ev, ev.dataset.test.x), np.asarray(ev.dataset.test.y),
-                                num_classes=num_classes, spec=SPEC, replicates=0,
+                                num_classes=num_classes, spec=CLASSIFIER, replicates=0,
                                 seed=child_seed(REFERENCE_SEED, "cas", "reference"),
                                 device=ev.config.device)
         return {"correct": fit.correct.astype(np.uint8)}
 
-    spec_hash = sha256_bytes(repr(SPEC).encode())[:16]
+    spec_hash = sha256_bytes(repr(CLASSIFIER).encode())[:16]
     arrays = ev.model_independent(f"cas-reference-n{n}-{spec_hash}", compute,
                                   rows=len(ev.dataset.test))
     return arrays["correct"].astype(bool)
@@ -172,15 +173,15 @@ def _run(ev: Context) -> _CasRun:
     x_test = _inputs(ev, ev.dataset.test.x)
     y_test = np.asarray(ev.dataset.test.y)
     fit = cas.fit_and_score(_inputs(ev, x_syn), y_syn, x_test, y_test,
-                            num_classes=num_classes, spec=SPEC,
+                            num_classes=num_classes, spec=CLASSIFIER,
                             seed=child_seed(ev.seed, "cas", "classifier"),
                             device=ev.config.device)
     reference = _reference(ev, n_real)
     details.update({
-        "classifier": SPEC.describe(),
+        "classifier": CLASSIFIER.describe(),
         "n_train_synthetic": n,
         "n_train_real": n_real,
-        "steps": SPEC.steps(n),
+        "steps": CLASSIFIER.steps(n),
         "synthetic_label_histogram": np.bincount(y_syn, minlength=num_classes).tolist(),
         "replicate_accuracy": fit.replicate_accuracy.tolist(),
         "real_accuracy": float(reference.mean()),

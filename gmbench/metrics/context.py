@@ -1,6 +1,6 @@
 """What a metric may read from the evaluation it runs in: a typed protocol.
 
-Metrics depend on this protocol, never on :class:`gmbench.evaluation.Evaluation` itself, so the
+Metrics depend on this protocol, never on :class:`gmbench.run.evaluation.Evaluation` itself, so the
 evaluation (which imports the metric registry to run it) and the metrics do not import each
 other. Everything here is computed at most once per evaluation and shared by every metric that
 asks (``memo``).

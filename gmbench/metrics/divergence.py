@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gmbench.core.rng import child_seed
 from gmbench.estimators.c2st import C2STClassifier, C2STResult, c2st
 from gmbench.estimators.knn_kl import WKVResult, knn_dimension_warning, wkv_kl_knn
 from gmbench.estimators.mmd import (
@@ -40,7 +41,6 @@ from gmbench.metrics.likelihood import (
     unless_unnormalised,
 )
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.rng import child_seed
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset

@@ -1,5 +1,5 @@
 """Likelihood metrics: ``nll``, ``nll_train``, ``generalization_gap``, ``bits_per_dim``,
-``perplexity``, ``cross_entropy``, ``entropy_gap`` (SPEC section 4).
+``perplexity``, ``cross_entropy``, ``entropy_gap`` (``docs/CONTRACT.md``, section 4).
 
 All are functions of the per-example log-likelihoods that :class:`Context` computes once;
 the interval is the normal (CLT) interval of a mean of i.i.d. test examples, transformed
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gmbench.core.rng import COMMON_SEED, child_seed, generator
 from gmbench.estimators.montecarlo import MASS_DELTA, importance_mass, markov_mass_excess
 from gmbench.estimators.uncertainty import Estimate, difference, mean_estimate, monotone_transform
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.rng import COMMON_SEED, child_seed, generator
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset

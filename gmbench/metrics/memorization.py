@@ -1,4 +1,5 @@
-"""Memorization metrics: ``nn_distance_ratio``, ``copy_rate``, ``data_copying_ct`` (SPEC 4).
+"""Memorization metrics: ``nn_distance_ratio``, ``copy_rate``, ``data_copying_ct``
+(``docs/CONTRACT.md``, section 4).
 
 Wiring only; the statistics live in :mod:`gmbench.estimators.copying`. Samples are compared with
 the train split, with the test split as the held-out yardstick. Nearest-neighbour distances
@@ -14,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from gmbench.core.rng import child_seed
 from gmbench.estimators import copying as mem
 from gmbench.estimators.neighbours import knn
 from gmbench.features.extractors import PixelFeatures
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.rng import child_seed
 
 __all__ = ["PAIRS_KEY", "SHARED_K", "nearest_train", "suspicious_pairs"]
 

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
+from gmbench.core.registry import Registry
 from gmbench.errors import MetricError
 from gmbench.estimators.uncertainty import Estimate
-from gmbench.registry import Registry
-from gmbench.storage.check import Definition
-from gmbench.storage.results import MetricResult
+from gmbench.gate.check import Definition
+from gmbench.storage.results import MetricRecord
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
@@ -54,7 +54,7 @@ class Metric:
         higher_is_better: direction (``False`` for target-valued metrics: see ``ideal``).
         ideal: the value a perfect model scores, for metrics that are worse on both sides of
             it (``nn_distance_ratio`` 1, ``c2st_accuracy`` 0.5, ...); ranked and gated by the
-            distance from it (:class:`~gmbench.direction.Direction`).
+            distance from it (:class:`~gmbench.core.direction.Direction`).
         protocol: version of the metric's definition, bumped whenever its meaning changes
             (estimator, classifier, direction, what its interval covers); ``gmbench check``
             refuses to compare values of different protocols.
@@ -132,7 +132,7 @@ class Metric:
             return f"needs {' or '.join(self.needs_any)}"
         return None
 
-    def run(self, evaluation: Context) -> MetricResult:
+    def run(self, evaluation: Context) -> MetricRecord:
         m = self.compute(evaluation)
         m = replace(m, details={"interval_covers": self.interval, **m.details})
         if self.uses_samples:
@@ -141,10 +141,10 @@ class Metric:
         if not math.isfinite(m.estimate.value) and "not_estimable" not in m.details:
             m = replace(m, details={**m.details, "not_estimable": (
                 "the estimate is not a finite number on these samples")})
-        return MetricResult(key=self.key, estimate=m.estimate, unit=self.unit,
-                            higher_is_better=self.higher_is_better, ideal=self.ideal,
-                            protocol=self.protocol, feature_space=m.feature_space,
-                            kind=m.kind, details=m.details, artifacts=m.artifacts)
+        return MetricRecord.measured(self.key, m.estimate, unit=self.unit,
+                                     higher_is_better=self.higher_is_better, ideal=self.ideal,
+                                     protocol=self.protocol, feature_space=m.feature_space,
+                                     kind=m.kind, details=m.details, artifacts=m.artifacts)
 
 
 METRICS: Registry[Metric] = Registry("metric", error=MetricError, listing="gmbench metrics")

@@ -1,6 +1,7 @@
 """Sample-quality metrics on images: ``inception_score``, ``fid``, ``kid``, ``precision``,
 ``recall`` (computed by torch-fidelity's own functions) and ``density``, ``coverage``
-(Naeem et al. 2020), all on the features of one shared extractor pass (SPEC sections 4-5).
+(Naeem et al. 2020), all on the features of one shared extractor pass
+(``docs/CONTRACT.md``, sections 4-5).
 
 Samples are compared with the test split. Every interval here covers what changes between runs
 (the model's samples and gmbench's own randomness); the test split is the fixed reference that
@@ -41,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gmbench.core.rng import child_seed
 from gmbench.estimators.image_quality import (
     ISC_SPLITS,
     PRDC_K,
@@ -61,7 +63,6 @@ from gmbench.estimators.uncertainty import Estimate
 from gmbench.features.classifier import BUNDLED_DATASETS, classifier_available
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.rng import child_seed
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset

@@ -23,7 +23,7 @@ call into model code runs in:
   exit status);
 * what model code prints (``print``, ``sys.stdout``) goes to stderr;
 * ``KeyboardInterrupt`` passes through untouched (exit 130 on the command line);
-* background estimator work (:mod:`gmbench.background`) is finished before model code runs.
+* background estimator work (:mod:`gmbench.core.background`) is finished before model code runs.
 
 :func:`owned` copies an array that crossed the boundary, so neither side can change the
 other's data afterwards.
@@ -48,7 +48,7 @@ from typing import Any, NoReturn, TextIO
 import numpy as np
 import torch
 
-from gmbench.background import before_model_code
+from gmbench.core.background import before_model_code
 
 try:
     import posix as _posix
@@ -287,7 +287,7 @@ def model_code(folder: str | None = None) -> Iterator[None]:
     """Run model code: process-wide state restored afterwards, ``os._exit`` refused, what it
     prints sent to stderr, ``folder`` (the model file's) importable, and a
     :class:`~gmbench.errors.ModelError` when it replaced gmbench's code or a builtin.
-    Background estimator work (:mod:`gmbench.background`) finishes first: model code may
+    Background estimator work (:mod:`gmbench.core.background`) finishes first: model code may
     change the process-wide state that work relies on."""
     before_model_code()
     watch = CodeWatch()

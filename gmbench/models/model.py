@@ -1,4 +1,5 @@
-"""The model contract of SPEC section 2: importing a model file, and calling it safely.
+"""The model contract (``docs/CONTRACT.md``, section 2): importing a model file, and calling
+it safely.
 
 :func:`import_model_file` imports ``model.py``; :func:`build_model` takes the model from
 ``load(dataset, device)`` or a module-level ``model`` and wraps it in a :class:`Model`, which
@@ -25,14 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.core.files import sha256_file
+from gmbench.core.progress import progress
+from gmbench.core.rng import child_seed, forked_rng
 from gmbench.datasets import DatasetInfo
 from gmbench.errors import ModelError
 from gmbench.estimators.uncertainty import logmeanexp
-from gmbench.files import sha256_file
 from gmbench.models.boundary import ModelExit, model_code, owned
 from gmbench.models.identity import WeightsIdentity, weights_identity
-from gmbench.progress import progress
-from gmbench.rng import child_seed, forked_rng
 
 __all__ = [
     "CAPABILITIES",
@@ -551,7 +552,8 @@ def object_identity(obj: Any, *, model_file: Path) -> tuple[Any, WeightsIdentity
 
 def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, device: str
                 ) -> Model:
-    """Take the model from ``load(dataset, device)``, else from ``model`` (SPEC section 2)."""
+    """Take the model from ``load(dataset, device)``, else from ``model`` (``docs/CONTRACT.md``,
+    section 2)."""
     where = source.path.name
     loader = _attr(module, "load", None, where=where)
     if callable(loader):

@@ -1,9 +1,9 @@
 """``gmbench baselines [--dataset NAME]``: the bundled baselines and their recorded results.
 
-The baselines are model files in ``baselines/`` of the source tree (SPEC section 8); their
-results are the rows of ``leaderboards/<dataset>.csv``, written by ``python -m
-baselines.record --dataset NAME`` from ``gmbench evaluate`` runs. This module only reads:
-the family table of the ``baselines`` package and the boards.
+The baselines are model files in ``baselines/`` of the source tree (``docs/CONTRACT.md``,
+section 8); their results are the rows of ``leaderboards/<dataset>.csv``, written by
+``python -m baselines.record --dataset NAME`` from ``gmbench evaluate`` runs. This module only presents
+what :mod:`gmbench.models.bundled` and the boards hold.
 """
 
 from __future__ import annotations
@@ -12,25 +12,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gmbench.errors import DatasetError, did_you_mean
+from gmbench.models.bundled import bundled_datasets
+from gmbench.models.bundled import families as bundled
 from gmbench.present.format import WIDTH, ColumnFormat, column_format, fold
 from gmbench.storage.leaderboard import BoardRow, baseline_rows, latest_rows
 
-__all__ = ["HEADLINE_METRICS", "baseline_table", "bundled_datasets", "bundled_families",
-           "cmd_baselines",
-           "render_baselines"]
+__all__ = ["HEADLINE_METRICS", "baseline_table", "cmd_baselines", "render_baselines"]
 
 # the columns shown, in order, where a board has them
 HEADLINE_METRICS = ("bits_per_dim", "cross_entropy", "nll_train", "kl_exact", "fid", "precision",
                     "recall", "copy_rate", "cas", "reconstruction_error")
-
-
-def _families() -> dict[str, tuple[tuple[str, ...], str]]:
-    """Bundled baselines: name -> (datasets, description); empty without the package."""
-    try:
-        from gmbench_baselines import BASELINES
-    except ImportError:  # gmbench installed without its baselines
-        return {}
-    return {b.name: (b.datasets, b.description) for b in BASELINES.values()}
 
 
 def _cell(row: BoardRow | None, fmt: ColumnFormat) -> str:
@@ -44,7 +35,7 @@ def baseline_table(dataset: str, *, boards: str | None = None
                    ) -> tuple[list[list[str]], Path | None]:
     """Rows ``[family, kind, metric cells..., description]`` (first row: header) and the
     board read (``None`` when none was found)."""
-    families = {f: d for f, (ds, d) in _families().items() if dataset in ds}
+    families = {f: d for f, (ds, d) in bundled().items() if dataset in ds}
     rows, path = baseline_rows(dataset, boards=boards)
     latest = latest_rows(rows)
     on_board = {m for (_, _, m) in latest}
@@ -96,19 +87,6 @@ def render_baselines(datasets: Sequence[str], *, boards: str | None = None) -> s
                 "BOARD` for every metric); evaluate one yourself with `gmbench evaluate "
                 "baselines/<baseline>.py --dataset NAME`.")
     return "\n".join(out)
-
-
-def bundled_families(dataset: str | None = None) -> list[str]:
-    """The bundled baseline families, of ``dataset`` or of every dataset."""
-    return [f for f, (ds, _) in _families().items() if dataset is None or dataset in ds]
-
-
-def bundled_datasets() -> list[str]:
-    """Every dataset some baseline is bundled for, in first-seen order."""
-    seen: dict[str, None] = {}
-    for datasets, _ in _families().values():
-        seen.update(dict.fromkeys(datasets))
-    return list(seen)
 
 
 def cmd_baselines(dataset: str | None, *, boards: str | None = None) -> str:

@@ -1,5 +1,5 @@
 """Comparing results: ranks among baselines, Pareto fronts, dominance; every comparison judges
-a metric in its :class:`~gmbench.direction.Direction` (a target-valued metric by its distance
+a metric in its :class:`~gmbench.core.direction.Direction` (a target-valued metric by its distance
 from the ideal)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
 from gmbench.storage.leaderboard import BoardRow, latest_rows
-from gmbench.storage.results import neutralise
+from gmbench.storage.results import MetricRecord, neutralise, records
 
 __all__ = ["Comparison", "compare_with_baselines", "dominates", "pareto_front", "rank_of"]
 
@@ -21,7 +21,7 @@ K = TypeVar("K")  # what names a point: a model, a run
 def dominates(a: Sequence[float], b: Sequence[float], directions: Sequence[Direction]
               ) -> bool:
     """``a`` is at least as good as ``b`` in every coordinate and better in one (each axis
-    judged by its :class:`~gmbench.direction.Direction`: a target-valued axis by the distance
+    judged by its :class:`~gmbench.core.direction.Direction`: a target-valued axis by the distance
     from its ideal)."""
     pairs = [(d.badness(x), d.badness(y)) for x, y, d in zip(a, b, directions, strict=True)]
     return any(x < y for x, y in pairs) and not any(x > y for x, y in pairs)
@@ -44,7 +44,7 @@ class Comparison:
 
     Attributes:
         metric: the metric key.
-        record: the run's record of the metric (a ``results.json`` metric dict).
+        record: the run's record of the metric.
         baselines: baseline model name -> its row for this metric.
         rank: the run's rank among itself and the comparable baselines (1 = best), or ``None``
             when the run's value is not finite.
@@ -56,7 +56,7 @@ class Comparison:
     """
 
     metric: str
-    record: Mapping[str, Any]
+    record: MetricRecord
     baselines: Mapping[str, BoardRow]
     rank: int | None
     ranked: int
@@ -74,13 +74,13 @@ class Comparison:
         rec = self.record
         counts = self.other_sample_counts
         spaces = sorted({self.baselines[n].feature_space for n in rivals
-                         if self.baselines[n].feature_space != (rec.get("feature_space") or "")})
+                         if self.baselines[n].feature_space != rec.feature_space})
         parts = []
         if counts:
-            parts.append(f"on another number of samples (this run {rec.get('n_samples')}, the "
+            parts.append(f"on another number of samples (this run {rec.n_samples}, the "
                          f"board {', '.join(str(c) for c in counts)})")
         if spaces:
-            parts.append(f"in another feature space (this run: {rec.get('feature_space')}; "
+            parts.append(f"in another feature space (this run: {rec.feature_space}; "
                          f"the board: {', '.join(spaces)})")
         return "every baseline was measured " + " or ".join(parts)
 
@@ -88,7 +88,7 @@ class Comparison:
     def other_sample_counts(self) -> list[int]:
         """The sample counts of the competing baselines measured on another number of samples
         than this run (sorted)."""
-        n = self.record.get("n_samples")
+        n = self.record.n_samples
         return sorted({r.n_samples for name, r in self.baselines.items()
                        if name in self.mismatched and name not in self.references
                        and r.n_samples is not None and n is not None and r.n_samples != n})
@@ -129,20 +129,19 @@ def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardR
               if k[0] == dataset and r.model_sha256 != own}
     names = sorted({k[1] for k in chosen})
     out = []
-    for key, rec in result["metrics"].items():
+    for key, rec in records(result).items():
         metric = neutralise(str(key))
         rows = {name: chosen[(dataset, name, metric)] for name in names
                 if (dataset, name, metric) in chosen}
-        space = neutralise(str(rec.get("feature_space") or ""))
-        n_samples = rec.get("n_samples")
+        space = neutralise(rec.feature_space)
+        n_samples = rec.n_samples
         mismatched = frozenset(
             n for n, r in rows.items() if r.feature_space != space
             or (n_samples is not None and r.n_samples is not None and r.n_samples != n_samples))
         references = frozenset(n for n, r in rows.items() if r.reference)
         others = [r.value for n, r in rows.items() if n not in mismatched
                   and n not in references and r.value is not None]
-        value = rec.get("value")
-        rank = (None if value is None else
-                rank_of(float(value), others, direction=Direction.of(rec)))
+        rank = (None if rec.value is None else
+                rank_of(float(rec.value), others, direction=Direction.of(rec)))
         out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched, references))
     return names, out

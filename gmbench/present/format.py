@@ -7,7 +7,8 @@ import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from gmbench.storage.results import MetricRecord
 
 __all__ = ["SHA", "WIDTH", "ColumnFormat", "column_format", "feature_spaces", "fold",
            "format_number", "format_pm", "where_measured"]
@@ -81,16 +82,16 @@ def format_pm(value: float | None, halfwidth: float | None, *, digits: int = 5) 
 SHA = re.compile(r" \(sha256 ([0-9a-f]+)\)$")
 
 
-def where_measured(rec: Mapping[str, Any]) -> str:
+def where_measured(rec: MetricRecord) -> str:
     """A metric's likelihood kind, else its feature space's name (without the weights' hash,
     which :func:`feature_spaces` lists once)."""
-    where = rec.get("kind") or SHA.sub("", rec.get("feature_space") or "")
-    if rec.get("kind") and rec.get("log_prob_space") == "dequantized":
-        where += f" (dequantized, K={rec.get('dequant_samples')})"
+    where = rec.kind or SHA.sub("", rec.feature_space)
+    if rec.kind and rec.detail("log_prob_space") == "dequantized":
+        where += f" (dequantized, K={rec.detail('dequant_samples')})"
     return str(where)
 
 
-def feature_spaces(metrics: Mapping[str, Mapping[str, Any]]) -> list[str]:
+def feature_spaces(metrics: Mapping[str, MetricRecord]) -> list[str]:
     """The feature spaces (with their weights' hashes) the sample metrics were measured in."""
-    return sorted({str(rec.get("feature_space")) for rec in metrics.values()
-                   if not rec.get("kind") and SHA.search(str(rec.get("feature_space") or ""))})
+    return sorted({rec.feature_space for rec in metrics.values()
+                   if not rec.kind and SHA.search(rec.feature_space)})

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from gmbench.core.files import atomic_write
 from gmbench.datasets import DatasetInfo
-from gmbench.files import atomic_write
 
 __all__ = ["image_grid", "pairs_grid", "save_png", "scatter_image"]
 

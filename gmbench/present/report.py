@@ -18,11 +18,12 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
 from gmbench.present.compare import Comparison, compare_with_baselines, pareto_front
 from gmbench.present.format import feature_spaces, format_number, format_pm, where_measured
 from gmbench.present.verdicts import memorization_line
 from gmbench.storage.leaderboard import BoardRow, latest_rows, neutralise
+from gmbench.storage.results import MetricRecord, records
 
 __all__ = ["PARETO_PAIRS", "build_report", "metric_plot_svg", "pareto_plot_svg",
            "pick_pareto_pair"]
@@ -105,9 +106,8 @@ def metric_plot_svg(comp: Comparison, *, width: int = 340) -> str:
     """Dot-and-whisker chart: the run (red) and each baseline, value with its 95% interval."""
     rec = comp.record
     entries: list[tuple[str, float, float | None, float | None, bool]] = []
-    if rec.get("value") is not None:
-        entries.append(("this model", float(rec["value"]), rec.get("ci_low"), rec.get("ci_high"),
-                        True))
+    if rec.value is not None:
+        entries.append(("this model", float(rec.value), rec.ci_low, rec.ci_high, True))
     for name, row in comp.baselines.items():
         if row.value is not None:
             entries.append((name, row.value, row.ci_low, row.ci_high, False))
@@ -125,7 +125,7 @@ def metric_plot_svg(comp: Comparison, *, width: int = 340) -> str:
              f'font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>',
              f'<text x="4" y="14" font-weight="bold">{_e(comp.metric)} '
-             f'<tspan font-weight="normal" fill="#666">({_e(rec.get("unit", ""))}, '
+             f'<tspan font-weight="normal" fill="#666">({_e(rec.unit)}, '
              f'{_e(arrow)})</tspan></text>']
     for i, (name, v, clo, chi, mine) in enumerate(entries):
         y = top + row_h * i + row_h / 2
@@ -259,11 +259,10 @@ def _head(cells: Sequence[str], left: int = 2) -> str:
 
 def _own_cells(comp: Comparison) -> list[str]:
     rec = comp.record
-    value = "not estimable" if rec.get("not_estimable") else format_number(rec.get("value"))
+    value = "not estimable" if rec.not_estimable else format_number(rec.value)
     return [f'<td class="l">{_e(Direction.of(rec).arrow)}</td>',
             f'<td class="l">{_e(comp.metric)}</td>', f"<td>{_e(value)}</td>",
-            f"<td>[{_e(format_number(rec.get('ci_low')))}, "
-            f"{_e(format_number(rec.get('ci_high')))}]</td>"]
+            f"<td>[{_e(format_number(rec.ci_low))}, {_e(format_number(rec.ci_high))}]</td>"]
 
 
 def _rank(comp: Comparison) -> str:
@@ -271,7 +270,7 @@ def _rank(comp: Comparison) -> str:
     return f'<td class="rank">{_e(text)}</td>'
 
 
-def _where(rec: Mapping[str, Any]) -> str:
+def _where(rec: MetricRecord) -> str:
     return f'<td class="space">{_e(where_measured(rec))}</td>'
 
 
@@ -302,8 +301,8 @@ def _matrix_table(names: list[str], comparisons: list[Comparison]) -> str:
     rows = []
     for comp in comparisons:
         rec = comp.record
-        cells = [*_own_cells(comp), f"<td>{_e(rec.get('n'))}</td>",
-                 f"<td>{_e(rec.get('unit') or '')}</td>", _rank(comp)]
+        cells = [*_own_cells(comp), f"<td>{_e(rec.n)}</td>", f"<td>{_e(rec.unit)}</td>",
+                 _rank(comp)]
         for name in names:
             r = comp.baselines.get(name)
             text = "" if r is None else format_pm(r.value, r.halfwidth)
@@ -353,6 +352,7 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
     """
     model, data, prov = result["model"], result["dataset"], result.get("provenance", {})
     names, comparisons = compare_with_baselines(result, baselines)
+    measured = records(result)
     title = f"gmbench: {model['name']} on {data['name']}"
     out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -368,8 +368,8 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
                                                             else "")
               + "; rank among this model and the baselines (1 = best)" if names else "")
            + "".join(f"; feature space {_e(space)}" for space in feature_spaces(
-               result["metrics"])) + ".</p>"]
-    memo = memorization_line(dict(result["metrics"]))
+               measured)) + ".</p>"]
+    memo = memorization_line(measured)
     if memo:
         out.append(f"<p><b>{_e(memo)}</b></p>")
     if not names:
@@ -382,7 +382,7 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
     where = f"{model['name']} on {data['name']}, seed {result.get('seed')}"
     out.append("<h2>Samples</h2>")
     if samples_png:
-        if data.get("kind") == "image":
+        if data.get("kind") == "image":  # not a metric: the dataset's kind
             shown = f"{samples_shown} of the {result.get('n_samples')} samples" \
                 if samples_shown else "Samples"
             caption = f"{shown} of {where} (in the order drawn)."
@@ -420,8 +420,9 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
     if pair is not None:
         own = {c.metric: c.record for c in comparisons}
         points: dict[str, tuple[float, float]] = {}
-        if own[pair[0]].get("value") is not None and own[pair[1]].get("value") is not None:
-            points["this model"] = (float(own[pair[0]]["value"]), float(own[pair[1]]["value"]))
+        x, y = own[pair[0]].value, own[pair[1]].value
+        if x is not None and y is not None:
+            points["this model"] = (float(x), float(y))
         chosen = latest_rows(baselines)
         ds = neutralise(str(data["name"]))
         for name in names:

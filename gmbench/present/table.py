@@ -8,8 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gmbench.direction import Direction
-from gmbench.names import printable
+from gmbench.core.direction import Direction
+from gmbench.core.names import printable
 from gmbench.present.compare import Comparison, compare_with_baselines
 from gmbench.present.format import (
     ColumnFormat,
@@ -20,6 +20,7 @@ from gmbench.present.format import (
 )
 from gmbench.present.verdicts import memorization_line
 from gmbench.storage.leaderboard import BoardRow
+from gmbench.storage.results import MetricRecord, records
 
 __all__ = ["render_table"]
 
@@ -34,8 +35,8 @@ def _align(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _is_bound(rec: Mapping[str, Any]) -> bool:
-    return rec.get("interval_covers") == "bound"
+def _is_bound(rec: MetricRecord) -> bool:
+    return rec.interval_covers == "bound"
 
 
 def _cell(fmt: ColumnFormat, value: float | None, halfwidth: float | None, bound: bool) -> str:
@@ -50,12 +51,12 @@ def _cell(fmt: ColumnFormat, value: float | None, halfwidth: float | None, bound
 def _row_format(comp: Comparison, shown: Iterable[BoardRow]) -> ColumnFormat:
     """One number format for a metric's row: its value, interval and the baselines shown."""
     rec = comp.record
-    numbers = [rec.get("value"), rec.get("ci_low"), rec.get("ci_high")]
+    numbers = [rec.value, rec.ci_low, rec.ci_high]
     numbers += [r.value for r in shown]
     return column_format([x for x in numbers if isinstance(x, (int, float))])
 
 
-def _where_note(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+def _where_note(metrics: Mapping[str, MetricRecord]) -> str:
     """Where each metric was measured (a likelihood's kind, a feature space), grouped."""
     groups: dict[str, list[str]] = {}
     for key, rec in metrics.items():
@@ -116,11 +117,10 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         fmt = _row_format(comp, comp.baselines.values() if wide else [b[1] for b in [best] if b])
         bound = _is_bound(rec)
         ci = ("one-sided" if bound else
-              f"[{fmt.value(rec.get('ci_low'))}, {fmt.value(rec.get('ci_high'))}]")
-        value = ("not estimable" if rec.get("not_estimable") else
-                 _cell(fmt, rec.get("value"), None, bound))
+              f"[{fmt.value(rec.ci_low)}, {fmt.value(rec.ci_high)}]")
+        value = ("not estimable" if rec.not_estimable else _cell(fmt, rec.value, None, bound))
         row = [Direction.of(rec).arrow, comp.metric, value, ci]
-        row += [str(rec["n"]), rec["unit"], where_measured(rec)] if wide else []
+        row += [str(rec.n), rec.unit, where_measured(rec)] if wide else []
         if names:
             row.append("" if comp.rank is None or comp.ranked < 2 else f"{comp.rank}/{comp.ranked}")
             any_mismatch |= bool(comp.mismatched)
@@ -137,18 +137,19 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
                 row.append(cell)
         rows.append(row)
     lines += _align([[printable(cell) for cell in row] for row in rows])  # board cells
-    lines += filter(None, [memorization_line(result["metrics"])])
-    for key, rec in result["metrics"].items():
-        if rec.get("not_estimable"):
-            lines.append(f"not estimable: {key}: {rec['not_estimable']}")
+    measured = records(result)
+    lines += filter(None, [memorization_line(measured)])
+    for key, rec in measured.items():
+        if rec.not_estimable:
+            lines.append(f"not estimable: {key}: {rec.not_estimable}")
     if result.get("skipped"):
         lines.append("skipped: " + "; ".join(f"{k} ({why})" for k, why in result["skipped"].items()))
     lines.append("↑ higher is better, ↓ lower is better, ◎ closest to the metric's ideal is best "
                  "(ranked by the distance); intervals are 95% (see ci_method in results.json); "
                  "≥: a one-sided 95% bound.")
     if not wide:
-        lines.append(_where_note(result["metrics"]))
-    spaces = feature_spaces(result["metrics"])
+        lines.append(_where_note(measured))
+    spaces = feature_spaces(measured)
     if spaces:
         lines.append("feature spaces: " + "; ".join(spaces) + ".")
     if names:

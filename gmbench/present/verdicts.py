@@ -4,7 +4,6 @@ flag under the table."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from gmbench.estimators.copying import (
     COPY_QUANTILE,
@@ -13,8 +12,9 @@ from gmbench.estimators.copying import (
     GAP_FLAG,
     RATIO_FLAG,
 )
+from gmbench.gate.check import POWER, SAMPLES, CheckReport, Verdict
 from gmbench.present.format import format_number as f
-from gmbench.storage.check import POWER, SAMPLES, CheckReport, Verdict
+from gmbench.storage.results import MetricRecord
 
 __all__ = ["memorization_line", "summary_line", "verdict_line"]
 
@@ -84,7 +84,7 @@ def _fmt(x: float | None) -> str:
     return "?" if x is None else f"{x:.3g}"
 
 
-def memorization_line(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
+def memorization_line(metrics: Mapping[str, MetricRecord]) -> str | None:
     """The memorization line printed under the table, or ``None`` if nothing to say.
 
     Flagged when any of: ``copy_rate`` above :data:`COPY_RATE_FLAG` with its interval above it
@@ -94,43 +94,47 @@ def memorization_line(metrics: Mapping[str, Mapping[str, Any]]) -> str | None:
     whenever it was measured.
 
     Args:
-        metrics: the ``"metrics"`` mapping of a ``results.json`` dictionary.
+        metrics: a run's metric records (:func:`gmbench.storage.results.records`).
     """
-    def get(key: str) -> Mapping[str, Any] | None:
+    def get(key: str) -> tuple[float, float | None, float | None] | None:
+        """The value and interval of a measured metric, else ``None``."""
         rec = metrics.get(key)
-        return rec if rec is not None and rec.get("value") is not None else None
+        if rec is None or rec.value is None:
+            return None
+        return float(rec.value), rec.ci_low, rec.ci_high
 
     reasons, fine = [], []
-    rec = get("copy_rate")
-    if rec is not None:
-        text = f"copy_rate {_fmt(rec['value'])}"
-        if rec["value"] > COPY_RATE_FLAG and (rec.get("ci_low") or 0) > COPY_RATE_FLAG:
+    copy = get("copy_rate")
+    if copy is not None:
+        value, low, _ = copy
+        text = f"copy_rate {_fmt(value)}"
+        if value > COPY_RATE_FLAG and (low or 0) > COPY_RATE_FLAG:
             reasons.append(f"{text} > {COPY_RATE_FLAG} (real held-out data: ~{COPY_QUANTILE})")
         else:
             fine.append(text)
-    rec = get("data_copying_ct")
-    if rec is not None:
-        text = f"data_copying_ct {_fmt(rec['value'])}"
-        (reasons if rec["value"] < CT_FLAG else fine).append(
-            f"{text} < {CT_FLAG:g}" if rec["value"] < CT_FLAG else text)
-    rec = get("nn_distance_ratio")
-    if rec is not None:
-        text = f"nn_distance_ratio {_fmt(rec['value'])}"
-        high = rec.get("ci_high")
-        if rec["value"] < RATIO_FLAG and (high is None or high < RATIO_FLAG):
+    ct = get("data_copying_ct")
+    if ct is not None:
+        text = f"data_copying_ct {_fmt(ct[0])}"
+        (reasons if ct[0] < CT_FLAG else fine).append(
+            f"{text} < {CT_FLAG:g}" if ct[0] < CT_FLAG else text)
+    ratio = get("nn_distance_ratio")
+    if ratio is not None:
+        value, _, high = ratio
+        text = f"nn_distance_ratio {_fmt(value)}"
+        if value < RATIO_FLAG and (high is None or high < RATIO_FLAG):
             reasons.append(f"{text} < {RATIO_FLAG}")
         else:
             fine.append(text)
     gap, nll = get("generalization_gap"), get("nll")
     gap_text = ""
     if gap is not None:
-        gap_text = f"generalization_gap {_fmt(gap['value'])} nats"
-        if gap.get("ci_low") is not None and gap.get("ci_high") is not None:
-            gap_text += f" [{_fmt(gap['ci_low'])}, {_fmt(gap['ci_high'])}]"
+        value, low, high = gap
+        gap_text = f"generalization_gap {_fmt(value)} nats"
+        if low is not None and high is not None:
+            gap_text += f" [{_fmt(low)}, {_fmt(high)}]"
         else:
             gap_text += " (no interval: too few train examples scored)"
-        if (nll is not None and gap["value"] > GAP_FLAG * abs(nll["value"])
-                and (gap.get("ci_low") or 0) > 0):
+        if nll is not None and value > GAP_FLAG * abs(nll[0]) and (low or 0) > 0:
             reasons.append(f"{gap_text} > {GAP_FLAG:.0%} of nll")
             gap_text = ""
     if not reasons and not fine and not gap_text:

@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any
 
+from gmbench.core.rng import MAX_SEED
 from gmbench.errors import GmbenchError
-from gmbench.rng import MAX_SEED
 
 __all__ = ["COMMANDS", "MAX_DEQUANT_SAMPLES", "MIN_SAMPLES", "Option", "OptionError",
            "RunRequest", "add_options", "given", "metric_list"]

@@ -34,10 +34,10 @@ from dataclasses import replace as replace_field
 from pathlib import Path
 from typing import Any
 
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
+from gmbench.core.files import NotARegularFile, TooLarge, atomic_write, read_bounded
 from gmbench.errors import BoardError, did_you_mean
-from gmbench.files import NotARegularFile, TooLarge, atomic_write, read_bounded
-from gmbench.storage.results import neutralise, read_results, record_problem
+from gmbench.storage.results import MetricRecord, neutralise, read_results, record_problem
 
 __all__ = [
     "COLUMNS",
@@ -207,25 +207,26 @@ def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
     eval_config = json.dumps(config, sort_keys=True, separators=(",", ":")) if config else ""
     rows = []
     for key, rec in data["metrics"].items():
+        m = MetricRecord.from_dict(key, rec)
         rows.append(BoardRow(
             dataset=neutralise(str(dataset["name"])),
             model=neutralise(str(model["name"])),
             metric=neutralise(str(key)),
-            value=_float(rec.get("value")),
-            stderr=_float(rec.get("stderr")),
-            ci_low=_float(rec.get("ci_low")),
-            ci_high=_float(rec.get("ci_high")),
-            ci_method=neutralise(str(rec.get("ci_method") or "")),
-            n=None if rec.get("n") is None else int(rec["n"]),
-            unit=neutralise(str(rec.get("unit") or "")),
-            higher_is_better=bool(rec["higher_is_better"]),
-            kind=neutralise(str(rec.get("kind") or "")),
-            feature_space=neutralise(str(rec.get("feature_space") or "")),
-            ideal=_float(rec.get("ideal")),
-            protocol=int(rec.get("protocol") or 1),
+            value=_float(m.value),
+            stderr=_float(m.stderr),
+            ci_low=_float(m.ci_low),
+            ci_high=_float(m.ci_high),
+            ci_method=neutralise(m.ci_method),
+            n=None if m.n is None else int(m.n),
+            unit=neutralise(m.unit),
+            higher_is_better=m.higher_is_better,
+            kind=neutralise(str(m.kind or "")),
+            feature_space=neutralise(m.feature_space),
+            ideal=_float(m.ideal),
+            protocol=m.protocol,
             weights_sha256=neutralise(str(model.get("weights_sha256") or "")),
-            stderr_runs=_float(rec.get("stderr_runs")),
-            df_runs=_float(rec.get("df_runs")),
+            stderr_runs=_float(m.detail("stderr_runs")),
+            df_runs=_float(m.detail("df_runs")),
             per_example_sha256=neutralise(str((data.get("per_example") or {}).get("sha256")
                                               or "")),
             platform=neutralise(str(prov.get("platform_id") or "")),

@@ -1,4 +1,5 @@
-"""The typed result schema of SPEC section 6: one metric's record, and one run's file."""
+"""The typed result schema (``docs/CONTRACT.md``, section 6): one metric's record, and one
+run's file."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gmbench.core.files import NotARegularFile, TooLarge, read_bounded
+from gmbench.core.rng import MAX_SEED
 from gmbench.errors import BoardError
 from gmbench.estimators.uncertainty import Estimate
-from gmbench.files import NotARegularFile, TooLarge, read_bounded
-from gmbench.rng import MAX_SEED
 from gmbench.storage.per_example import PerExample
 
-__all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricResult", "RunResult", "neutralise",
+__all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricRecord", "MetricResult", "RunResult",
+           "neutralise", "records",
            "record_problem",
            "read_results", "results_csv", "validate_results"]
 
@@ -48,40 +50,115 @@ def _clean(x: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class MetricResult:
-    """One metric's value with its uncertainty, unit, direction and provenance.
+class MetricRecord:
+    """One metric's value with its uncertainty, unit, direction and provenance: what a metric
+    measured, what ``results.json`` holds, and what every reader gets back.
 
-    ``details`` holds metric-specific fields (e.g. ``dequant_samples``, ``labels``); they are
-    written beside the core fields in ``results.json``. ``artifacts`` holds what the metric
-    made for the run's pictures (``"pairs"``: the memorization metrics' sample and training
-    indices of the nearest pairs); it is not written to ``results.json``.
+    ``details`` holds the metric's own fields (estimator, sample sizes, notes, e.g.
+    ``dequant_samples``, ``labels``); they are written beside the core fields in
+    ``results.json``. ``artifacts`` holds what the metric made for the run's pictures
+    (``"pairs"``: the memorization metrics' sample and training indices of the nearest
+    pairs); it is not written to ``results.json``.
     """
 
     key: str
-    estimate: Estimate
+    value: float | None
+    stderr: float | None
+    ci_low: float | None
+    ci_high: float | None
+    ci_method: str
+    n: int | None
     unit: str
     higher_is_better: bool
+    ideal: float | None
+    protocol: int
+    kind: str | None
     feature_space: str
-    kind: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    ideal: float | None = None
-    protocol: int = 1
+    details: Mapping[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    CORE = CORE_FIELDS
+
+    @classmethod
+    def measured(cls, key: str, estimate: Estimate, *, unit: str, higher_is_better: bool,
+                 feature_space: str, kind: str | None = None, ideal: float | None = None,
+                 protocol: int = 1, details: Mapping[str, Any] | None = None,
+                 artifacts: dict[str, Any] | None = None) -> MetricRecord:
+        """The record of a metric's :class:`~gmbench.estimators.uncertainty.Estimate`."""
+        e = estimate
+        return cls(key=key, value=e.value, stderr=e.stderr, ci_low=e.ci_low,
+                   ci_high=e.ci_high, ci_method=e.ci_method, n=e.n, unit=unit,
+                   higher_is_better=higher_is_better, ideal=ideal, protocol=protocol,
+                   kind=kind, feature_space=feature_space, details=dict(details or {}),
+                   artifacts=dict(artifacts or {}))
+
+    @classmethod
+    def from_dict(cls, key: str, rec: Mapping[str, Any]) -> MetricRecord:
+        """A record of ``results.json`` (validated by :func:`validate_results`)."""
+        return cls(key=key, value=_finite(rec.get("value")), stderr=_finite(rec.get("stderr")),
+                   ci_low=_finite(rec.get("ci_low")), ci_high=_finite(rec.get("ci_high")),
+                   ci_method=str(rec.get("ci_method") or ""), n=rec.get("n"),
+                   unit=str(rec.get("unit") or ""),
+                   higher_is_better=bool(rec.get("higher_is_better")), ideal=rec.get("ideal"),
+                   protocol=int(rec.get("protocol") or 1), kind=rec.get("kind"),
+                   feature_space=str(rec.get("feature_space") or ""),
+                   details={k: v for k, v in rec.items() if k not in CORE_FIELDS})
+
     @property
-    def value(self) -> float:
-        return self.estimate.value
+    def estimate(self) -> Estimate:
+        nan = math.nan
+        return Estimate(value=nan if self.value is None else self.value,
+                        stderr=nan if self.stderr is None else self.stderr,
+                        ci_low=nan if self.ci_low is None else self.ci_low,
+                        ci_high=nan if self.ci_high is None else self.ci_high,
+                        ci_method=self.ci_method, n=self.n or 0)
+
+    @property
+    def estimable(self) -> bool:
+        """Whether it has a value (``not_estimable`` says why not)."""
+        return self.value is not None and math.isfinite(self.value) and not self.not_estimable
+
+    @property
+    def not_estimable(self) -> str | None:
+        """Why the value could not be estimated on this run, or ``None``."""
+        reason = self.details.get("not_estimable")
+        return str(reason) if reason else None
+
+    @property
+    def interval_covers(self) -> str | None:
+        """What its 95% interval covers (``"population"``, ``"runs"``, ``"bound"``)."""
+        return self.details.get("interval_covers")
+
+    @property
+    def n_samples(self) -> int | None:
+        """The samples it used, where it uses samples."""
+        return self.details.get("n_samples")
+
+    def detail(self, name: str, default: Any = None) -> Any:
+        """One of the metric's own fields."""
+        return self.details.get(name, default)
 
     def to_dict(self) -> dict[str, Any]:
-        e = self.estimate
-        core = {"value": e.value, "stderr": e.stderr, "ci_low": e.ci_low, "ci_high": e.ci_high,
-                "ci_method": e.ci_method, "n": e.n, "unit": self.unit,
-                "higher_is_better": self.higher_is_better, "ideal": self.ideal,
-                "protocol": self.protocol, "kind": self.kind,
+        core = {"value": self.value, "stderr": self.stderr, "ci_low": self.ci_low,
+                "ci_high": self.ci_high, "ci_method": self.ci_method, "n": self.n,
+                "unit": self.unit, "higher_is_better": self.higher_is_better,
+                "ideal": self.ideal, "protocol": self.protocol, "kind": self.kind,
                 "feature_space": self.feature_space}
         clash = set(core) & set(self.details)
         assert not clash, f"details may not override core fields: {clash}"
         return _clean({**core, **self.details})
+
+
+MetricResult = MetricRecord  # 0.2's name of a measured record
+
+
+def records(document: Mapping[str, Any]) -> dict[str, MetricRecord]:
+    """The metric records of a ``results.json`` document (validated), typed."""
+    return {k: MetricRecord.from_dict(k, rec) for k, rec in document["metrics"].items()}
+
+
+def _finite(x: Any) -> float | None:
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 @dataclass
@@ -92,7 +169,7 @@ class RunResult:
     dataset: dict[str, Any]
     seed: int
     n_samples: int | None
-    metrics: dict[str, MetricResult]
+    metrics: dict[str, MetricRecord]
     skipped: dict[str, str]
     provenance: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)

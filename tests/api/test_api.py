@@ -194,8 +194,8 @@ def test_json_prints_only_the_document_and_writes_nothing(write_model, tmp_path,
 
 
 def test_quiet_shows_no_progress(write_model, gmbench_cli, monkeypatch):
-    """Bars are drawn through ``gmbench.progress.tqdm``; --quiet never creates one."""
-    import gmbench.progress as progress_module
+    """Bars are drawn through ``gmbench.core.progress.tqdm``; --quiet never creates one."""
+    import gmbench.core.progress as progress_module
 
     made: list[str] = []
 

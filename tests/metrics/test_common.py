@@ -20,10 +20,10 @@ from scenarios import DigitsModel, Truth, gauss2_model, wrap
 
 from gmbench.datasets import DATASETS, example_names, get_dataset
 from gmbench.errors import DatasetError, MetricError
-from gmbench.evaluation import EvalConfig, run_evaluation
 from gmbench.features.classifier import ExtractorError
 from gmbench.features.extractors import EXTRACTORS, get_extractor
 from gmbench.metrics import METRICS
+from gmbench.run.evaluation import EvalConfig, run_evaluation
 
 # scenario -> (dataset, model factory, n_samples); the first one a metric applies to is its
 # "fixed model" scenario, the truth scenarios are where true values are known

@@ -35,9 +35,9 @@ from scipy import stats
 from gmbench.datasets import Dataset, Split, get_dataset
 from gmbench.datasets.synthetic import MarkovChain
 from gmbench.estimators.mmd import gaussian_rbf_mmd2
-from gmbench.evaluation import EvalConfig, run_evaluation
 from gmbench.metrics import METRICS
 from gmbench.models.model import Model
+from gmbench.run.evaluation import EvalConfig, run_evaluation
 
 N_FRESH = 2000  # train and test examples drawn from the truth at each seed
 

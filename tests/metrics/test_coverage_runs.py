@@ -16,8 +16,8 @@ import torch
 from scenarios import SEEDS, DigitsModel, chi_square_verdict, wrap
 
 from gmbench.datasets import get_dataset
-from gmbench.evaluation import EvalConfig, run_evaluation
 from gmbench.metrics import METRICS
+from gmbench.run.evaluation import EvalConfig, run_evaluation
 
 RUNS = [k for k, m in METRICS.items() if m.interval == "runs"]
 # metrics whose value this fixed model never moves (their interval is tested elsewhere); the

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import gmbench
+from gmbench.core.rng import child_seed, forked_rng
 from gmbench.datasets import get_dataset
-from gmbench.rng import child_seed, forked_rng
 
 DATASET = "toy2d-gmm8"
 

@@ -87,7 +87,7 @@ def _state(folder: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize("failing_call", range(1, 6))
 def test_a_failure_at_any_write_step_leaves_the_old_or_the_new_run(monkeypatch, tmp_path,
                                                                    failing_call):
-    from gmbench import outputs
+    from gmbench.run import outputs
 
     out = tmp_path / "run"
     outputs.write_run(out, {"results.json": b"old json", "results.csv": b"old csv"})
@@ -119,7 +119,7 @@ def test_a_failure_at_any_write_step_leaves_the_old_or_the_new_run(monkeypatch, 
 
 KILLER = """
 import os, signal, sys
-from gmbench import outputs
+from gmbench.run import outputs
 count = {{"n": 0}}
 real = os.rename
 def rename(a, b):
@@ -135,7 +135,7 @@ outputs.write_run(sys.argv[1], {{"results.json": b"new json", "results.csv": b"n
 
 @pytest.mark.parametrize("at", [1, 2, 3])
 def test_a_killed_process_leaves_a_complete_run_that_the_next_run_restores(tmp_path, at):
-    from gmbench import outputs
+    from gmbench.run import outputs
 
     out = tmp_path / "run"
     outputs.write_run(out, {"results.json": b"old json", "results.csv": b"old csv"})

@@ -187,7 +187,7 @@ def test_numbers_beyond_the_float_range_are_not_estimable_not_a_traceback(write_
 
 def test_option_messages_say_what_is_wrong(tmp_path, gmbench_cli):
     from gmbench.errors import BoardError
-    from gmbench.storage.check import parse_tolerances
+    from gmbench.gate.check import parse_tolerances
 
     for bad in ("nll=-1", "nll=inf", "nll=nan"):
         with pytest.raises(BoardError, match="negative, infinite and nan values are refused"):

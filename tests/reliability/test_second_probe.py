@@ -397,7 +397,7 @@ def test_noise_below_an_ideal_of_zero_does_not_rank_above_the_truth(key):
 
 
 def test_float32_rounding_ties():
-    from gmbench.direction import Direction
+    from gmbench.core.direction import Direction
     from gmbench.present.compare import rank_of
 
     value = 0.123456789

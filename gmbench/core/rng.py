@@ -28,7 +28,7 @@ MAX_SEED = 2**63 - 1
 # runs can be compared example by example (common random numbers).
 COMMON_SEED = 0
 # The global generators are process-wide: a forked section (seed, draw, restore) holds this
-# lock, so estimator work in a background thread (gmbench.background) never interleaves its
+# lock, so estimator work in a background thread (gmbench.core.background) never interleaves its
 # draws with another section's.
 _GLOBAL_RNG = threading.RLock()
 

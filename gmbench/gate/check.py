@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from gmbench.direction import Direction
+from gmbench.core.direction import Direction
 from gmbench.errors import BoardError, did_you_mean
 from gmbench.estimators.hypothesis import (
     POWER,
@@ -74,6 +74,7 @@ from gmbench.storage.leaderboard import (
     select_model,
 )
 from gmbench.storage.per_example import PerExample, differences, parse_terms
+from gmbench.storage.results import MetricRecord, records
 
 __all__ = [
     "ALLOWED",
@@ -481,11 +482,11 @@ def _reproduction(row: BoardRow, ref: BoardRow, tolerance: float) -> Verdict:
                    se=0.0, direction=row.direction, unit=row.unit)
 
 
-def _paired(row: BoardRow, ref: BoardRow, record: Mapping[str, Any],
+def _paired(row: BoardRow, ref: BoardRow, record: MetricRecord | None,
             new_side: PerExample | None, ref_side: PerExample | None, tolerance: float
             ) -> tuple[Verdict | None, str]:
     """The paired verdict of a metric that is a mean over examples, or ``None`` and why not."""
-    terms = parse_terms(record.get("paired"))
+    terms = parse_terms(None if record is None else record.detail("paired"))
     if terms is None or row.value is None or ref.value is None:
         return None, ""
     if new_side is None or ref_side is None:
@@ -524,7 +525,7 @@ def _can_alarm(v: Verdict, ref: BoardRow, definition: Definition | None, level: 
     return one_sided_p(worst, v.se, v.df) <= level
 
 
-def _not_estimable(row: BoardRow, ref: BoardRow, record: Mapping[str, Any],
+def _not_estimable(row: BoardRow, ref: BoardRow, record: MetricRecord | None,
                    definition: Definition | None) -> str:
     """Why ``row`` and ``ref`` cannot be compared because one run found the metric not
     estimable on its own samples (the k-NN KL on samples that repeat a point: a metric
@@ -538,8 +539,7 @@ def _not_estimable(row: BoardRow, ref: BoardRow, record: Mapping[str, Any],
         return r.value is None and r.ci_method.startswith(NOT_ESTIMABLE)
 
     if unestimable(row):
-        reason = str(record.get("not_estimable")
-                     or (record.get("details") or {}).get("not_estimable") or "")
+        reason = (record.not_estimable if record is not None else None) or ""
         return ("not estimable in the new run" + (f": {reason}" if reason else "")
                 + "; not compared")
     if unestimable(ref):
@@ -555,7 +555,7 @@ def _samples_test(new_side: PerExample | None, ref_side: PerExample | None, *, s
         return None, ""
     if "sample_features" not in new_side or "sample_features" not in ref_side:
         return None, ""
-    if new_side.meta.get("feature_space") != ref_side.meta.get("feature_space"):
+    if new_side.meta.get("feature_space") != ref_side.meta.get("feature_space"):  # not a metric: a file's
         return None, "samples: not tested (their features are in other spaces)"
     x = np.asarray(ref_side.arrays["sample_features"], np.float32)
     y = np.asarray(new_side.arrays["sample_features"], np.float32)
@@ -610,7 +610,7 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
     tolerances = dict(tolerances or {})
     defined = dict(defined or {})
     new_rows = rows_from_results(result)
-    records = result.get("metrics") or {}
+    measured = records(result)
     mine = select_model(board, model, result["dataset"]["name"])
     known = {r.metric for r in new_rows} | {r.metric for r in mine}
     if metrics is not None:
@@ -688,7 +688,7 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
                                          se=0.0, df=math.inf, direction=row.direction,
                                          tolerance=0.0, unit=row.unit))
                 continue
-            unestimable = _not_estimable(row, ref, records.get(row.metric) or {},
+            unestimable = _not_estimable(row, ref, measured.get(row.metric),
                                          defined.get(row.metric))
             if unestimable:
                 verdicts.append(Verdict(metric=row.metric, status="not estimable",
@@ -697,7 +697,7 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
                                         unit=row.unit, note=unestimable))
                 continue
             tol = tolerance_of(row)
-            paired, why = _paired(row, ref, records.get(row.metric) or {}, per_example,
+            paired, why = _paired(row, ref, measured.get(row.metric), per_example,
                                   reference_side(ref), tol)
             if paired is None:
                 paired = replace(judge(

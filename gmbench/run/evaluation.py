@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
-from gmbench.background import Background
+from gmbench.core.background import Background
+from gmbench.core.device import platform_id
+from gmbench.core.progress import stage
+from gmbench.core.rng import COMMON_SEED, child_seed, generator
 from gmbench.datasets import Dataset, forget_dataset
-from gmbench.device import platform_id
 from gmbench.errors import MetricError, ModelError
 from gmbench.features.cache import cached_arrays
 from gmbench.features.extractors import (
@@ -32,12 +34,10 @@ from gmbench.features.extractors import (
 )
 from gmbench.metrics import METRICS, Metric, get_metric
 from gmbench.models.model import Model
-from gmbench.outputs import Artifacts
-from gmbench.progress import stage
-from gmbench.rng import COMMON_SEED, child_seed, generator
+from gmbench.run.outputs import Artifacts
 from gmbench.run.request import MIN_SAMPLES, RunRequest
 from gmbench.storage.per_example import MAX_FEATURES, PerExample
-from gmbench.storage.results import MetricResult, RunResult
+from gmbench.storage.results import MetricRecord, RunResult
 from gmbench.version import __version__
 
 __all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "run_evaluation",
@@ -146,7 +146,7 @@ class Evaluation:
         return key in self.chosen
 
     def background(self, key: str, compute: Callable[[], object]) -> None:
-        """Start ``compute()`` on the background worker (:mod:`gmbench.background`) unless
+        """Start ``compute()`` on the background worker (:mod:`gmbench.core.background`) unless
         ``key`` is computed or started already; :meth:`memo` of ``key`` waits for it."""
         if not self.computed(key):
             self.work.submit(key, compute)
@@ -379,7 +379,7 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
     if gathered is not None:
         ev._memo.update({"samples": gathered.samples,
                          "feature_pass/samples": gathered.features})
-    results: dict[str, MetricResult] = {}
+    results: dict[str, MetricRecord] = {}
     seconds: dict[str, float] = {}
     # Metrics with background work start it at their turn and run after all the others, so
     # that work overlaps theirs. Shared arrays are charged to the first metric that needs

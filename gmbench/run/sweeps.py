@@ -2,7 +2,7 @@
 process, each run's folder written as it finishes and its rows added to one board.
 
 The driver (this process) is the only writer: a task returns its results, the driver writes
-the run's folder (all at once, :func:`gmbench.outputs.write_run`), adds its rows to the board
+the run's folder (all at once, :func:`gmbench.run.outputs.write_run`), adds its rows to the board
 under the board's lock, and rewrites ``sweep.json`` (every job's status) atomically. So a
 crashed, killed or pre-empted task loses nothing already finished, and re-running the same
 sweep skips what is finished (its ``results.json`` is there, for the same model file, dataset,
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gmbench.core.files import atomic_write, sha256_file
+from gmbench.core.names import printable, safe_filename
 from gmbench.errors import GmbenchError
-from gmbench.files import atomic_write, sha256_file
-from gmbench.names import printable, safe_filename
 from gmbench.run.request import RunRequest
 
 __all__ = ["Job", "Outcome", "SweepError", "SweepReport", "parse_seeds", "plan", "run_job",
@@ -112,7 +112,7 @@ class SweepReport:
 # ------------------------------------------------------------------ the plan
 def parse_seeds(text: str) -> list[int]:
     """``"0-4"``, ``"0,3,7"`` or ``"0-2,10"``: the seeds, in order, each once."""
-    from gmbench.rng import MAX_SEED
+    from gmbench.core.rng import MAX_SEED
 
     seeds: list[int] = []
     for part in (p.strip() for p in str(text).split(",")):
@@ -184,7 +184,7 @@ def finished(job: Job, out: Path) -> bool:
     is dequantized) and at least the requested metrics.
     A weights file that changed under an unchanged model file is not seen: delete the run's
     folder (or pass ``rerun``) to evaluate again."""
-    from gmbench.storage.results import read_results
+    from gmbench.storage.results import read_results, records
 
     path = out / job.folder / "results.json"
     if not path.is_file():
@@ -199,7 +199,7 @@ def finished(job: Job, out: Path) -> bool:
         return False
     recorded = {**RunRequest().config(), **(doc.get("config") or {})}
     wanted = job.request.config()
-    if not any("dequant_samples" in m for m in (doc.get("metrics") or {}).values()):
+    if all(r.detail("dequant_samples") is None for r in records(doc).values()):
         wanted["dequant_samples"] = 1  # a model scoring the data itself uses (records) one
     if any(recorded[k] != v for k, v in wanted.items() if k != "device"):
         return False
@@ -216,7 +216,7 @@ def run_job(job: Job, threads: int | None = None) -> tuple[str, Any, float]:
     import numpy as np
 
     from gmbench.api import Results, evaluate
-    from gmbench.outputs import SHOWN, Artifacts
+    from gmbench.run.outputs import SHOWN, Artifacts
 
     tic = time.perf_counter()
     try:

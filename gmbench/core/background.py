@@ -13,7 +13,7 @@ the budget, so the whole run uses ``torch.get_num_threads()`` threads and never 
   every entry into model code first waits for all pending work
   (:func:`gmbench.models.boundary.model_code` calls the hooks of :func:`before_model_code`);
 * the global generators are shared: seeded sections hold one lock
-  (:func:`gmbench.rng.forked_rng`);
+  (:func:`gmbench.core.rng.forked_rng`);
 * with a budget of one thread there is nothing to overlap, and work runs at once, in order.
 
 Results do not depend on the overlap: the work is the same arithmetic on the same arrays, and

@@ -70,12 +70,9 @@ class Direction:
 
     @classmethod
     def of(cls, record: Any) -> Direction:
-        """The direction of a metric record: a ``results.json`` metric dict or a board row
-        (anything with ``higher_is_better`` and optionally ``ideal``)."""
-        if isinstance(record, dict):
-            hib, ideal = record.get("higher_is_better"), record.get("ideal")
-        else:
-            hib, ideal = record.higher_is_better, getattr(record, "ideal", None)
+        """The direction of a metric record, a board row or a metric (anything with
+        ``higher_is_better`` and optionally ``ideal``)."""
+        hib, ideal = record.higher_is_better, getattr(record, "ideal", None)
         ideal = None if ideal is None or (isinstance(ideal, float) and math.isnan(ideal)) \
             else float(ideal)
         return cls(bool(hib) and ideal is None, ideal)
