@@ -34,8 +34,8 @@ from gmbench_baselines.training.probes import fid_probe
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
-from gmbench.core.rng import child_seed
 from gmbench.datasets import Dataset, DatasetInfo
+from gmbench.rng import child_seed
 
 __all__ = ["Generator", "fit", "load"]
 

@@ -25,7 +25,7 @@ from gmbench.api import (
     list_metrics,
     load_model,
 )
-from gmbench.errors import GmbenchError
+from gmbench.core.errors import GmbenchError
 from gmbench.run.sweeps import sweep
 from gmbench.version import __version__
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from gmbench.core.errors import GmbenchError, warn
 from gmbench.core.names import printable, printable_lines
-from gmbench.errors import GmbenchError, warn
 from gmbench.run.request import metric_list
 
 __all__ = ["main"]
@@ -70,7 +70,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    from gmbench.errors import BoardError
+    from gmbench.core.errors import BoardError
 
     try:
         table = results.table(boards=args.boards, wide=args.wide)
@@ -146,22 +146,12 @@ def cmd_leaderboard_show(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from functools import partial
-
-    from gmbench.gate.check import check_results, parse_allowed, parse_tolerances
-    from gmbench.metrics import registered_definitions
     from gmbench.present.verdicts import summary_line, verdict_line
-    from gmbench.storage.leaderboard import read_board
-    from gmbench.storage.per_example import beside, stored
-    from gmbench.storage.results import read_results
+    from gmbench.run.results import Results
 
-    result = read_results(args.results)
-    per_example, problem = beside(args.results, result)
-    report = check_results(result, read_board(args.against), model=args.model,
-                           tolerances=parse_tolerances(args.tolerance), alpha=args.alpha,
-                           metrics=args.metrics, defined=registered_definitions(),
-                           allow=parse_allowed(args.allow), per_example=per_example,
-                           reference_per_example=partial(stored, args.against))
+    result, problem = Results.read(args.results)
+    report = result.check(args.against, model=args.model, tolerances=args.tolerance,
+                          alpha=args.alpha, metrics=args.metrics, allow=args.allow)
     try:
         for warning in ([problem] if problem else []) + list(report.warnings):
             print(printable(f"warning: {warning}"))

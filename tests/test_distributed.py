@@ -168,7 +168,7 @@ def test_a_changed_model_file_is_evaluated_again(tmp_path):
 
 def test_without_ray_the_sweep_runs_serially_and_says_how_to_install_it(tmp_path, monkeypatch,
                                                                         capsys):
-    import gmbench.distributed.ray_runtime as rr
+    import gmbench.run.ray_runtime as rr
 
     monkeypatch.setattr(rr, "ray_available", lambda: False)
     report = gmbench.sweep([ROOT / "examples" / "minimal_model.py"], "digits", "0",
@@ -329,7 +329,7 @@ def test_sharded_sweep(local_ray, tmp_path):
 def test_shards_cover_every_sampling_block_once_in_order(n, shards):
     import math
 
-    from gmbench.distributed.shards import shard_blocks
+    from gmbench.run.shards import shard_blocks
 
     ranges = shard_blocks(n, shards, 1000)
     blocks = math.ceil(n / 1000)
@@ -342,8 +342,8 @@ def test_shards_cover_every_sampling_block_once_in_order(n, shards):
 def test_the_shards_samples_are_the_one_process_samples():
     import numpy as np
 
-    from gmbench.distributed.shards import shard_blocks
     from gmbench.models.model import SAMPLE_BLOCK
+    from gmbench.run.shards import shard_blocks
 
     model = gmbench.load_model(BASELINES[2], dataset="digits")
     full = model.sample(2500, seed=7)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from gmbench.errors import GmbenchError
+from gmbench.core.errors import GmbenchError
 
 __all__ = ["KERNEL_FLAGS", "cpu_kernels", "parse_device", "platform_id", "platform_record"]
 

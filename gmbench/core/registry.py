@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
-from gmbench.errors import GmbenchError, did_you_mean
+from gmbench.core.errors import GmbenchError, did_you_mean
 
 __all__ = ["Registry"]
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gmbench.core.errors import DatasetError, did_you_mean
 from gmbench.core.registry import Registry
 from gmbench.datasets.base import Dataset, DatasetInfo, GroundTruth, Split
-from gmbench.errors import DatasetError, did_you_mean
 
 __all__ = [
     "forget_dataset",

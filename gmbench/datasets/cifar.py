@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from gmbench.core.errors import DatasetError
 from gmbench.core.files import sha256_file
 from gmbench.datasets.base import Dataset, DatasetInfo, Split
 from gmbench.datasets.idx import search_dirs, user_cache
-from gmbench.errors import DatasetError
 
 __all__ = ["ARCHIVE", "ARCHIVE_SHA256", "URLS", "download_archive", "make_cifar10",
            "read_cifar_binary"]

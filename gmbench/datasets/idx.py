@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gmbench.core.errors import DatasetError
 from gmbench.datasets.base import Dataset, DatasetInfo, Split
-from gmbench.errors import DatasetError
 
 __all__ = ["IDX_SOURCES", "download", "find_file", "make_idx_dataset", "read_idx", "search_dirs"]
 

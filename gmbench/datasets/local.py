@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gmbench.core.errors import DatasetError
 from gmbench.datasets.base import Dataset, DatasetInfo, Split
-from gmbench.errors import DatasetError
 
 __all__ = ["IMAGE_SUFFIXES", "looks_like_path", "make_local_dataset"]
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from gmbench.core.errors import MetricError
 from gmbench.core.rng import child_seed
-from gmbench.errors import MetricError
 from gmbench.estimators.frechet import (
     frechet_distance,
     frechet_distance_to,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gmbench.core.errors import warn
 from gmbench.core.files import atomic_write
-from gmbench.errors import warn
 
 __all__ = ["COMPUTATION", "cache_dir", "cache_path", "cached_arrays", "content_sha256"]
 

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.core.errors import GmbenchError
 from gmbench.core.files import sha256_file
-from gmbench.errors import GmbenchError
 from gmbench.features.net import ARCHITECTURES, Architecture, ConvClassifier
 from gmbench.models.boundary import process_state
 

@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from gmbench.core.errors import DatasetError, GmbenchError
 from gmbench.core.files import atomic_write, sha256_bytes
 from gmbench.datasets import get_dataset
-from gmbench.errors import DatasetError, GmbenchError
 from gmbench.features.classifier import WEIGHTS_DIR
 from gmbench.features.net import ARCHITECTURES, ConvClassifier, architecture_for
 

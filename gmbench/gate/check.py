@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from gmbench.core.direction import Direction
-from gmbench.errors import BoardError, did_you_mean
+from gmbench.core.errors import BoardError, did_you_mean
 from gmbench.estimators.hypothesis import (
     POWER,
     detectable,

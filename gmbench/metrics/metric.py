@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gmbench.core.direction import Direction
+from gmbench.core.errors import MetricError
 from gmbench.core.registry import Registry
-from gmbench.errors import MetricError
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.gate.check import Definition
 from gmbench.storage.results import MetricRecord

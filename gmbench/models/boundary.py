@@ -14,7 +14,7 @@ call into model code runs in:
   adds are kept) and the SIGINT/SIGTERM handlers;
 * **gmbench's own code and the builtins** are watched: model code that replaces a function or
   class of a ``gmbench`` module or a builtin (``print``, ``open``) is refused with a
-  :class:`~gmbench.errors.ModelError`, since the numbers could no longer be trusted;
+  :class:`~gmbench.core.errors.ModelError`, since the numbers could no longer be trusted;
 * **exits** become errors: ``sys.exit`` and every other ``BaseException`` that is not a
   ``KeyboardInterrupt`` (``GeneratorExit`` included) is turned into a :class:`ModelError` naming the
   member, and ``os._exit``/``posix._exit`` (which skip every handler) are replaced, for the
@@ -286,7 +286,7 @@ def _on_path(folder: str | None) -> Iterator[None]:
 def model_code(folder: str | None = None) -> Iterator[None]:
     """Run model code: process-wide state restored afterwards, ``os._exit`` refused, what it
     prints sent to stderr, ``folder`` (the model file's) importable, and a
-    :class:`~gmbench.errors.ModelError` when it replaced gmbench's code or a builtin.
+    :class:`~gmbench.core.errors.ModelError` when it replaced gmbench's code or a builtin.
     Background estimator work (:mod:`gmbench.core.background`) finishes first: model code may
     change the process-wide state that work relies on."""
     before_model_code()
@@ -302,7 +302,7 @@ def model_code(folder: str | None = None) -> Iterator[None]:
         raise
     replaced = watch.restore_replaced()
     if replaced:
-        from gmbench.errors import ModelError
+        from gmbench.core.errors import ModelError
 
         shown = ", ".join(replaced[:5]) + (f" and {len(replaced) - 5} more"
                                              if len(replaced) > 5 else "")

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.core.errors import ModelError
 from gmbench.core.files import sha256_file
-from gmbench.errors import ModelError
 
 __all__ = ["WeightsIdentity", "weights_identity"]
 

@@ -4,7 +4,7 @@ it safely.
 :func:`import_model_file` imports ``model.py``; :func:`build_model` takes the model from
 ``load(dataset, device)`` or a module-level ``model`` and wraps it in a :class:`Model`, which
 calls the user's members in batches, inside a forked and seeded RNG state, and validates what
-they return. Anything wrong becomes a :class:`~gmbench.errors.ModelError` naming the file,
+they return. Anything wrong becomes a :class:`~gmbench.core.errors.ModelError` naming the file,
 the member and the fix.
 """
 
@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.core.errors import ModelError
 from gmbench.core.files import sha256_file
 from gmbench.core.progress import progress
 from gmbench.core.rng import child_seed, forked_rng
 from gmbench.datasets import DatasetInfo
-from gmbench.errors import ModelError
 from gmbench.estimators.uncertainty import logmeanexp
 from gmbench.models.boundary import ModelExit, model_code, owned
 from gmbench.models.identity import WeightsIdentity, weights_identity

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmbench.core.errors import ModelError
 from gmbench.core.files import sha256_bytes, sha256_file
 from gmbench.datasets import DatasetInfo
-from gmbench.errors import ModelError
 
 __all__ = ["StoredSamples", "read_samples", "samples_sha256"]
 

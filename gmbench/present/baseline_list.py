@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gmbench.errors import DatasetError, did_you_mean
+from gmbench.core.errors import DatasetError, did_you_mean
 from gmbench.models.bundled import bundled_datasets
 from gmbench.models.bundled import families as bundled
 from gmbench.present.format import WIDTH, ColumnFormat, column_format, fold

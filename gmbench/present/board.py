@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from gmbench.core.errors import BoardError, did_you_mean
 from gmbench.core.names import printable
-from gmbench.errors import BoardError, did_you_mean
 from gmbench.present.compare import pareto_front
 from gmbench.present.format import WIDTH, column_format, fold
 from gmbench.storage.leaderboard import BoardRow, identity_conflicts

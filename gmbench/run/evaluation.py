@@ -20,10 +20,10 @@ import torch
 
 from gmbench.core.background import Background
 from gmbench.core.device import platform_id
+from gmbench.core.errors import MetricError, ModelError
 from gmbench.core.progress import stage
 from gmbench.core.rng import COMMON_SEED, child_seed, generator
 from gmbench.datasets import Dataset, forget_dataset
-from gmbench.errors import MetricError, ModelError
 from gmbench.features.cache import cached_arrays
 from gmbench.features.extractors import (
     FeatureExtractor,
@@ -44,7 +44,7 @@ __all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "run_evaluation",
            "select_metrics"]
 
 if TYPE_CHECKING:
-    from gmbench.distributed.shards import Gathered
+    from gmbench.run.shards import Gathered
 
 T = TypeVar("T")
 MAX_DEFAULT_SAMPLES = 10_000
@@ -360,7 +360,7 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
     """Run the selected (default: every applicable) metric; the result and its artifacts.
 
     ``gathered``: the samples and their feature pass drawn by Ray shards
-    (:func:`gmbench.distributed.shards.gather_samples`), used instead of drawing them here
+    (:func:`gmbench.run.shards.gather_samples`), used instead of drawing them here
     and recorded in the provenance.
     """
     started = time.time()
@@ -376,9 +376,9 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
     ev.chosen = frozenset(m.key for m in chosen)
     if any("sample" in m.needs or m.needs_any for m in chosen):
         check_sample_budget(ev.n_samples, dataset)
-    if gathered is not None:
-        ev._memo.update({"samples": gathered.samples,
-                         "feature_pass/samples": gathered.features})
+    if gathered is not None:  # the samples and their features, drawn by the workers
+        ev.memo("samples", lambda: gathered.samples)
+        ev.memo("feature_pass/samples", lambda: gathered.features)
     results: dict[str, MetricRecord] = {}
     seconds: dict[str, float] = {}
     # Metrics with background work start it at their turn and run after all the others, so

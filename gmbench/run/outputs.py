@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gmbench.core.errors import GmbenchError
 from gmbench.datasets import DatasetInfo
-from gmbench.errors import GmbenchError
 
 if TYPE_CHECKING:
     from gmbench.storage.leaderboard import BoardRow
@@ -127,14 +127,18 @@ def check_out(out: str | os.PathLike[str]) -> None:
         OutputError: ``out`` is the current folder or above it, a file, a link to no folder,
             or holds files gmbench did not write.
     """
-    target = Path(out)
+    _check_target(_followed(Path(out)))
+
+
+def _followed(target: Path) -> Path:
+    """``target``, or the folder a symbolic link there names (the link stays)."""
     if target.is_symlink():
         real = target.resolve()
         if not real.is_dir():
             raise OutputError(f"--out {target} is a symbolic link to {real}, which is not an "
                               "existing folder; create that folder or pass another --out.")
         target = real
-    _check_target(target)
+    return target
 
 
 def fuller_run(out: str | os.PathLike[str], metrics: Sequence[str] | None) -> list[str]:
@@ -162,14 +166,8 @@ def write_run(out: str | os.PathLike[str], files: Mapping[str, bytes]) -> Path:
         OutputError: ``out`` is a file, holds files gmbench did not write, or its parent
             cannot be written.
     """
-    target = Path(out)
     assert set(files) <= RUN_FILES, set(files) - RUN_FILES
-    if target.is_symlink():  # write into the folder it names; the link stays
-        real = target.resolve()
-        if not real.is_dir():
-            raise OutputError(f"--out {target} is a symbolic link to {real}, which is not an "
-                              "existing folder; create that folder or pass another --out.")
-        target = real
+    target = _followed(Path(out))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         recover(target)

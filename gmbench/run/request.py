@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any
 
+from gmbench.core.errors import GmbenchError
 from gmbench.core.rng import MAX_SEED
-from gmbench.errors import GmbenchError
 
 __all__ = ["COMMANDS", "MAX_DEQUANT_SAMPLES", "MIN_SAMPLES", "Option", "OptionError",
            "RunRequest", "add_options", "given", "metric_list"]
@@ -72,21 +72,11 @@ def _option(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass(frozen=True)
 class RunRequest:
-    """One evaluation, as asked for.
-
-    Attributes:
-        model: a model file's path, or (API) a model object.
-        samples: (API) stored samples instead of a model: an array, a ``.npz``/``.npy`` file
-            or a folder of PNG images.
-        dataset: a dataset name or path, or (API) a loaded dataset (default: the model
-            file's ``DATASET``, else ``digits``).
-        metrics: metric keys (default: every metric the model and dataset allow).
-        name: (API) the model's name in the results.
-        seed ... inception_weights: the evaluation's options, recorded in ``results.json``.
-        data_root: a folder holding dataset files.
-        workers, address, cpus_per_worker, gpus_per_worker, threads: parallelism; values
-            do not depend on it beyond float rounding.
-    """
+    """One evaluation, as asked for: ``model`` (a model file's path or a model object),
+    ``samples`` (stored samples instead), ``name`` (the model's name in the results) and
+    ``cpus_per_worker``/``gpus_per_worker`` (each Ray worker's resources) come from the API;
+    every other field is also an option of the commands its :class:`Option` names, whose help
+    says what it means."""
 
     model: Any = None
     samples: Any = None

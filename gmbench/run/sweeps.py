@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from gmbench.core.errors import GmbenchError
 from gmbench.core.files import atomic_write, sha256_file
 from gmbench.core.names import printable, safe_filename
-from gmbench.errors import GmbenchError
 from gmbench.run.request import RunRequest
 
 __all__ = ["Job", "Outcome", "SweepError", "SweepReport", "parse_seeds", "plan", "run_job",
@@ -215,13 +215,14 @@ def run_job(job: Job, threads: int | None = None) -> tuple[str, Any, float]:
     results."""
     import numpy as np
 
-    from gmbench.api import Results, evaluate
     from gmbench.run.outputs import SHOWN, Artifacts
+    from gmbench.run.results import Results
+    from gmbench.run.runner import evaluate
 
     tic = time.perf_counter()
     try:
-        res = evaluate(request=job.request, progress=False,
-                       threads=job.request.threads or threads)
+        res = evaluate(job.request.with_options(threads=job.request.threads or threads),
+                       progress=False)
     except GmbenchError as exc:
         return "failed", str(exc), time.perf_counter() - tic
     except Exception as exc:  # noqa: BLE001 - one model's crash must not stop the sweep
@@ -337,9 +338,8 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         seeds = parse_seeds(seeds)
     if runner not in ("auto", "ray", "serial"):
         raise SweepError(f"runner {runner!r}: use 'auto', 'ray' or 'serial'.")
-    if cpus_per_eval <= 0 or gpus_per_eval < 0 or retries < 0:
-        raise SweepError("cpus per evaluation must be positive, GPUs per evaluation and "
-                         "retries at least 0.")
+    if retries < 0:
+        raise SweepError(f"retries must be at least 0, got {retries}.")
     if shards is not None:
         options["workers"] = shards
     base = (request or RunRequest()).with_options(**options)
@@ -347,7 +347,7 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         base = replace(base, device="cuda")
     base = replace(base, cpus_per_worker=cpus_per_eval, gpus_per_worker=gpus_per_eval).check()
     jobs = plan(models, list(datasets), list(seeds), request=base)
-    from gmbench.distributed.ray_runtime import INSTALL_HINT, ray_available
+    from gmbench.run.ray_runtime import INSTALL_HINT, ray_available
     from gmbench.storage.leaderboard import writable_board
 
     board_path, _ = writable_board(board)  # a read-only board is refused before any work
@@ -392,7 +392,7 @@ def _record(rec: _Recorder, job: Job, status: str, payload: Any, seconds: float)
 
 def _run_on_ray(todo: list[Job], rec: _Recorder, *, address: str | None, cpus: float,
                 gpus: float, retries: int, workers: int) -> None:
-    from gmbench.distributed.ray_runtime import ray_session
+    from gmbench.run.ray_runtime import ray_session
 
     if not todo:
         return

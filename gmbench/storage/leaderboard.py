@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from gmbench.core.direction import Direction
+from gmbench.core.errors import BoardError, did_you_mean
 from gmbench.core.files import NotARegularFile, TooLarge, atomic_write, read_bounded
-from gmbench.errors import BoardError, did_you_mean
 from gmbench.storage.results import MetricRecord, neutralise, read_results, record_problem
 
 __all__ = [

@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from gmbench.core.errors import BoardError
 from gmbench.core.files import NotARegularFile, TooLarge, atomic_write, read_bounded, sha256_bytes
-from gmbench.errors import BoardError
 
 __all__ = ["FILE", "MAX_FEATURES", "PerExample", "Term", "beside", "differences", "parse_terms",
            "store", "store_dir", "stored"]

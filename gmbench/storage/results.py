@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gmbench.core.errors import BoardError
 from gmbench.core.files import NotARegularFile, TooLarge, read_bounded
 from gmbench.core.rng import MAX_SEED
-from gmbench.errors import BoardError
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.storage.per_example import PerExample
 
@@ -77,8 +77,6 @@ class MetricRecord:
     details: Mapping[str, Any] = field(default_factory=dict)
     artifacts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    CORE = CORE_FIELDS
-
     @classmethod
     def measured(cls, key: str, estimate: Estimate, *, unit: str, higher_is_better: bool,
                  feature_space: str, kind: str | None = None, ideal: float | None = None,
@@ -95,14 +93,14 @@ class MetricRecord:
     @classmethod
     def from_dict(cls, key: str, rec: Mapping[str, Any]) -> MetricRecord:
         """A record of ``results.json`` (validated by :func:`validate_results`)."""
-        return cls(key=key, value=_finite(rec.get("value")), stderr=_finite(rec.get("stderr")),
-                   ci_low=_finite(rec.get("ci_low")), ci_high=_finite(rec.get("ci_high")),
-                   ci_method=str(rec.get("ci_method") or ""), n=rec.get("n"),
-                   unit=str(rec.get("unit") or ""),
-                   higher_is_better=bool(rec.get("higher_is_better")), ideal=rec.get("ideal"),
-                   protocol=int(rec.get("protocol") or 1), kind=rec.get("kind"),
-                   feature_space=str(rec.get("feature_space") or ""),
-                   details={k: v for k, v in rec.items() if k not in CORE_FIELDS})
+        core: dict[str, Any] = {f: rec.get(f) for f in CORE_FIELDS}
+        core.update({f: _finite(core[f]) for f in ("value", "stderr", "ci_low", "ci_high")},
+                    ci_method=str(core["ci_method"] or ""), unit=str(core["unit"] or ""),
+                    higher_is_better=bool(core["higher_is_better"]),
+                    protocol=int(core["protocol"] or 1),
+                    feature_space=str(core["feature_space"] or ""))
+        return cls(key=key, **core, details={k: v for k, v in rec.items()
+                                             if k not in CORE_FIELDS})
 
     @property
     def estimate(self) -> Estimate:
@@ -139,11 +137,7 @@ class MetricRecord:
         return self.details.get(name, default)
 
     def to_dict(self) -> dict[str, Any]:
-        core = {"value": self.value, "stderr": self.stderr, "ci_low": self.ci_low,
-                "ci_high": self.ci_high, "ci_method": self.ci_method, "n": self.n,
-                "unit": self.unit, "higher_is_better": self.higher_is_better,
-                "ideal": self.ideal, "protocol": self.protocol, "kind": self.kind,
-                "feature_space": self.feature_space}
+        core = {f: getattr(self, f) for f in CORE_FIELDS}
         clash = set(core) & set(self.details)
         assert not clash, f"details may not override core fields: {clash}"
         return _clean({**core, **self.details})

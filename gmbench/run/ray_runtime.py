@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from gmbench.errors import GmbenchError
+from gmbench.core.errors import GmbenchError
 
 __all__ = ["INSTALL_HINT", "RayError", "ray_available", "ray_session"]
 

@@ -1,0 +1,143 @@
+"""One evaluation from its request: the model (a file, an object or stored samples) and the
+dataset loaded, the options settled, the samples drawn here or by Ray workers, the metrics
+run, and the :class:`~gmbench.run.results.Results` returned."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gmbench.core.background import thread_budget
+from gmbench.core.device import parse_device
+from gmbench.core.errors import ModelError, warn
+from gmbench.core.progress import progress_shown
+from gmbench.datasets import Dataset, get_dataset
+from gmbench.models.boundary import process_state
+from gmbench.models.model import (
+    Model,
+    ModelSource,
+    build_model,
+    import_model_file,
+    object_identity,
+)
+from gmbench.models.stored import StoredSamples, read_samples
+from gmbench.run.evaluation import needs_samples, run_evaluation
+from gmbench.run.request import MIN_SAMPLES, OptionError, RunRequest
+from gmbench.run.results import Results
+
+if TYPE_CHECKING:
+    from gmbench.run.shards import Gathered
+
+__all__ = ["evaluate", "load_model"]
+
+
+def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
+    """Evaluate ``request`` (checked here); see :func:`gmbench.evaluate`.
+
+    Raises:
+        GmbenchError: bad input (model, samples, dataset, metric, option), with what to do.
+    """
+    req = request
+    req = replace(req.check(), device=parse_device(req.device))
+    if req.workers > 1 and (req.samples is not None or not isinstance(req.model, (str, Path))
+                            or not (req.dataset is None or isinstance(req.dataset, str))):
+        raise OptionError("workers > 1 needs a model file and a dataset name (each worker "
+                          "loads both itself); evaluate objects and stored samples with "
+                          "workers=1.")
+    with process_state(), progress_shown(progress), thread_budget(req.threads):
+        if isinstance(req.model, (str, Path)) and req.samples is None:
+            module, source = import_model_file(req.model)
+            data = _dataset(req.dataset or source.dataset or "digits", req.data_root)
+            built = build_model(module, source, data.info, req.device)
+            if req.name:
+                built.source = replace(built.source, name=req.name)
+        else:
+            data = _dataset(req.dataset or "digits", req.data_root)
+            built = _as_model(req.model, req.samples, data, req.device, req.name)
+        if req.samples is not None:
+            stored = len(built.obj)
+            if stored < MIN_SAMPLES:
+                raise ModelError(f"{built.source.path} holds {stored} samples; sample metrics "
+                                 f"need at least {MIN_SAMPLES} (the Inception Score's 10 "
+                                 "splits, the k-NN balls). Store more samples.")
+            req = replace(req, n_samples=stored if req.n_samples is None else req.n_samples)
+        if req.dequant_samples > 1 and built.log_prob_space != "dequantized":
+            if "log_prob" in built.capabilities:
+                warn(f"--dequant-samples {req.dequant_samples} applies to models with "
+                     "log_prob_space = \"dequantized\"; this model scores the data itself, so "
+                     "one draw is used (and recorded)")
+            req = replace(req, dequant_samples=1)
+        gathered = None
+        if req.workers > 1 and "sample" in built.capabilities and needs_samples(
+                built, data, req.metrics):
+            gathered = _gather_shards(replace(req, model=str(built.source.path),
+                                              dataset=data.info.name), data)
+        run, artifacts = run_evaluation(built, data, req, req.metrics, gathered=gathered)
+    return Results.from_run(run, artifacts)
+
+
+
+def _code_sha256(obj: Any) -> str:
+    """sha256 of the source of ``obj``'s class (the code that runs), else of its name."""
+    cls = obj if inspect.isclass(obj) else type(obj)
+    try:
+        text = inspect.getsource(cls)
+    except (OSError, TypeError):
+        text = f"{cls.__module__}.{cls.__qualname__}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_model(path: str | os.PathLike[str], *, dataset: str | Dataset | None = None,
+               device: str = "cpu") -> Model:
+    """Import a model file and build its model for ``dataset`` (default: the file's
+    ``DATASET``, else ``digits``), as ``gmbench evaluate`` does."""
+    module, source = import_model_file(Path(path))
+    data = _dataset(dataset or source.dataset or "digits")
+    return build_model(module, source, data.info, device)
+
+
+def _dataset(dataset: str | Dataset, data_root: str | os.PathLike[str] | None = None
+             ) -> Dataset:
+    data = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, data_root)
+    data.sha256  # noqa: B018 - fingerprint the arrays before any model code runs
+    return data
+
+
+def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | None
+              ) -> Model:
+    if (model is None) == (samples is None):
+        raise ModelError("Pass either a model or stored samples to gmbench.evaluate (model=... "
+                         "or samples=...), not both and not neither.")
+    if samples is not None:
+        x, stem, digest = read_samples(samples, data.info)
+        stored = StoredSamples(x, name=name or stem)
+        source = ModelSource(path=Path(samples) if isinstance(samples, (str, Path))
+                             else Path("<array>"), name=name or stem, sha256=digest,
+                             dataset=None)
+        return Model(stored, source=source, info=data.info, device=device)
+    if isinstance(model, Model):
+        return model
+    declared, weights = object_identity(model, model_file=Path.cwd() / "model.py")
+    label = name or declared or type(model).__name__
+    source = ModelSource(path=Path(f"<{type(model).__module__}.{type(model).__qualname__}>"),
+                         name=str(label), sha256=_code_sha256(model), dataset=None,
+                         weights=weights)
+    return Model(model, source=source, info=data.info, device=device)
+
+
+def _gather_shards(req: RunRequest, data: Dataset) -> Gathered:
+    """The samples and their feature pass, drawn and extracted by ``req.workers`` Ray tasks."""
+    from gmbench.run.evaluation import check_sample_budget, default_n_samples
+    from gmbench.run.ray_runtime import ray_session
+    from gmbench.run.shards import gather_samples
+
+    n = req.n_samples if req.n_samples is not None else default_n_samples(len(data.test))
+    check_sample_budget(n, data)
+    with ray_session(req.address) as ray:
+        return gather_samples(ray, req, n)
+
+

@@ -1,0 +1,82 @@
+"""``docs/ARCHITECTURE.md`` is the code's picture: every module it names exists, every module
+of the package stands on one of its floors, and no import climbs to a higher floor."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "ARCHITECTURE.md"
+PACKAGE = ROOT / "gmbench"
+
+
+def _floors() -> dict[str, int]:
+    """``path -> floor`` of every path in the page's table (folders end with ``/``)."""
+    out = {}
+    for line in PAGE.read_text().splitlines():
+        row = re.match(r"^\| (\d+) [^|]*\| ([^|]+) \|", line)
+        if row:
+            for path in re.findall(r"`([^`]+)`", row.group(2)):
+                out[path] = int(row.group(1))
+    return out
+
+
+def _floor_of(path: Path, floors: dict[str, int]) -> int | None:
+    rel = path.relative_to(ROOT).as_posix()
+    if rel in floors:
+        return floors[rel]
+    folders = [f for f in floors if f.endswith("/") and rel.startswith(f)]
+    return floors[max(folders, key=len)] if folders else None
+
+
+def _module_file(name: str) -> Path | None:
+    base = ROOT / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """``(line, module)`` of every gmbench import in ``path`` (in functions too)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names if a.name.startswith("gmbench.")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                and node.module.startswith("gmbench"):
+            for alias in node.names:  # `from gmbench.run import outputs` imports a module
+                sub = f"{node.module}.{alias.name}"
+                out.append((node.lineno, sub if _module_file(sub) else node.module))
+    return out
+
+
+def test_every_module_the_page_names_exists():
+    text = PAGE.read_text()
+    paths = set(re.findall(r"`(gmbench/[\w/.]*|baselines/[\w/.<>]*)`", text))
+    missing = [p for p in paths if "<" not in p and not (ROOT / p).exists()]
+    dotted = set(re.findall(r"`(gmbench\.[\w.]+)", text))
+    missing += [d for d in dotted if _module_file(d) is None
+                and _module_file(d.rsplit(".", 1)[0]) is None]
+    assert not missing, f"docs/ARCHITECTURE.md names what does not exist: {missing}"
+
+
+def test_every_module_stands_on_a_floor_and_no_import_climbs():
+    floors = _floors()
+    assert floors, "docs/ARCHITECTURE.md has no floor table"
+    unplaced, climbing = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        mine = _floor_of(path, floors)
+        if mine is None:
+            unplaced.append(path.relative_to(ROOT).as_posix())
+            continue
+        for line, module in _imports(path):
+            target = _module_file(module)
+            theirs = None if target is None else _floor_of(target, floors)
+            if theirs is not None and theirs > mine:
+                climbing.append(f"{path.relative_to(ROOT)}:{line} imports {module} "
+                                f"(floor {theirs} above {mine})")
+    assert not unplaced, f"modules on no floor of docs/ARCHITECTURE.md: {unplaced}"
+    assert not climbing, "imports that climb:\n" + "\n".join(climbing)
