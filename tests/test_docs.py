@@ -92,7 +92,9 @@ def test_the_readme_model_file_is_the_minimal_model(tmp_path):
     mine = gmbench.evaluate(path, metrics=["nll"], progress=False)
     reference = gmbench.evaluate(ROOT / "examples" / "minimal_model.py", dataset="digits",
                                  metrics=["nll"], progress=False)
-    assert mine["nll"].value == pytest.approx(reference["nll"].value, rel=1e-9)
+    # the same model written twice: equal up to float32 summation order (1.4e-9 relative on
+    # an AVX-512 CPU, 0 on AVX2)
+    assert mine["nll"].value == pytest.approx(reference["nll"].value, rel=1e-7)
 
 
 def test_the_readme_stays_short_and_every_reason_is_given():

@@ -264,7 +264,7 @@ def test_uniform_noise_does_not_rank_first_on_the_memorization_metrics(write_mod
     _, comparisons = compare_with_baselines(run.results, baselines)
     for comp in comparisons:
         assert comp.rank is not None and comp.rank > 1, (comp.metric, comp.rank, comp.ranked)
-        assert comp.record["ideal"] is not None
+        assert comp.record.ideal is not None
     assert "◎" in run.out
 
 
