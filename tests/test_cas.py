@@ -16,7 +16,8 @@ from gmbench.estimators import train_on_synthetic as cas
 from gmbench.metrics import get_metric
 from gmbench.metrics.cas import majority_vote
 from gmbench.models.model import Model, ModelSource
-from gmbench.run.evaluation import EvalConfig, Evaluation
+from gmbench.run.evaluation import Evaluation
+from gmbench.run.request import RunRequest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -135,7 +136,7 @@ class UniformNoise:
 def run_cas(obj, dataset: Dataset, n_samples: int, seed: int = 0) -> dict:
     source = ModelSource(Path("m.py"), "m", "0" * 64, None)
     model = Model(obj, source=source, info=dataset.info, device="cpu")
-    ev = Evaluation(model, dataset, EvalConfig(seed=seed, n_samples=n_samples))
+    ev = Evaluation(model, dataset, RunRequest(seed=seed, n_samples=n_samples))
     return {k: get_metric(k).run(ev) for k in ("cas", "cas_ratio")}
 
 

@@ -35,7 +35,8 @@ from gmbench.estimators.montecarlo import (
 from gmbench.estimators.neighbours import knn
 from gmbench.metrics import get_metric
 from gmbench.models.model import Model, ModelSource
-from gmbench.run.evaluation import EvalConfig, Evaluation, run_evaluation, select_metrics
+from gmbench.run.evaluation import Evaluation, run_evaluation, select_metrics
+from gmbench.run.request import RunRequest
 
 SOURCE = ModelSource(path=Path(__file__), name="test", sha256="", dataset=None)
 
@@ -68,7 +69,7 @@ def evaluation(obj: object, dataset: str, *, seed: int = 0, n_samples: int | Non
                ) -> Evaluation:
     ds = get_dataset(dataset)
     return Evaluation(Model(obj, source=SOURCE, info=ds.info, device="cpu"), ds,
-                      EvalConfig(seed=seed, n_samples=n_samples))
+                      RunRequest(seed=seed, n_samples=n_samples))
 
 
 def other_gaussian(d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -324,7 +325,7 @@ def test_mmd_intervals_contain_0_for_the_truth_and_exclude_it_for_a_small_shift(
         hits = dict.fromkeys(keys, 0)
         for seed in range(10):
             res, _ = run_evaluation(Model(model, source=SOURCE, info=data.info, device="cpu"),
-                                    data, EvalConfig(seed=seed), keys)
+                                    data, RunRequest(seed=seed), keys)
             for key in keys:
                 hits[key] += res.metrics[key].estimate.contains(0.0) == (wanted == "contains")
         assert all(h >= (8 if wanted == "contains" else 9) for h in hits.values()), (wanted,

@@ -233,21 +233,22 @@ REPLAY_DIGITS = """
 @needs_weights("digits")
 def test_real_features_are_cached_on_disk(tmp_path, monkeypatch, write_model):
     from gmbench.models.model import build_model, import_model_file
-    from gmbench.run.evaluation import EvalConfig, Evaluation
+    from gmbench.run.evaluation import Evaluation
+    from gmbench.run.request import RunRequest
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     ds = get_dataset("digits")
     module, source = import_model_file(write_model(REPLAY_DIGITS))
     model = build_model(module, source, ds.info, "cpu")
 
-    ev = Evaluation(model, ds, EvalConfig(n_samples=50))
+    ev = Evaluation(model, ds, RunRequest(n_samples=50))
     first = ev.features("test")
     files = list((tmp_path / "cache" / "gmbench" / "features").glob("*.safetensors"))
     assert len(files) == 1
     assert ds.sha256[:16] in files[0].name and ev.extractor.sha256[:16] in files[0].name
 
     calls = []
-    ev2 = Evaluation(model, ds, EvalConfig(n_samples=50))
+    ev2 = Evaluation(model, ds, RunRequest(n_samples=50))
     real_extract = ClassifierFeatures.extract
     monkeypatch.setattr(ClassifierFeatures, "extract",
                         lambda self, x: calls.append(len(x)) or real_extract(self, x))
@@ -258,9 +259,9 @@ def test_real_features_are_cached_on_disk(tmp_path, monkeypatch, write_model):
     assert calls == [50]  # samples are never cached
 
     files[0].write_bytes(b"garbage")  # a corrupt file is recomputed and rewritten
-    ev3 = Evaluation(model, ds, EvalConfig(n_samples=50))
+    ev3 = Evaluation(model, ds, RunRequest(n_samples=50))
     np.testing.assert_array_equal(ev3.features("test"), first)
     assert calls == [50, len(ds.test)]
-    ev4 = Evaluation(model, ds, EvalConfig(n_samples=50))
+    ev4 = Evaluation(model, ds, RunRequest(n_samples=50))
     ev4.features("test")
     assert calls == [50, len(ds.test)]

@@ -18,7 +18,8 @@ from gmbench.estimators.uncertainty import clopper_pearson
 from gmbench.metrics import get_metric
 from gmbench.models.model import Model, ModelSource
 from gmbench.present.verdicts import memorization_line
-from gmbench.run.evaluation import EvalConfig, Evaluation
+from gmbench.run.evaluation import Evaluation
+from gmbench.run.request import RunRequest
 
 KEYS = ("nn_distance_ratio", "copy_rate", "data_copying_ct")
 
@@ -131,7 +132,7 @@ class Replay:
 def run_metrics(obj, dataset: Dataset, n_samples: int, keys=KEYS) -> dict:
     source = ModelSource(Path("replay.py"), "replay", "0" * 64, None)
     model = Model(obj, source=source, info=dataset.info, device="cpu")
-    ev = Evaluation(model, dataset, EvalConfig(seed=0, n_samples=n_samples))
+    ev = Evaluation(model, dataset, RunRequest(seed=0, n_samples=n_samples))
     return {k: get_metric(k).run(ev) for k in keys}
 
 

@@ -428,7 +428,8 @@ def test_kid_interval_contains_0_for_the_data_and_excludes_it_for_mirrored_image
     the drawn images mirrored it excludes 0 in at least 9 of 10."""
     from gmbench.datasets import Dataset, Split
     from gmbench.models.model import Model, ModelSource
-    from gmbench.run.evaluation import EvalConfig, run_evaluation
+    from gmbench.run.evaluation import run_evaluation
+    from gmbench.run.request import RunRequest
 
     digits = get_dataset("digits")
     pool = np.concatenate([digits.train.x, digits.test.x])
@@ -441,7 +442,7 @@ def test_kid_interval_contains_0_for_the_data_and_excludes_it_for_mirrored_image
             data = Dataset(info=digits.info, train=Split(rest), test=Split(test))
             model = Model(_OtherImages(rest, mirrored), source=source, info=digits.info,
                           device="cpu")
-            res, _ = run_evaluation(model, data, EvalConfig(seed=seed, n_samples=1000),
+            res, _ = run_evaluation(model, data, RunRequest(seed=seed, n_samples=1000),
                                     ["kid"])
             hits += res.metrics["kid"].estimate.contains(0.0) == (mirrored == 0)
         assert hits >= wanted, (mirrored, hits)

@@ -40,7 +40,7 @@ from gmbench.storage.per_example import MAX_FEATURES, PerExample
 from gmbench.storage.results import MetricRecord, RunResult
 from gmbench.version import __version__
 
-__all__ = ["EvalConfig", "Evaluation", "check_sample_budget", "run_evaluation",
+__all__ = ["Evaluation", "check_sample_budget", "run_evaluation",
            "select_metrics"]
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ MAX_DEFAULT_SAMPLES = 10_000
 MIN_DEFAULT_SAMPLES = 2_000  # small test splits (digits: 360) still get precise sample metrics
 
 
-EvalConfig = RunRequest  # 0.2's name of a run's settings
 MAX_SAMPLES = 10_000_000
 
 
@@ -414,7 +413,8 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
         skipped=skipped,
         config=config.config(),
         provenance={**provenance(config.device, started),
-                    **(gathered.provenance() if gathered is not None else {}),
+                    **({} if gathered is None else {"shards": gathered.shards,
+                                                   "shard_seconds": round(gathered.seconds, 3)}),
                     "metric_seconds": seconds},
         per_example=per_example_values(ev),
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from typing import Any
 
@@ -83,7 +83,7 @@ class RunRequest:
     dataset: Any = _option(None, "dataset name, or the path of your own (.npz or a folder of "
                                  "images; default: the file's DATASET, else digits)",
                            commands=("evaluate",), nonempty=True)
-    metrics: tuple[str, ...] | None = _option(
+    metrics: Sequence[str] | None = _option(
         None, "comma-separated metric keys (default: every applicable metric)",
         parse=metric_list)
     name: str | None = None

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gmbench.run.outputs import Artifacts
-from gmbench.run.request import OptionError
+from gmbench.run.request import RunRequest
 from gmbench.storage.per_example import PerExample
 from gmbench.storage.results import MetricRecord, RunResult, records
 
@@ -142,12 +142,7 @@ class Results:
         from gmbench.storage.leaderboard import read_board
         from gmbench.storage.per_example import stored
 
-        if metrics is not None and not isinstance(metrics, (str, bytes)):
-            metrics = list(metrics)
-        if metrics is not None and (isinstance(metrics, (str, bytes)) or not all(
-                isinstance(k, str) for k in metrics)):
-            raise OptionError(f"metrics must be a list of metric keys such as [\"fid\"], got "
-                              f"{metrics!r}.")
+        metrics = RunRequest(metrics=metrics).check().metrics  # a non-empty list of keys
         if isinstance(tolerances, Mapping):
             tolerances = [f"{k}={v}" for k, v in tolerances.items()]
         return check_results(self.document, read_board(board),

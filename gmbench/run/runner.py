@@ -41,8 +41,7 @@ def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
     Raises:
         GmbenchError: bad input (model, samples, dataset, metric, option), with what to do.
     """
-    req = request
-    req = replace(req.check(), device=parse_device(req.device))
+    req = replace(request.check(), device=parse_device(request.device))
     if req.workers > 1 and (req.samples is not None or not isinstance(req.model, (str, Path))
                             or not (req.dataset is None or isinstance(req.dataset, str))):
         raise OptionError("workers > 1 needs a model file and a dataset name (each worker "
@@ -78,7 +77,6 @@ def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
                                               dataset=data.info.name), data)
         run, artifacts = run_evaluation(built, data, req, req.metrics, gathered=gathered)
     return Results.from_run(run, artifacts)
-
 
 
 def _code_sha256(obj: Any) -> str:

@@ -45,9 +45,6 @@ class Gathered:
     shards: int
     seconds: float
 
-    def provenance(self) -> dict[str, Any]:
-        return {"shards": self.shards, "shard_seconds": round(self.seconds, 3)}
-
 
 def _shard(request: RunRequest, n: int, blocks: tuple[int, int], threads: int
            ) -> tuple[np.ndarray, str, dict[str, np.ndarray]]:

@@ -310,10 +310,7 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
         board: the board CSV the rows go to (created if absent).
         out: folder of the runs (``<model>-<dataset>-seed<seed>/``) and ``sweep.json``.
         request: every evaluation's options, a :class:`~gmbench.run.request.RunRequest`
-            (its model, dataset and seed are the sweep's); ``options`` override its fields
-            (``metrics``, ``n_samples``, ``batch_size``, ``dequant_samples``, ``max_train``,
-            ``device``, ``feature_extractor``, ``inception_weights``, ``data_root``,
-            ``workers``, ``address``, ``threads``: as for :func:`gmbench.evaluate`).
+            (its model, dataset and seed are the sweep's); ``options`` override its fields.
             ``device`` defaults to ``"cuda"`` with GPUs per evaluation; ``address`` is the
             Ray cluster the sweep joins (default: a local Ray on this machine).
         runner: ``"ray"``, ``"serial"`` (in this process, one at a time) or ``"auto"`` (Ray

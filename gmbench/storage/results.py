@@ -18,8 +18,8 @@ from gmbench.core.rng import MAX_SEED
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.storage.per_example import PerExample
 
-__all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricRecord", "MetricResult", "RunResult",
-           "neutralise", "records",
+__all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricRecord", "RunResult", "neutralise",
+           "records",
            "record_problem",
            "read_results", "results_csv", "validate_results"]
 
@@ -141,9 +141,6 @@ class MetricRecord:
         clash = set(core) & set(self.details)
         assert not clash, f"details may not override core fields: {clash}"
         return _clean({**core, **self.details})
-
-
-MetricResult = MetricRecord  # 0.2's name of a measured record
 
 
 def records(document: Mapping[str, Any]) -> dict[str, MetricRecord]:

@@ -23,7 +23,8 @@ from gmbench.errors import DatasetError, MetricError
 from gmbench.features.classifier import ExtractorError
 from gmbench.features.extractors import EXTRACTORS, get_extractor
 from gmbench.metrics import METRICS
-from gmbench.run.evaluation import EvalConfig, run_evaluation
+from gmbench.run.evaluation import run_evaluation
+from gmbench.run.request import RunRequest
 
 # scenario -> (dataset, model factory, n_samples); the first one a metric applies to is its
 # "fixed model" scenario, the truth scenarios are where true values are known
@@ -90,7 +91,7 @@ def evaluate():
             dataset, factory, n = SCENARIOS[scenario]
             keys = [k for k in METRICS if applies(k, scenario)]
             result, _ = run_evaluation(wrap(factory(), dataset, scenario), get_dataset(dataset),
-                                       EvalConfig(seed=seed, n_samples=n), keys)
+                                       RunRequest(seed=seed, n_samples=n), keys)
             cache[scenario, seed] = result.to_dict()["metrics"]
         return cache[scenario, seed]
 
@@ -120,7 +121,7 @@ def test_same_seed_same_record(key):
     scenario = fixed_scenario(key)
     dataset, factory, n = SCENARIOS[scenario]
     records = [run_evaluation(wrap(factory(), dataset, scenario), get_dataset(dataset),
-                              EvalConfig(seed=7, n_samples=n), [key])[0].to_dict()["metrics"][key]
+                              RunRequest(seed=7, n_samples=n), [key])[0].to_dict()["metrics"][key]
                for _ in range(2)]
     assert records[0] == records[1]
 
@@ -173,7 +174,7 @@ def test_a_metric_that_does_not_apply_is_refused(key):
             continue
         model = wrap(Truth(name) if dataset.truth is not None else DigitsModel(), name, "m")
         with pytest.raises(MetricError, match=rf"'{key}'.*{name}"):
-            run_evaluation(model, dataset, EvalConfig(n_samples=100), [key])
+            run_evaluation(model, dataset, RunRequest(n_samples=100), [key])
         refused += 1
 
     # a model without what the metric needs (the other capability of a 2-D model)
@@ -185,7 +186,7 @@ def test_a_metric_that_does_not_apply_is_refused(key):
         lacking = LogProbOnly()
     with pytest.raises(MetricError, match=rf"'{key}'.*needs"):
         run_evaluation(wrap(lacking, "toy2d-gmm8", "m"), get_dataset("toy2d-gmm8"),
-                       EvalConfig(n_samples=100), [key])
+                       RunRequest(n_samples=100), [key])
     assert refused or metric.applies(get_dataset("gauss-2")) is None
 
 

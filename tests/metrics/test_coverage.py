@@ -37,7 +37,8 @@ from gmbench.datasets.synthetic import MarkovChain
 from gmbench.estimators.mmd import gaussian_rbf_mmd2
 from gmbench.metrics import METRICS
 from gmbench.models.model import Model
-from gmbench.run.evaluation import EvalConfig, run_evaluation
+from gmbench.run.evaluation import run_evaluation
+from gmbench.run.request import RunRequest
 
 N_FRESH = 2000  # train and test examples drawn from the truth at each seed
 
@@ -222,7 +223,7 @@ def runs():
             for s in range(SEEDS):
                 model, dataset, n = build(s)
                 wanted = [k for k in keys if METRICS[k].applies(dataset) is None]
-                out.append(run_evaluation(model, dataset, EvalConfig(seed=s, n_samples=n),
+                out.append(run_evaluation(model, dataset, RunRequest(seed=s, n_samples=n),
                                           wanted)[0].to_dict()["metrics"])
             cache[name] = out
         finally:

@@ -17,7 +17,8 @@ from scenarios import SEEDS, DigitsModel, chi_square_verdict, wrap
 
 from gmbench.datasets import get_dataset
 from gmbench.metrics import METRICS
-from gmbench.run.evaluation import EvalConfig, run_evaluation
+from gmbench.run.evaluation import run_evaluation
+from gmbench.run.request import RunRequest
 
 RUNS = [k for k, m in METRICS.items() if m.interval == "runs"]
 # metrics whose value this fixed model never moves (their interval is tested elsewhere); the
@@ -35,7 +36,7 @@ def records() -> list[dict]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return [run_evaluation(model, dataset, EvalConfig(seed=s), wanted)[0].to_dict()["metrics"]
+        return [run_evaluation(model, dataset, RunRequest(seed=s), wanted)[0].to_dict()["metrics"]
                 for s in range(SEEDS)]
     finally:
         torch.set_num_threads(before)

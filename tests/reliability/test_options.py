@@ -134,5 +134,5 @@ def test_api_options_as_iterators_numpy_integers_or_none(write_model):
     for option in ("device", "feature_extractor"):
         with pytest.raises(OptionError, match=f"{option} must be a string"):
             gmbench.evaluate(Levels(), dataset="digits", progress=False, **{option: None})
-    with pytest.raises(OptionError, match="metrics must be a list"):
+    with pytest.raises(OptionError, match="metrics must be a non-empty list"):
         res.check(Path("unused.csv"), metrics="mmd")
