@@ -23,7 +23,7 @@ from gmbench.core.errors import GmbenchError
 from gmbench.core.rng import MAX_SEED
 
 __all__ = ["COMMANDS", "MAX_DEQUANT_SAMPLES", "MIN_SAMPLES", "Option", "OptionError",
-           "RunRequest", "add_options", "given", "metric_list"]
+           "RunRequest", "add_options", "given", "metric_list", "request_options"]
 
 MIN_SAMPLES = 20  # the fewest samples every sample metric can use (10 IS splits, k-NN balls)
 MAX_DEQUANT_SAMPLES = 1024  # each draw is a full pass over the test split
@@ -221,7 +221,8 @@ def request_options(command: str) -> list[Field[Any]]:
 
 def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     """Add the request's options of ``command`` to ``parser``; an option not given is absent
-    from the parsed namespace (its default is the field's, applied by :func:`given`)."""
+    from the parsed namespace, so the request built from :func:`given` keeps its field's
+    default."""
     for f in request_options(command):
         option: Option = f.metadata["option"]
         default = "" if f.default is MISSING else f.default
