@@ -17,6 +17,9 @@ included) and peak resident memory of each version, their ratio, and the current
 per-metric seconds from ``results.json``. ``GMBENCH_BENCH_SIZES`` (default ``10000``) picks
 the sample counts of the warm cases, e.g. ``1000,10000,50000`` for the scaling table of docs/performance.md;
 ``GMBENCH_BENCH_ROUNDS`` (default 2) the alternating rounds (each version's best is kept).
+``GMBENCH_BENCH_REF`` compares with another commit instead of 0.1 and
+``GMBENCH_BENCH_MODEL`` evaluates another model file (one both checkouts can load, e.g.
+``examples/minimal_model.py`` across a change of the package's layout).
 Skipped without Fashion-MNIST, without git history holding 8879c7b, or with
 ``GMBENCH_BENCH_SIZES`` empty.
 """
@@ -37,8 +40,9 @@ import pytest
 from gmbench.datasets import DatasetError, get_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-V01 = "8879c7b"
-MODEL = "baselines/ppca.py"
+V01 = os.environ.get("GMBENCH_BENCH_REF", "8879c7b")  # another commit to compare with
+MODEL = os.environ.get("GMBENCH_BENCH_MODEL", "baselines/ppca.py")  # as the commit has it
+LABEL = "v0.1" if V01 == "8879c7b" else V01
 SIZES = [int(s) for s in os.environ.get("GMBENCH_BENCH_SIZES", "10000").split(",") if s]
 ROUNDS = int(os.environ.get("GMBENCH_BENCH_ROUNDS", "2"))
 
@@ -128,6 +132,6 @@ def test_default_evaluation_against_v01(benchmark, trees, tmp_path, scenario, n)
         "v0.1_s": round(old["seconds"], 2), "current_s": round(new["seconds"], 2),
         "ratio": round(ratio, 3), "v0.1_peak_mb": round(old["peak_mb"]),
         "current_peak_mb": round(new["peak_mb"]), "current_metric_seconds": dict(slowest)})
-    print(f"\n{scenario} n={n}: v0.1 {old['seconds']:.1f} s ({old['peak_mb']:.0f} MB), current "
+    print(f"\n{scenario} n={n}: {LABEL} {old['seconds']:.1f} s ({old['peak_mb']:.0f} MB), current "
           f"{new['seconds']:.1f} s ({new['peak_mb']:.0f} MB): ratio {ratio:.2f}; slowest: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in slowest))
