@@ -307,11 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from gmbench.run.request import COMMANDS, OptionError, RunRequest, given
 
-    if args.command in COMMANDS:
-        try:
+    try:
+        if args.command in COMMANDS:
             RunRequest(**given(args, args.command)).check(cli=True)
-        except OptionError as exc:
-            parser.error(str(exc).rstrip("."))
+        elif getattr(args, "metrics", None) is not None:  # gmbench check --metrics
+            RunRequest(metrics=args.metrics).check(cli=True)
+    except OptionError as exc:
+        parser.error(str(exc).rstrip("."))
     for name in ("board", "against", "out", "boards", "results"):
         value = getattr(args, name, None)
         if isinstance(value, str) and not value.strip():

@@ -116,3 +116,11 @@ def test_a_sweep_passes_every_evaluation_option_and_resumes_on_the_whole_request
     assert finished(job, tmp_path / "runs")
     assert not finished(Job(RunRequest(model=str(MINIMAL), dataset="digits", seed=1),
                             job.folder), tmp_path / "runs")
+
+
+def test_an_empty_metric_list_is_refused_by_every_command_that_takes_one(gmbench_cli, tmp_path):
+    board = ["--board", str(tmp_path / "b.csv"), "--datasets", "digits"]
+    for args in (["evaluate", str(MINIMAL)], ["sweep", str(MINIMAL), *board],
+                 ["check", str(tmp_path / "r.json"), "--against", "b.csv", "--model", "m"]):
+        run = gmbench_cli(*args, "--metrics", "")
+        assert run.code == 2 and "--metrics is empty" in run.err, (args, run.err)
