@@ -2,7 +2,7 @@
 strict per-test level? Standardised differences of two runs of one unchanged model, in
 128-dimensional and 2048-dimensional stand-in features.
 
-    python benchmarks/null_differences.py [--runs 200] [--dims 128,2048]
+    python benchmarks/null_differences.py [--runs 200] [--dims 128,2048] [--resume]
 
 The "test split" is 2,000 fixed draws of ``N(0, S)`` with a power-law spectrum (eigenvalues
 ``i^-1``, rotated), and the "model" draws 2,000 features of ``N(0.05, 1.1 S)`` per run (a small
@@ -12,6 +12,12 @@ from the bootstrap's resamples) gives a p-value; for an unchanged model they are
 each tail frequency must match its level. InceptionV3's 2,048-d features cannot be obtained
 here; the stand-in has their dimension and a decaying spectrum. Prints a table and writes
 ``benchmarks/results/null_differences.json``.
+
+A 2048-d run takes about 40-60 s on one CPU thread (400 of them: hours), so with ``--resume``
+every finished run is appended to ``benchmarks/results/null_differences_runs.jsonl`` (its
+dimension, seed, values and machine) and a later invocation runs only the seeds still
+missing; the table is written once every run of a dimension is there. Runs are seeded by
+their index, so runs made on different days or machines belong to the same experiment.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "results" / "null_differences.json"
+RUNS = ROOT / "benchmarks" / "results" / "null_differences_runs.jsonl"
 N = 2000
 LEVELS = (0.05, 0.01, 0.0025)
 
@@ -84,19 +91,59 @@ def tails(runs: list[dict[str, float]], metric: str) -> dict[str, object]:
     return out
 
 
+def _resumed(dim: int, count: int, workers: int) -> list[dict[str, float]] | None:
+    """Runs ``0 .. count-1`` of ``dim``: those in :data:`RUNS`, the missing ones run now and
+    appended as each finishes; ``None`` when interrupted before all are there."""
+    from concurrent.futures import as_completed
+
+    from gmbench.core.device import platform_id
+
+    done: dict[int, dict[str, float]] = {}
+    if RUNS.is_file():
+        for line in RUNS.read_text().splitlines():
+            rec = json.loads(line)
+            if rec["dim"] == dim and rec["seed"] < count:
+                done[rec["seed"]] = rec["values"]
+    missing = [s for s in range(count) if s not in done]
+    print(f"{dim}-d: {len(done)} of {count} runs kept, {len(missing)} to run", flush=True)
+    machine = platform_id("cpu")[0]
+    RUNS.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(one_run, dim, s): s for s in missing}
+            for future in as_completed(futures):
+                seed = futures[future]
+                done[seed] = future.result()
+                with RUNS.open("a") as fh:  # one line per finished run
+                    fh.write(json.dumps({"dim": dim, "seed": seed, "values": done[seed],
+                                         "cpu": machine["cpu"]}) + "\n")
+    except KeyboardInterrupt:
+        print(f"{dim}-d: interrupted with {len(done)} of {count} runs kept", flush=True)
+        return None
+    return [done[s] for s in range(count)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="pairs of runs per dimension")
     parser.add_argument("--dims", default="128,2048")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--resume", action="store_true",
+                        help=f"keep every run in {RUNS.relative_to(ROOT)} and run only the "
+                             "missing ones")
     args = parser.parse_args(argv)
     started = time.time()
     figures: dict[str, object] = {"command": "python benchmarks/null_differences.py "
                                   + " ".join(argv or sys.argv[1:]),
                                   "n_samples": N, "n_test": N}
     for dim in (int(d) for d in args.dims.split(",")):
-        with ProcessPoolExecutor(max_workers=args.workers) as pool:
-            runs = list(pool.map(one_run, [dim] * (2 * args.runs), range(2 * args.runs)))
+        if args.resume:
+            runs = _resumed(dim, 2 * args.runs, args.workers)
+            if runs is None:
+                return 0
+        else:
+            with ProcessPoolExecutor(max_workers=args.workers) as pool:
+                runs = list(pool.map(one_run, [dim] * (2 * args.runs), range(2 * args.runs)))
         figures[str(dim)] = {m: tails(runs, m) for m in ("fid", "kid")}
         for metric, row in figures[str(dim)].items():  # type: ignore[union-attr]
             shown = ", ".join(f"{k} {v[0]}/{row['pairs']}" for k, v in row.items()
