@@ -80,3 +80,27 @@ def test_every_module_stands_on_a_floor_and_no_import_climbs():
                                 f"(floor {theirs} above {mine})")
     assert not unplaced, f"modules on no floor of docs/ARCHITECTURE.md: {unplaced}"
     assert not climbing, "imports that climb:\n" + "\n".join(climbing)
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    """Over every gmbench import, in functions too: a circle would tie the floors' order."""
+    graph: dict[Path, set[Path]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        targets = {_module_file(module) for _, module in _imports(path)}
+        graph[path] = {t for t in targets if t is not None and t != path}
+    state: dict[Path, int] = {}  # 1: on the current path, 2: finished
+
+    def visit(node: Path, trail: list[Path]) -> list[Path] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*trail[trail.index(nxt):], nxt] if nxt in trail else [node, nxt]
+            if nxt not in state and (found := visit(nxt, [*trail, nxt])):
+                return found
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (circle := visit(start, [start])):
+            names = " -> ".join(p.relative_to(ROOT).as_posix() for p in circle)
+            raise AssertionError(f"an import circle: {names}")
