@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "ARCHITECTURE.md"
 PACKAGE = ROOT / "gmbench"
@@ -104,3 +106,19 @@ def test_no_modules_import_each_other_in_a_circle():
         if start not in state and (circle := visit(start, [start])):
             names = " -> ".join(p.relative_to(ROOT).as_posix() for p in circle)
             raise AssertionError(f"an import circle: {names}")
+
+
+
+def _dotted(folder: Path, root: Path, name: str) -> str:
+    return ".".join([name, *folder.relative_to(root).parts])
+
+
+def test_every_source_folder_is_installed():
+    """pyproject's package list names every folder that holds modules, and nothing that is gone:
+    a folder missing from it installs without its code, a stale name fails the install."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = set()
+    for root, name in ((PACKAGE, "gmbench"), (ROOT / "baselines", "gmbench_baselines")):
+        on_disk |= {_dotted(p.parent, root, name) for p in root.rglob("*.py") if "__pycache__" not in p.parts}
+    assert sorted(on_disk - listed) == [] and sorted(listed - on_disk) == []
