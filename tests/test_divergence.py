@@ -324,7 +324,7 @@ def test_mmd_intervals_contain_0_for_the_truth_and_exclude_it_for_a_small_shift(
     for model, wanted in ((ShiftedTruth(0.0), "contains"), (ShiftedTruth(shift), "excludes")):
         hits = dict.fromkeys(keys, 0)
         for seed in range(10):
-            res, _ = run_evaluation(Model(model, source=SOURCE, info=data.info, device="cpu"),
+            res = run_evaluation(Model(model, source=SOURCE, info=data.info, device="cpu"),
                                     data, RunRequest(seed=seed), keys)
             for key in keys:
                 hits[key] += res.metrics[key].estimate.contains(0.0) == (wanted == "contains")

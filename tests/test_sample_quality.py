@@ -442,7 +442,7 @@ def test_kid_interval_contains_0_for_the_data_and_excludes_it_for_mirrored_image
             data = Dataset(info=digits.info, train=Split(rest), test=Split(test))
             model = Model(_OtherImages(rest, mirrored), source=source, info=digits.info,
                           device="cpu")
-            res, _ = run_evaluation(model, data, RunRequest(seed=seed, n_samples=1000),
+            res = run_evaluation(model, data, RunRequest(seed=seed, n_samples=1000),
                                     ["kid"])
             hits += res.metrics["kid"].estimate.contains(0.0) == (mirrored == 0)
         assert hits >= wanted, (mirrored, hits)

@@ -95,7 +95,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
     size, unit and where each metric was measured, and shows every baseline in its own column.
 
     Args:
-        result: the run (``RunResult.to_dict()`` or a read ``results.json``).
+        result: the run (a ``results.json`` document).
         baselines: :class:`~gmbench.storage.leaderboard.BoardRow` rows of the bundled baselines
             on the same dataset (each baseline's most recent evaluation is shown).
         board: where the baselines came from (named in the notes; ``None``: not looked up).

@@ -2,7 +2,7 @@
 
 :class:`Evaluation` computes each expensive array once (test and train log-probabilities,
 samples, features) and hands it to every metric that needs it; :func:`evaluate` chooses the
-metrics, runs them and assembles a :class:`~gmbench.storage.results.RunResult`.
+metrics, runs them and returns their :class:`~gmbench.run.results.Results`.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ from gmbench.metrics import METRICS, Metric, get_metric
 from gmbench.models.model import Model
 from gmbench.run.outputs import Artifacts
 from gmbench.run.request import MIN_SAMPLES, RunRequest
+from gmbench.run.results import Results
 from gmbench.storage.per_example import MAX_FEATURES, PerExample
-from gmbench.storage.results import MetricRecord, RunResult
+from gmbench.storage.results import MetricRecord, results_document
 from gmbench.version import __version__
 
 __all__ = ["Evaluation", "check_sample_budget", "run_evaluation",
@@ -269,23 +270,17 @@ def select_metrics(requested: Sequence[str] | None, model: Model, dataset: Datas
     Explicitly requested metrics that cannot run raise :class:`MetricError`; in the default
     selection they are skipped with a reason.
     """
-    if requested:
-        chosen = [get_metric(k) for k in requested]
-        for metric in chosen:
-            reason = metric.missing(model.capabilities) or metric.applies(dataset)
-            if reason:
-                raise MetricError(
-                    f"Metric '{metric.key}' was requested but cannot run: it {reason}, and "
-                    f"{model.source.path.name} on {dataset.info.name} does not provide that. "
-                    "Drop it from --metrics, or add the member to the model."
-                    if reason.startswith("needs") else
-                    f"Metric '{metric.key}' was requested but does not apply to "
-                    f"{dataset.info.name}: {reason}. Drop it from --metrics."
-                )
-        return chosen, {}
     chosen, skipped = [], {}
-    for metric in METRICS.values():
+    for metric in [get_metric(k) for k in requested] if requested else METRICS.values():
         reason = metric.missing(model.capabilities) or metric.applies(dataset)
+        if reason and requested:
+            raise MetricError(
+                f"Metric '{metric.key}' was requested but cannot run: it {reason}, and "
+                f"{model.source.path.name} on {dataset.info.name} does not provide that. "
+                "Drop it from --metrics, or add the member to the model."
+                if reason.startswith("needs") else
+                f"Metric '{metric.key}' was requested but does not apply to "
+                f"{dataset.info.name}: {reason}. Drop it from --metrics.")
         if reason:
             skipped[metric.key] = reason
         else:
@@ -355,8 +350,8 @@ def needs_samples(model: Model, dataset: Dataset, metrics: Sequence[str] | None)
 
 def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
                    metrics: Sequence[str] | None = None, *, gathered: Gathered | None = None
-                   ) -> tuple[RunResult, Artifacts]:
-    """Run the selected (default: every applicable) metric; the result and its artifacts.
+                   ) -> Results:
+    """Run the selected (default: every applicable) metric: the results with their artifacts.
 
     ``gathered``: the samples and their feature pass drawn by Ray shards
     (:func:`gmbench.run.shards.gather_samples`), used instead of drawing them here
@@ -404,20 +399,16 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
     results = {m.key: results[m.key] for m in chosen}
     seconds = {key: round(value, 3) for key, value in seconds.items()}
     uses_samples = ev.computed("samples")
-    run = RunResult(
-        model=model.source.to_dict(),
-        dataset=dataset.to_dict(),
-        seed=config.seed,
-        n_samples=ev.n_samples if uses_samples else None,
-        metrics=results,
-        skipped=skipped,
+    kept = per_example_values(ev)
+    document = results_document(
+        model=model.source.to_dict(), dataset=dataset.to_dict(), seed=config.seed,
+        n_samples=ev.n_samples if uses_samples else None, metrics=results, skipped=skipped,
         config=config.config(),
         provenance={**provenance(config.device, started),
                     **({} if gathered is None else {"shards": gathered.shards,
                                                    "shard_seconds": round(gathered.seconds, 3)}),
                     "metric_seconds": seconds},
-        per_example=per_example_values(ev),
-    )
+        per_example=kept)
     samples = ev.samples if uses_samples else None
     if samples is None and "sample" in model.capabilities and metrics is None:
         samples = model.sample(64, seed=config.seed)  # for the picture only
@@ -434,4 +425,4 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
             "(`gmbench.datasets.get_dataset(...).train.x`), so this run's numbers cannot be "
             "trusted and none were kept. Copy the arrays before changing them "
             "(`np.array(x, copy=True)`, `torch.tensor(x)`).")
-    return run, Artifacts(samples=samples, neighbours=neighbours)
+    return Results(document, Artifacts(samples=samples, neighbours=neighbours), kept)

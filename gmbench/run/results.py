@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from gmbench.run.outputs import Artifacts
 from gmbench.run.request import RunRequest
 from gmbench.storage.per_example import PerExample
-from gmbench.storage.results import MetricRecord, RunResult, records
+from gmbench.storage.results import MetricRecord, records
 
 if TYPE_CHECKING:
     import pandas
@@ -39,10 +39,6 @@ class Results:
 
     def __post_init__(self) -> None:  # the records, parsed once
         object.__setattr__(self, "metrics", records(self.document))
-
-    @classmethod
-    def from_run(cls, run: RunResult, artifacts: Artifacts) -> Results:
-        return cls(json.loads(run.json_bytes()), artifacts, run.per_example)
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> tuple[Results, str | None]:

@@ -75,8 +75,7 @@ def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
                 built, data, req.metrics):
             gathered = _gather_shards(replace(req, model=str(built.source.path),
                                               dataset=data.info.name), data)
-        run, artifacts = run_evaluation(built, data, req, req.metrics, gathered=gathered)
-    return Results.from_run(run, artifacts)
+        return run_evaluation(built, data, req, req.metrics, gathered=gathered)
 
 
 def _code_sha256(obj: Any) -> str:

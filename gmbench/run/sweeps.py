@@ -43,24 +43,13 @@ class Job:
     """One evaluation of a sweep: the sweep's request with its model file, dataset and seed,
     written to ``folder`` (relative to the sweep's output folder)."""
 
-    request: RunRequest
+    request: RunRequest  # its model is a file's path, its dataset a name
     folder: str
 
     @property
-    def model(self) -> str:
-        return str(self.request.model)
-
-    @property
-    def dataset(self) -> str:
-        return str(self.request.dataset)
-
-    @property
-    def seed(self) -> int:
-        return self.request.seed
-
-    @property
     def label(self) -> str:
-        return f"{Path(self.model).name} on {self.dataset}, seed {self.seed}"
+        r = self.request
+        return f"{Path(r.model).name} on {r.dataset}, seed {r.seed}"
 
 
 @dataclass(frozen=True)
@@ -194,8 +183,8 @@ def finished(job: Job, out: Path) -> bool:
     except GmbenchError:
         return False
     model = doc.get("model") or {}
-    if model.get("sha256") != sha256_file(job.model) or doc["dataset"].get("name") \
-            != job.dataset:
+    if model.get("sha256") != sha256_file(job.request.model) \
+            or doc["dataset"].get("name") != job.request.dataset:
         return False
     recorded = {**RunRequest().config(), **(doc.get("config") or {})}
     wanted = job.request.config()
@@ -285,8 +274,8 @@ class _Recorder:
 
         doc = {"gmbench_version": __version__, "runner": self.runner, "board": str(self.board),
                "options": self.request.settings(),
-               "jobs": [{"model": j.model, "dataset": j.dataset, "seed": j.seed,
-                         "folder": j.folder,
+               "jobs": [{"model": j.request.model, "dataset": j.request.dataset,
+                         "seed": j.request.seed, "folder": j.folder,
                          **({"status": o.status, "seconds": round(o.seconds, 3),
                              "error": o.error} if (o := self.outcomes.get(j))
                             else {"status": "pending"})} for j in self.jobs]}

@@ -37,7 +37,13 @@ from typing import Any
 from gmbench.core.direction import Direction
 from gmbench.core.errors import BoardError, did_you_mean
 from gmbench.core.files import NotARegularFile, TooLarge, atomic_write, read_bounded
-from gmbench.storage.results import MetricRecord, neutralise, read_results, record_problem
+from gmbench.storage.results import (
+    CORE_FIELDS,
+    MetricRecord,
+    neutralise,
+    read_results,
+    record_problem,
+)
 
 __all__ = [
     "COLUMNS",
@@ -204,41 +210,23 @@ def rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
 def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
     model, dataset, prov = data["model"], data["dataset"], data["provenance"]
     config = {k: v for k, v in (data.get("config") or {}).items() if k not in NOT_CONFIG}
-    eval_config = json.dumps(config, sort_keys=True, separators=(",", ":")) if config else ""
+    run = {"dataset": dataset["name"], "model": model["name"], "seed": int(data.get("seed") or 0),
+           "n_samples": data.get("n_samples"),
+           "eval_config": json.dumps(config, sort_keys=True, separators=(",", ":")) if config
+           else "",
+           "gmbench_version": prov.get("gmbench_version"), "model_sha256": model.get("sha256"),
+           "dataset_sha256": dataset.get("sha256"), "date": prov.get("started"),
+           "weights_sha256": model.get("weights_sha256"),
+           "per_example_sha256": (data.get("per_example") or {}).get("sha256"),
+           "platform": prov.get("platform_id"), "reference": model.get("reference")}
     rows = []
     for key, rec in data["metrics"].items():
         m = MetricRecord.from_dict(key, rec)
-        rows.append(BoardRow(
-            dataset=neutralise(str(dataset["name"])),
-            model=neutralise(str(model["name"])),
-            metric=neutralise(str(key)),
-            value=_float(m.value),
-            stderr=_float(m.stderr),
-            ci_low=_float(m.ci_low),
-            ci_high=_float(m.ci_high),
-            ci_method=neutralise(m.ci_method),
-            n=None if m.n is None else int(m.n),
-            unit=neutralise(m.unit),
-            higher_is_better=m.higher_is_better,
-            kind=neutralise(str(m.kind or "")),
-            feature_space=neutralise(m.feature_space),
-            ideal=_float(m.ideal),
-            protocol=m.protocol,
-            weights_sha256=neutralise(str(model.get("weights_sha256") or "")),
-            stderr_runs=_float(m.detail("stderr_runs")),
-            df_runs=_float(m.detail("df_runs")),
-            per_example_sha256=neutralise(str((data.get("per_example") or {}).get("sha256")
-                                              or "")),
-            platform=neutralise(str(prov.get("platform_id") or "")),
-            reference=neutralise(str(model.get("reference") or "")),
-            seed=int(data.get("seed") or 0),
-            n_samples=None if data.get("n_samples") is None else int(data["n_samples"]),
-            eval_config=eval_config,
-            gmbench_version=neutralise(str(prov.get("gmbench_version") or "")),
-            model_sha256=neutralise(str(model.get("sha256") or "")),
-            dataset_sha256=neutralise(str(dataset.get("sha256") or "")),
-            date=neutralise(str(prov.get("started") or "")),
-        ))
+        values = {**run, **{f: getattr(m, f) for f in CORE_FIELDS}, "metric": key,
+                  "stderr_runs": m.detail("stderr_runs"), "df_runs": m.detail("df_runs")}
+        cells: dict[str, Any] = {c: _float(values[c]) if c in _FLOATS else neutralise(
+            str(values[c] or "")) if c in _TEXT else values[c] for c in COLUMNS}
+        rows.append(BoardRow(**cells))
     return rows
 
 
@@ -281,9 +269,6 @@ def _parse_row(cells: list[str], where: str, columns: tuple[str, ...] = COLUMNS)
         raise BoardError(f"{where}: {problem}; the board is corrupt. Restore it from version "
                          "control, or delete the row and re-add its results.json.")
     return BoardRow(**values)
-
-
-
 
 
 def parse_board(text: str, *, where: str = "board") -> list[BoardRow]:

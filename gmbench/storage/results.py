@@ -18,10 +18,8 @@ from gmbench.core.rng import MAX_SEED
 from gmbench.estimators.uncertainty import Estimate
 from gmbench.storage.per_example import PerExample
 
-__all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricRecord", "RunResult", "neutralise",
-           "records",
-           "record_problem",
-           "read_results", "results_csv", "validate_results"]
+__all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricRecord", "neutralise", "read_results",
+           "record_problem", "records", "results_csv", "results_document", "validate_results"]
 
 SCHEMA_VERSION = 2
 MAX_RESULTS_BYTES = 64 << 20  # a results.json is kilobytes; refuse what cannot be one
@@ -112,11 +110,6 @@ class MetricRecord:
                         ci_method=self.ci_method, n=self.n or 0)
 
     @property
-    def estimable(self) -> bool:
-        """Whether it has a value (``not_estimable`` says why not)."""
-        return self.value is not None and math.isfinite(self.value) and not self.not_estimable
-
-    @property
     def not_estimable(self) -> str | None:
         """Why the value could not be estimated on this run, or ``None``."""
         reason = self.details.get("not_estimable")
@@ -152,42 +145,19 @@ def _finite(x: Any) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
-@dataclass
-class RunResult:
-    """Everything one ``gmbench evaluate`` produced (the ``results.json`` schema)."""
-
-    model: dict[str, str]
-    dataset: dict[str, Any]
-    seed: int
-    n_samples: int | None
-    metrics: dict[str, MetricRecord]
-    skipped: dict[str, str]
-    provenance: dict[str, Any]
-    config: dict[str, Any] = field(default_factory=dict)
-    per_example: PerExample | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        extra = {} if self.per_example is None else {"per_example": self.per_example.describe()}
-        return _clean({
-            "schema_version": SCHEMA_VERSION,
-            "model": self.model,
-            "dataset": self.dataset,
-            "seed": self.seed,
-            "n_samples": self.n_samples,
-            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
-            "skipped": self.skipped,
-            "config": self.config,
-            "provenance": self.provenance,
-            **extra,
-        })
-
-    def json_bytes(self) -> bytes:
-        """``results.json`` (UTF-8)."""
-        return (json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n").encode()
-
-    def csv_bytes(self) -> bytes:
-        """``results.csv``: one row per metric, formula-like cells neutralised."""
-        return results_csv(self.to_dict())
+def results_document(*, model: Mapping[str, Any], dataset: Mapping[str, Any], seed: int,
+                     n_samples: int | None, metrics: Mapping[str, MetricRecord],
+                     skipped: Mapping[str, str], config: Mapping[str, Any],
+                     provenance: Mapping[str, Any], per_example: PerExample | None = None
+                     ) -> dict[str, Any]:
+    """Everything one evaluation produced, as ``results.json`` holds it and JSON reads it back
+    (schema :data:`SCHEMA_VERSION`)."""
+    extra = {} if per_example is None else {"per_example": per_example.describe()}
+    doc = _clean({"schema_version": SCHEMA_VERSION, "model": model, "dataset": dataset,
+                  "seed": seed, "n_samples": n_samples,
+                  "metrics": {k: m.to_dict() for k, m in metrics.items()}, "skipped": skipped,
+                  "config": config, "provenance": provenance, **extra})
+    return json.loads(json.dumps(doc, allow_nan=False))
 
 
 def results_csv(data: dict[str, Any]) -> bytes:

@@ -90,7 +90,7 @@ def evaluate():
         if (scenario, seed) not in cache:
             dataset, factory, n = SCENARIOS[scenario]
             keys = [k for k in METRICS if applies(k, scenario)]
-            result, _ = run_evaluation(wrap(factory(), dataset, scenario), get_dataset(dataset),
+            result = run_evaluation(wrap(factory(), dataset, scenario), get_dataset(dataset),
                                        RunRequest(seed=seed, n_samples=n), keys)
             cache[scenario, seed] = result.to_dict()["metrics"]
         return cache[scenario, seed]
@@ -121,7 +121,7 @@ def test_same_seed_same_record(key):
     scenario = fixed_scenario(key)
     dataset, factory, n = SCENARIOS[scenario]
     records = [run_evaluation(wrap(factory(), dataset, scenario), get_dataset(dataset),
-                              RunRequest(seed=7, n_samples=n), [key])[0].to_dict()["metrics"][key]
+                              RunRequest(seed=7, n_samples=n), [key]).to_dict()["metrics"][key]
                for _ in range(2)]
     assert records[0] == records[1]
 

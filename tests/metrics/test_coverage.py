@@ -224,7 +224,7 @@ def runs():
                 model, dataset, n = build(s)
                 wanted = [k for k in keys if METRICS[k].applies(dataset) is None]
                 out.append(run_evaluation(model, dataset, RunRequest(seed=s, n_samples=n),
-                                          wanted)[0].to_dict()["metrics"])
+                                          wanted).to_dict()["metrics"])
             cache[name] = out
         finally:
             torch.set_num_threads(before)

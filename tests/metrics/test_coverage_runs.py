@@ -36,7 +36,7 @@ def records() -> list[dict]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return [run_evaluation(model, dataset, RunRequest(seed=s), wanted)[0].to_dict()["metrics"]
+        return [run_evaluation(model, dataset, RunRequest(seed=s), wanted).to_dict()["metrics"]
                 for s in range(SEEDS)]
     finally:
         torch.set_num_threads(before)
