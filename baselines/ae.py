@@ -8,7 +8,7 @@ averaged weights' codes of the training images once training stops.
 
 ``encode``/``decode`` give the reconstruction metrics; ``sample`` draws ``z`` from the
 full-covariance mixture (10 components on digits, 50 on Fashion-MNIST:
-:data:`MIXTURE_COMPONENTS`) and returns the decoded image (floats in ``[0, 1]``).
+:data:`~gmbench_baselines.training.settings.SETTINGS`) and returns the decoded image (floats in ``[0, 1]``).
 ``baselines/ae_conditional.py`` uses the same network with one Gaussian per class.
 
 References:
@@ -23,6 +23,7 @@ import torch
 from gmbench_baselines.convnets import conv_decoder, conv_encoder, require_fit
 from gmbench_baselines.training.fitting import Fitted, flat_unit
 from gmbench_baselines.training.loop import Budget, fit_images
+from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -30,15 +31,8 @@ from gmbench.datasets import Dataset, DatasetInfo
 
 __all__ = ["Autoencoder", "build", "fit", "load"]
 
-ARCH = {"digits": {"width": 32, "latent": 16}, "fashion-mnist": {"width": 32, "latent": 32}}
-EPOCHS = {"digits": 150, "fashion-mnist": 30}
-# latent mixture components: on Fashion-MNIST 50 rather than 10 cut the FID of 2,000 decoded
-# draws from 109 to 89 (the reconstructions' own: 82), measured on a checkpoint of epoch 1.5
-MIXTURE_COMPONENTS = {"digits": 10, "fashion-mnist": 50}
-BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 INSTEAD = "baselines/flow.py, ppca.py or gan.py"  # for data these networks do not take
-LR_DECAY = {"digits": 0.98}  # per epoch, where not the dataset's default
 
 
 class Autoencoder(nn.Module):
@@ -85,9 +79,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
 
     info = dataset.info
     require_fit(info, "ae", INSTEAD)
-    epochs = epochs or EPOCHS.get(info.name, 30)
-    arch = ARCH.get(info.name, ARCH["fashion-mnist"])
-    components = MIXTURE_COMPONENTS.get(info.name, 10)
+    plan = training_settings("ae", info)
+    arch, components = dict(plan.arch), plan.extra["components"]
     torch.manual_seed(seed)
     model = Autoencoder(shape=info.shape, levels=int(info.levels),  # type: ignore[arg-type]
                         classes=int(info.num_classes or 1), components=components,
@@ -102,10 +95,9 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     settings = {**arch, "classes": int(info.num_classes or 1), "arch": "conv"}
     config = {**settings, "components": components}  # (fitted after training)
     fitted = fit_images(model, reconstruction_loss, x, test, family="ae", dataset=info.name,
-                        config=config, settings=settings, seed=seed, epochs=epochs,
-                        budget=budget, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
-                        lr_decay=LR_DECAY.get(info.name),
-                        loss="mean squared error per pixel, pixels in [0, 1]", in_nats=False)
+                        config=config, settings=settings, seed=seed,
+                        epochs=epochs or plan.epochs, plan=plan, budget=budget,
+                        lr=LEARNING_RATE, loss="mean squared error per pixel, pixels in [0, 1]", in_nats=False)
     with torch.no_grad():
         codes = torch.cat([model.encoder(x[i:i + 1000].to(device))
                            for i in range(0, len(x), 1000)]).cpu().double().numpy()

@@ -21,6 +21,7 @@ from gmbench_baselines import flow_mlp
 from gmbench_baselines.multiscale import MultiScaleFlow
 from gmbench_baselines.training.fitting import Fitted, flat_levels
 from gmbench_baselines.training.loop import Budget, fit_images
+from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -29,9 +30,6 @@ from gmbench.datasets import Dataset, DatasetInfo
 __all__ = ["fit", "load"]
 
 ALPHA = 1e-4
-ARCH = {"digits": {"hidden": 64, "steps": 4}, "fashion-mnist": {"hidden": 128, "steps": 8}}
-EPOCHS = {"digits": 150, "fashion-mnist": 30}
-BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 
 
@@ -54,9 +52,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
         if budget is not None and budget.seconds is not None:
             raise ValueError("the MLP flow on vector data trains in one go (no budget)")
         return flow_mlp.fit(dataset, seed=seed, epochs=epochs, device=device)
-    config = {**ARCH.get(info.name, ARCH["digits"]), "alpha": ALPHA, "seed": seed,
-              "arch": "multiscale"}
-    epochs = epochs or EPOCHS.get(info.name, 30)
+    plan = training_settings("flow", info)
+    config = {**plan.arch, "alpha": ALPHA, "seed": seed, "arch": "multiscale"}
     levels = int(info.levels)  # type: ignore[arg-type]
     dims = math.prod(info.shape)
     torch.manual_seed(seed)
@@ -73,8 +70,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
         return offset - model.log_prob(y.to(device)).mean()
 
     return fit_images(model, loss_of, x, test, family="flow", dataset=info.name,
-                      config=config, settings=config, seed=seed, epochs=epochs, budget=budget,
-                      batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+                      config=config, settings=config, seed=seed, epochs=epochs or plan.epochs,
+                      plan=plan, budget=budget, lr=LEARNING_RATE,
                       loss="negative log-likelihood, nats per example (discrete, one "
                            "dequantization)")
 

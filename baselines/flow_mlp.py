@@ -24,6 +24,7 @@ import math
 import torch
 from gmbench_baselines.densities import logit_inverse, logit_transform, std_normal_log_density
 from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels, minibatches
+from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -32,10 +33,6 @@ from gmbench.datasets import Dataset, DatasetInfo
 __all__ = ["AffineCoupling", "CouplingFlow", "fit", "load"]
 
 ALPHA = 1e-4
-ARCH = {"digits": {"hidden": 128, "layers": 8}, "fashion-mnist": {"hidden": 256, "layers": 8},
-        "continuous": {"hidden": 64, "layers": 8}}
-EPOCHS = {"digits": 40, "fashion-mnist": 6, "continuous": 30}
-BATCH_SIZE = {"digits": 128, "fashion-mnist": 128, "continuous": 256}
 LEARNING_RATE = 1e-3
 
 
@@ -118,16 +115,12 @@ class CouplingFlow(nn.Module):
         return v.reshape(n, *self.shape)
 
 
-def _key(info: DatasetInfo) -> str:
-    return info.name if info.name in ARCH else "continuous"
-
-
 def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str) -> Fitted:
     """Adam on the negative log-likelihood of freshly dequantized batches."""
     info = dataset.info
-    key = _key(info)
-    epochs = epochs or EPOCHS.get(key, 20)
-    arch = ARCH.get(key, ARCH["fashion-mnist"])
+    plan = training_settings("flow_mlp", info)
+    epochs = epochs or plan.epochs
+    arch = dict(plan.arch)
     alpha = ALPHA if info.is_discrete else None
     torch.manual_seed(seed)
     model = CouplingFlow(shape=info.shape, alpha=alpha, seed=seed, **arch).to(device)
@@ -145,14 +138,14 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str) -> Fitt
     model.set_standardization(v.to(device))
     x = x.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    steps = epochs * math.ceil(len(x) / BATCH_SIZE[key])
+    steps = epochs * math.ceil(len(x) / plan.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LEARNING_RATE, total_steps=steps,
                                                 pct_start=0.05)
     log = TrainLog(f"flow_mlp {info.name}")
     loss_value = math.nan
     for epoch in range(epochs):
         total = 0.0
-        for idx in minibatches(len(x), BATCH_SIZE[key], gen):
+        for idx in minibatches(len(x), plan.batch_size, gen):
             batch = x[idx]
             if info.is_discrete:
                 batch = (batch + torch.rand(batch.shape, generator=gen).to(device)) / levels

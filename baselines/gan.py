@@ -31,6 +31,7 @@ from gmbench_baselines.convnets import conv_decoder, fits
 from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_unit, minibatches
 from gmbench_baselines.training.loop import Budget, fit_images
 from gmbench_baselines.training.probes import fid_probe
+from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -39,17 +40,8 @@ from gmbench.rng import child_seed
 
 __all__ = ["Generator", "fit", "load"]
 
-# digits: batch norm in the discriminator too (its real and fake batches normalized apart, as
-# in DCGAN); with spectral normalization alone the generator collapsed onto two of the ten
-# classes on the 1,437 training digits (FID 640 on 2,000 samples against 23 with it)
-ARCH = {"digits": {"latent": 16, "width": 16, "batch_norm_d": True},
-        "fashion-mnist": {"latent": 64, "width": 32},
-        "continuous": {"latent": 8, "width": 128}}
-EPOCHS = {"digits": 150, "fashion-mnist": 30, "continuous": 40}
-BATCH_SIZE = {"digits": 64, "fashion-mnist": 64, "continuous": 256}
 LEARNING_RATE = 2e-4
 BETAS = (0.5, 0.999)
-LR_DECAY = {"digits": 0.98}  # per epoch, where not the dataset's default
 BN_BATCHES = 40  # batches of 250 draws that re-estimate the averaged generator's batch norm
 
 
@@ -117,10 +109,6 @@ class _Pair(nn.Module):
         self.discriminator = generator.disc[0]
 
 
-def _key(info: DatasetInfo) -> str:
-    return info.name if info.name in ARCH else "continuous"
-
-
 def _is_image(info: DatasetInfo) -> bool:
     return info.kind == "image" and fits(info.shape)
 
@@ -146,8 +134,8 @@ def reestimate_batch_norm(model: Generator, seed: int) -> None:
 def _fit_images(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
                 budget: Budget | None) -> Fitted:
     info = dataset.info
-    arch = ARCH.get(info.name, ARCH["fashion-mnist"])
-    epochs = epochs or EPOCHS.get(info.name, 30)
+    plan = training_settings("gan", info)
+    arch = dict(plan.arch)
     torch.manual_seed(seed)
     model = Generator(shape=info.shape, image=True, **arch)
     pair = _Pair(model).to(device)
@@ -177,9 +165,8 @@ def _fit_images(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
 
     config = {**arch, "image": True, "arch": "conv-sn"}
     fitted = fit_images(pair, None, x, test, family="gan", dataset=info.name, config=config,
-                        settings=config, seed=seed, epochs=epochs, budget=budget,
-                        batch_size=BATCH_SIZE.get(info.name, 64), lr=LEARNING_RATE,
-                        lr_decay=LR_DECAY.get(info.name),
+                        settings=config, seed=seed, epochs=epochs or plan.epochs, plan=plan,
+                        budget=budget, lr=LEARNING_RATE,
                         loss="discriminator hinge loss (mean over the epoch)", in_nats=False,
                         update=update, probe=fid_probe(dataset, draw, seed=seed), betas=BETAS)
     reestimate_batch_norm(gen, child_seed(seed, "batch-norm"))
@@ -199,9 +186,9 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     if info.kind == "image":
         raise ValueError(f"the image GAN needs heights and widths that are multiples of 4; "
                          f"{info.name} has {info.shape}")
-    key = _key(info)
-    epochs = epochs or EPOCHS[key]
-    arch = ARCH[key]
+    plan = training_settings("gan", info)
+    epochs = epochs or plan.epochs
+    arch = dict(plan.arch)
     torch.manual_seed(seed)
     model = Generator(shape=info.shape, image=False, **arch).to(device)
     disc = model.disc[0].to(device)
@@ -217,7 +204,7 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     for epoch in range(epochs):
         d_total = g_total = 0.0
         steps = 0
-        for idx in minibatches(len(x), BATCH_SIZE[key], gen):
+        for idx in minibatches(len(x), plan.batch_size, gen):
             real = x[idx]
             z = torch.randn(len(idx), model.latent, device=device)
             fake_in = model(z)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from gmbench_baselines.training.fitting import Fitted, flat_levels
 from gmbench_baselines.training.loop import Budget, fit_images
+from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -34,10 +35,6 @@ from gmbench.errors import ModelError
 
 __all__ = ["GatedLayer", "GatedPixelCNN", "fit", "load"]
 
-ARCH = {"digits": {"channels": 32, "layers": 5, "kernel": 3},
-        "fashion-mnist": {"channels": 32, "layers": 6, "kernel": 5}}
-EPOCHS = {"digits": 60, "fashion-mnist": 20}
-BATCH_SIZE = 64
 LEARNING_RATE = 2e-3
 
 
@@ -145,10 +142,6 @@ class GatedPixelCNN(nn.Module):
         return x.long()
 
 
-def _arch(info: DatasetInfo) -> dict[str, int]:
-    return ARCH.get(info.name, ARCH["digits"])
-
-
 def build(info: DatasetInfo, config: dict[str, int]) -> GatedPixelCNN:
     levels = int(info.levels)  # type: ignore[arg-type]
     return GatedPixelCNN(shape=info.shape, levels=levels, channels=config["channels"],
@@ -163,8 +156,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     if not info.is_discrete:
         raise ModelError(f"baselines/pixelcnn.py is for discrete images; {info.name} is "
                          "continuous.")
-    arch = _arch(info)
-    epochs = epochs or EPOCHS.get(info.name, 20)
+    plan = training_settings("pixelcnn", info)
+    arch = dict(plan.arch)
     torch.manual_seed(seed)
     model = build(info, arch).to(device)
     x = flat_levels(dataset).reshape(-1, *info.shape)
@@ -174,8 +167,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
         return -model.log_prob(batch.to(device)).mean()
 
     return fit_images(model, loss_of, x, test, family="pixelcnn", dataset=info.name,
-                      config={**arch, "seed": seed}, settings=arch, seed=seed, epochs=epochs,
-                      budget=budget, batch_size=BATCH_SIZE, lr=LEARNING_RATE,
+                      config={**arch, "seed": seed}, settings=arch, seed=seed,
+                      epochs=epochs or plan.epochs, plan=plan, budget=budget, lr=LEARNING_RATE,
                       loss="negative log-likelihood, nats per example (exact, discrete)")
 
 def load(dataset: DatasetInfo, device: str) -> GatedPixelCNN:

@@ -28,6 +28,7 @@ from gmbench_baselines.densities import (
 )
 from gmbench_baselines.training.fitting import Fitted, flat_levels
 from gmbench_baselines.training.loop import Budget, fit_images
+from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
 
@@ -37,13 +38,8 @@ __all__ = ["IWAE_SAMPLES", "VAE", "build", "fit", "load"]
 
 IWAE_SAMPLES = 32  # importance samples k of the IWAE estimate
 IWAE_CHUNK = 8  # importance samples per decoder pass (bounded memory)
-ARCH = {"digits": {"width": 32, "latent": 16, "mixture": 5},
-        "fashion-mnist": {"width": 32, "latent": 32, "mixture": 5}}
-EPOCHS = {"digits": 200, "fashion-mnist": 30}
-BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 INSTEAD = "baselines/flow.py or baselines/ppca.py"  # for data these networks do not take
-LR_DECAY = {"digits": 0.98}  # per epoch, where not the dataset's default
 
 
 class VAE(nn.Module):
@@ -153,8 +149,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     negative ELBO, an upper bound on the bits/dim that the IWAE estimate tightens)."""
     info = dataset.info
     require_fit(info, "vae", INSTEAD)
-    epochs = epochs or EPOCHS.get(info.name, 30)
-    arch = ARCH.get(info.name, ARCH["fashion-mnist"])
+    plan = training_settings("vae", info)
+    arch = dict(plan.arch)
     torch.manual_seed(seed)
     model = VAE(shape=info.shape, levels=int(info.levels),  # type: ignore[arg-type]
                 **arch).to(device)
@@ -166,10 +162,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
 
     config = {**arch, "arch": "conv"}
     return fit_images(model, loss_of, x, test, family="vae", dataset=info.name, config=config,
-                      settings=config, seed=seed, epochs=epochs, budget=budget,
-                      batch_size=BATCH_SIZE, lr=LEARNING_RATE,
-                      lr_decay=LR_DECAY.get(info.name),
-                      loss="negative ELBO, nats per example")
+                      settings=config, seed=seed, epochs=epochs or plan.epochs, plan=plan,
+                      budget=budget, lr=LEARNING_RATE, loss="negative ELBO, nats per example")
 
 
 def build(dataset: DatasetInfo, device: str, *, cls: type[VAE] = VAE, family: str = "vae"

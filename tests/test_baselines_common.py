@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from gmbench_baselines import BASELINES
+from gmbench_baselines.training.settings import SETTINGS, training_settings
 
 from gmbench.api import load_model
 from gmbench.core.background import thread_budget
@@ -71,3 +72,19 @@ def test_its_weights_have_a_training_record_and_its_board_its_rows(family, datas
     rows = [r for r in read_board(ROOT / "leaderboards" / f"{dataset}.csv")
             if r.model == family]
     assert rows, f"leaderboards/{dataset}.csv has no row of {family}"
+
+
+TRAINED = sorted({(b.weights, d) for b in BASELINES.values() for d in b.datasets
+                  if b.weights in SETTINGS})
+
+
+@pytest.mark.parametrize(("family", "dataset"), TRAINED)
+def test_its_settings_are_those_its_weights_were_trained_with(family, dataset):
+    """The one table of training settings (``baselines/training/settings.py``) gives the
+    architecture and planned epochs each committed weights file records: retraining with the
+    recorded command trains the same network for as long."""
+    doc = json.loads((ROOT / "baselines" / "weights" / f"{family}-{dataset}.json").read_text())
+    plan = training_settings(family, get_dataset(dataset).info)
+    assert {k: doc["config"].get(k) for k in plan.arch} == dict(plan.arch)
+    assert doc["config"].get("components", None) == plan.extra.get("components")
+    assert doc.get("planned_epochs", doc["epochs"]) == plan.epochs

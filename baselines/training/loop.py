@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 from gmbench_baselines.training.fitting import Fitted, TrainLog
+from gmbench_baselines.training.settings import Training
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
@@ -45,9 +46,6 @@ CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 EMA_DECAY = 0.999
 WARMUP_STEPS = 200
 HELD_OUT = 2000  # held-out examples scored after each epoch (a fixed subset)
-# per epoch (learning rate) and per step (weight average): digits has 23 steps an epoch
-LR_DECAY = {"digits": 0.95, "fashion-mnist": 0.9}
-EMA = {"digits": 0.99, "fashion-mnist": 0.999}
 
 
 @dataclass(frozen=True)
@@ -312,24 +310,21 @@ def fit_images(model: torch.nn.Module,
                loss_of: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None,
                x: torch.Tensor, test: torch.Tensor, *, family: str, dataset: str,
                config: dict[str, Any], settings: dict[str, Any], seed: int, epochs: int,
-               budget: Budget | None, batch_size: int, lr: float, loss: str,
+               plan: Training, budget: Budget | None, lr: float, loss: str,
                in_nats: bool = True, update: Update | None = None,
                probe: Callable[[], dict[str, float]] | None = None,
-               betas: tuple[float, float] = (0.9, 0.999), lr_decay: float | None = None
-               ) -> Fitted:
+               betas: tuple[float, float] = (0.9, 0.999)) -> Fitted:
     """:func:`train_resumable` on an image dataset's training images ``x`` (``test``: the
-    held-out images of the curve), with the dataset's learning-rate decay and weight
-    average, a curve in bits per dimension where the loss is in nats per example
+    held-out images of the curve), with the minibatch size, learning-rate decay and weight
+    average of the family's ``plan`` (:mod:`.settings`), a curve in bits per dimension where the loss is in nats per example
     (``in_nats``), and what it did as a :class:`Fitted` (``config`` rebuilds the model;
     ``settings`` must match a checkpoint's to resume it). ``update``, ``probe`` and
-    ``betas``: as in :func:`train_resumable`; ``lr_decay``: per epoch, by default the
-    dataset's."""
+    ``betas``: as in :func:`train_resumable`."""
     dims = math.prod(x.shape[1:])
     result = train_resumable(
         model, loss_of, x, held_out=test, family=family, dataset=dataset, seed=seed,
-        epochs=epochs, batch_size=batch_size, lr=lr, budget=budget,
-        lr_decay=lr_decay if lr_decay is not None else LR_DECAY.get(dataset, 0.95),
-        ema_decay=EMA.get(dataset, 0.99),
+        epochs=epochs, batch_size=plan.batch_size, lr=lr, budget=budget,
+        lr_decay=plan.lr_decay, ema_decay=plan.ema_decay,
         log=TrainLog(f"{family} {dataset}"),
         per_example_to_bpd=1 / (dims * math.log(2)) if in_nats else None,
         settings=settings, update=update, probe=probe, betas=betas)
