@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gmbench.core.errors import BoardError
 from gmbench.core.files import NotARegularFile, TooLarge, read_bounded
@@ -176,55 +176,53 @@ def results_csv(data: dict[str, Any]) -> bytes:
 
 
 # ------------------------------------------------------------------ reading, validating
-_NUMBER = (int, float)
+_TEXT, _NUMBER, _INTEGER, _BOOL = "a string", "a finite number", "an integer", "true or false"
+# the type of each field gmbench writes: (kind, whether it may be null or absent)
+_DOCUMENT = {"seed": (_INTEGER, False), "n_samples": (_INTEGER, True)}
+_MODEL = {"name": (_TEXT, False), "sha256": (_TEXT, False), "weights_sha256": (_TEXT, True),
+          "reference": (_TEXT, True)}
+_DATASET = {"name": (_TEXT, False), "sha256": (_TEXT, False)}
+_PROVENANCE = {"started": (_TEXT, True), "gmbench_version": (_TEXT, True)}
+_METRIC = {**{f: (_NUMBER, True) for f in ("value", "stderr", "ci_low", "ci_high", "ideal")},
+           "n": (_INTEGER, True), "higher_is_better": (_BOOL, False),
+           **{f: (_TEXT, True) for f in ("unit", "ci_method", "feature_space", "kind")},
+           "protocol": (_INTEGER, False)}
 
 
 def _type_name(x: Any) -> str:
     return "null" if x is None else type(x).__name__
 
 
-class _Checker:
-    """Collects the first schema violation of a results document with its location."""
+def _is(kind: str, value: Any) -> bool:
+    if kind is _TEXT:
+        return isinstance(value, str)
+    if kind is _BOOL or isinstance(value, bool):
+        return kind is _BOOL and isinstance(value, bool)
+    if kind is _INTEGER:
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
-    def __init__(self, where: str) -> None:
-        self.where = where
 
-    def fail(self, field: str, why: str) -> None:
-        raise BoardError(f"{self.where}: field '{field}' {why}. The file is damaged or was "
-                         "edited by hand; re-run `gmbench evaluate` to regenerate it.")
+def _fail(where: str, field: str, why: str) -> NoReturn:
+    raise BoardError(f"{where}: field '{field}' {why}. The file is damaged or was edited by "
+                     "hand; re-run `gmbench evaluate` to regenerate it.")
 
-    def mapping(self, data: Any, field: str) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            self.fail(field, f"must be an object, got {_type_name(data)}")
-        return data
 
-    def text(self, data: dict[str, Any], key: str, field: str, *, optional: bool = False
-             ) -> None:
+def _checked(data: Any, field: str, types: Mapping[str, tuple[str, bool]], where: str
+             ) -> dict[str, Any]:
+    """``data`` (an object) whose fields of ``types`` have their types."""
+    if not isinstance(data, dict):
+        _fail(where, field, f"must be an object, got {_type_name(data)}")
+    for key, (kind, optional) in types.items():
         value = data.get(key)
-        if value is None and optional:
-            return
-        if not isinstance(value, str):
-            self.fail(f"{field}.{key}", f"must be a string, got {_type_name(value)}")
-
-    def number(self, data: dict[str, Any], key: str, field: str, *, optional: bool = True
-               ) -> None:
-        value = data.get(key)
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, _NUMBER):
-            self.fail(f"{field}.{key}", f"must be a number{' or null' if optional else ''}, "
-                      f"got {_type_name(value)} {value!r}")
-
-    def integer(self, data: dict[str, Any], key: str, field: str, *, optional: bool = True,
-                minimum: int | None = None) -> None:
-        value = data.get(key)
-        if value is None and optional:
-            return
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"{field}.{key}", f"must be an integer, got {_type_name(value)} "
-                      f"{value!r}")
-        if minimum is not None and isinstance(value, int) and value < minimum:
-            self.fail(f"{field}.{key}", f"must be at least {minimum}, got {value}")
+        if not (value is None and optional) and not _is(kind, value):
+            _fail(where, f"{field}.{key}".removeprefix("."),
+                  f"must be {kind}{' or null' if optional else ''}, got {_type_name(value)} "
+                  f"{value!r}")
+    problem = record_problem(data) if types is _METRIC or types is _DOCUMENT else None
+    if problem:
+        _fail(where, field or "(document)", problem)
+    return data
 
 
 def record_problem(v: Mapping[str, Any]) -> str | None:
@@ -262,8 +260,7 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
     Raises:
         BoardError: naming the file, the field and what is wrong with it.
     """
-    c = _Checker(where)
-    doc = c.mapping(data, "(document)")
+    doc = _checked(data, "(document)", {}, where)
     missing = [k for k in ("schema_version", "model", "dataset", "metrics", "provenance")
                if k not in doc]
     if missing:
@@ -275,51 +272,18 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
         raise BoardError(f"{where} has schema_version {version!r}; this gmbench reads versions "
                          f"{', '.join(map(str, READABLE_SCHEMAS))}. Upgrade gmbench, or re-run "
                          "`gmbench evaluate`.")
-    model = c.mapping(doc["model"], "model")
-    c.text(model, "name", "model")
-    c.text(model, "sha256", "model")
-    c.text(model, "weights_sha256", "model", optional=True)
-    c.text(model, "reference", "model", optional=True)
-    dataset = c.mapping(doc["dataset"], "dataset")
-    c.text(dataset, "name", "dataset")
-    c.text(dataset, "sha256", "dataset")
-    c.integer(doc, "seed", "(document)", optional=False)
-    problem = record_problem({"seed": doc["seed"]})
-    if problem:
-        c.fail("seed", problem)
-    c.integer(doc, "n_samples", "(document)", minimum=1)
-    prov = c.mapping(doc["provenance"], "provenance")
-    c.text(prov, "started", "provenance", optional=True)
-    c.text(prov, "gmbench_version", "provenance", optional=True)
-    metrics = c.mapping(doc["metrics"], "metrics")
-    out = dict(doc)
-    out["metrics"] = {}
-    for key, rec in metrics.items():
-        field = f"metrics.{key}"
-        rec = dict(c.mapping(rec, field))
-        for number in ("value", "stderr", "ci_low", "ci_high", "ideal"):
-            c.number(rec, number, field)
-        c.integer(rec, "n", field, minimum=0)
-        for number in ("value", "stderr", "ci_low", "ci_high", "ideal"):
-            if isinstance(rec.get(number), float) and not math.isfinite(rec[number]):
-                c.fail(f"{field}.{number}", f"is {rec[number]!r}; gmbench writes finite "
-                       "numbers or null")
-        if not isinstance(rec.get("higher_is_better"), bool):
-            c.fail(f"{field}.higher_is_better",
-                   f"must be true or false, got {_type_name(rec.get('higher_is_better'))} "
-                   f"{rec.get('higher_is_better')!r}")
-        for text in ("unit", "ci_method", "feature_space", "kind"):
-            c.text(rec, text, field, optional=True)
+    _checked({k: doc.get(k) for k in _DOCUMENT}, "", _DOCUMENT, where)
+    for name, types in (("model", _MODEL), ("dataset", _DATASET), ("provenance", _PROVENANCE)):
+        _checked(doc[name], name, types, where)
+    out = {**doc, "metrics": {}}
+    for key, rec in _checked(doc["metrics"], "metrics", {}, where).items():
+        rec = dict(_checked(rec, f"metrics.{key}", {}, where))
         if version == 1:
             rec.setdefault("protocol", 1)
             rec.setdefault("ideal", None)
-        c.integer(rec, "protocol", field, optional=False, minimum=1)
-        problem = record_problem(rec)
-        if problem:
-            c.fail(field, problem)
-        out["metrics"][key] = rec
+        out["metrics"][key] = _checked(rec, f"metrics.{key}", _METRIC, where)
     if version == 1:
-        out["model"] = {**model, "weights_sha256": None, "weights_source": None}
+        out["model"] = {**doc["model"], "weights_sha256": None, "weights_source": None}
         out["schema_version"] = SCHEMA_VERSION
     return out
 
