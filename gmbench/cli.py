@@ -27,12 +27,6 @@ def _wrapped(text: str) -> str:
     return "\n".join(fold(text))
 
 
-def _fuller_message(out: Path, lost: list[str]) -> str:
-    shown = ", ".join(lost[:8]) + (" ..." if len(lost) > 8 else "")
-    return (f"--out {out} holds a run with metrics this run does not compute ({shown}); "
-            "writing would replace it. Pass another --out, or --overwrite to replace it.")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
@@ -47,7 +41,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         lost = [] if args.overwrite else fuller_run(cwd / args.out,
                                                     getattr(args, "metrics", None))
         if lost:
-            raise GmbenchError(_fuller_message(cwd / args.out, lost))
+            raise GmbenchError(f"--out {cwd / args.out} holds a run with metrics this run does "
+                               f"not compute ({', '.join(lost[:8])}{' ...' * (len(lost) > 8)}); "
+                               "writing would replace it. Pass another --out, or --overwrite "
+                               "to replace it.")
     target = Path(args.model)
     stored = target.suffix.lower() in STORED_SUFFIXES or (target.is_dir() and any(
         p.suffix.lower() == ".png" for p in target.iterdir()))
@@ -70,15 +67,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    from gmbench.core.errors import BoardError
-
-    try:
-        table = results.table(boards=args.boards, wide=args.wide)
-    except BoardError as exc:  # the run is written; show it without baselines
-        warn(f"baselines not shown: {exc}")
-        from gmbench.present.table import render_table
-        table = render_table(dict(doc), wide=args.wide)
-    print(printable_lines(table))
+    print(printable_lines(results.table(boards=args.boards, wide=args.wide)))
     from gmbench.core.progress import slowest
 
     prov = doc.get("provenance", {})

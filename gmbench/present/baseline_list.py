@@ -14,7 +14,7 @@ from pathlib import Path
 from gmbench.core.errors import DatasetError, did_you_mean
 from gmbench.models.bundled import bundled_datasets
 from gmbench.models.bundled import families as bundled
-from gmbench.present.format import WIDTH, ColumnFormat, column_format, fold
+from gmbench.present.format import WIDTH, ColumnFormat, align, column_format, fold
 from gmbench.storage.leaderboard import BoardRow, baseline_rows, latest_rows
 
 __all__ = ["HEADLINE_METRICS", "baseline_table", "cmd_baselines", "render_baselines"]
@@ -75,10 +75,7 @@ def render_baselines(datasets: Sequence[str], *, boards: str | None = None) -> s
                                    "  (no recorded results: run `python -m "
                                    "gmbench_baselines.training.record --dataset "
                                    f"{dataset}`)"))
-        for i, row in enumerate(table):
-            out.append("  " + "  ".join(row[j].ljust(widths[j]) for j in keep).rstrip())
-            if i == 0:
-                out.append("  " + "  ".join("-" * widths[j] for j in keep))
+        out += align([[row[j] for j in keep] for row in table], indent="  ")
         out.append("")
         for row in table[1:]:
             out += fold(f"{row[0]}: {row[-1]}", indent="  ")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from gmbench.core.errors import BoardError, did_you_mean
 from gmbench.core.names import printable
 from gmbench.present.compare import pareto_front
-from gmbench.present.format import WIDTH, column_format, fold
+from gmbench.present.format import WIDTH, align, column_format, fold, value_cell
 from gmbench.storage.leaderboard import BoardRow, identity_conflicts
 
 __all__ = ["render_board"]
@@ -104,25 +104,14 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
             fmt = column_format([r.value for r in column if r is not None]
                                 + [r.halfwidth for r in column
                                    if r is not None and r.halfwidth is not None and m not in bounds])
-            texts = []
-            for r in column:
-                if r is None:
-                    texts.append("")
-                elif r.value is None:
-                    texts.append("n/e")
-                elif m in bounds:
-                    texts.append(f"≥{fmt.value(r.value)}")
-                elif r.halfwidth is None:
-                    texts.append(fmt.value(r.value))
-                else:
-                    texts.append(f"{fmt.value(r.value)} ±{fmt.spread(r.halfwidth)}")
-            cells[m] = [printable(f"{arrows[m]}{m}")] + texts
+            cells[m] = [printable(f"{arrows[m]}{m}")] + [
+                "" if r is None else value_cell(fmt, r.value, r.halfwidth, m in bounds)
+                for r in column]
         labels = [["", "model", "seed", "samples"]] + [
             ["*" if run in front else "",
              printable(run[0]) + (" (ref)" if run[0] in references else ""),
              str(run[1]), "" if run[2] is None else str(run[2])] for run in order]
-        label_widths = [max(len(line[i]) for line in labels) for i in range(4)]
-        label_width = sum(label_widths) + 2 * 3
+        label_width = sum(max(len(line[i]) for line in labels) for i in range(4)) + 2 * 3
         widths = [max(len(c) for c in cells[m]) for m in metrics]
         groups = _groups(label_width, widths, width)
         seeds = {run[1] for run in order}
@@ -131,16 +120,8 @@ def render_board(rows: Sequence[BoardRow], *, sort: str | None = None,
                    f"{len(order)} run(s)" + (f", sorted by {sort}" if sort else "")
                    + (f"; columns in {len(groups)} groups" if len(groups) > 1 else ""))
         for g, group in enumerate(groups):
-            table = [labels[i] + [cells[metrics[j]][i] for j in group]
-                     for i in range(len(labels))]
-            col_widths = label_widths + [widths[j] for j in group]
-            if g:
-                out.append("")
-            for i, line in enumerate(table):
-                out.append("  ".join(c.ljust(w) for c, w in zip(line, col_widths, strict=True))
-                           .rstrip())
-                if i == 0:
-                    out.append("  ".join("-" * w for w in col_widths))
+            out += [""] * bool(g) + align([labels[i] + [cells[metrics[j]][i] for j in group]
+                                           for i in range(len(labels))])
         notes = ["values ± 95% half-width (≥: a one-sided 95% bound; n/e: not estimable); "
                  "↑ higher is better, ↓ lower is better, ◎ closest to the metric's ideal is "
                  "best; each cell is the run's most recent evaluation of that metric"]

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from gmbench.storage.results import MetricRecord
 
-__all__ = ["SHA", "WIDTH", "ColumnFormat", "column_format", "feature_spaces", "fold",
-           "format_number", "format_pm", "where_measured"]
+__all__ = ["SHA", "WIDTH", "ColumnFormat", "align", "column_format", "feature_spaces", "fold",
+           "format_number", "format_pm", "value_cell", "where_measured"]
 
 WIDTH = 120  # every table and note gmbench prints fits a terminal this wide
 
@@ -24,6 +24,19 @@ def fold(text: str, width: int | None = WIDTH, *, indent: str = "") -> list[str]
     return textwrap.wrap(text, width=width, initial_indent=indent,
                          subsequent_indent=indent + "  ", break_long_words=False,
                          break_on_hyphens=False)
+
+
+def align(rows: Sequence[Sequence[str]], indent: str = "") -> list[str]:
+    """``rows`` as left-aligned columns two spaces apart, a rule of dashes under the first
+    (the header)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, row in enumerate(rows):
+        lines.append(indent + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                     .rstrip())
+        if i == 0:
+            lines.append(indent + "  ".join("-" * w for w in widths))
+    return lines
 
 
 def format_number(x: float | None) -> str:
@@ -67,6 +80,17 @@ def column_format(values: Sequence[float | None], *, digits: int = 5) -> ColumnF
     if top >= 1e5 or top < 1e-3:
         return ColumnFormat(decimals=None)
     return ColumnFormat(decimals=max(0, min(6, digits - 1 - math.floor(math.log10(top)))))
+
+
+def value_cell(fmt: ColumnFormat, value: float | None, halfwidth: float | None, bound: bool
+               ) -> str:
+    """``value ±half-width`` in a column's format, ``≥value`` for a one-sided bound, ``n/e``
+    for a value that could not be estimated."""
+    if value is None:
+        return "n/e"
+    if bound:
+        return f"≥{fmt.value(value)}"
+    return fmt.value(value) if halfwidth is None else f"{fmt.value(value)} ±{fmt.spread(halfwidth)}"
 
 
 def format_pm(value: float | None, halfwidth: float | None, *, digits: int = 5) -> str:

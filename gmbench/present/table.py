@@ -13,9 +13,11 @@ from gmbench.core.names import printable
 from gmbench.present.compare import Comparison, compare_with_baselines
 from gmbench.present.format import (
     ColumnFormat,
+    align,
     column_format,
     feature_spaces,
     fold,
+    value_cell,
     where_measured,
 )
 from gmbench.present.verdicts import memorization_line
@@ -25,27 +27,8 @@ from gmbench.storage.results import MetricRecord, records
 __all__ = ["render_table"]
 
 
-def _align(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
-
-
 def _is_bound(rec: MetricRecord) -> bool:
     return rec.interval_covers == "bound"
-
-
-def _cell(fmt: ColumnFormat, value: float | None, halfwidth: float | None, bound: bool) -> str:
-    """``value ±half-width`` in the row's format, ``≥value`` for a one-sided bound."""
-    if value is None:
-        return "n/e"
-    if bound:
-        return f"≥{fmt.value(value)}"
-    return fmt.value(value) if halfwidth is None else f"{fmt.value(value)} ±{fmt.spread(halfwidth)}"
 
 
 def _row_format(comp: Comparison, shown: Iterable[BoardRow]) -> ColumnFormat:
@@ -118,7 +101,7 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         bound = _is_bound(rec)
         ci = ("one-sided" if bound else
               f"[{fmt.value(rec.ci_low)}, {fmt.value(rec.ci_high)}]")
-        value = ("not estimable" if rec.not_estimable else _cell(fmt, rec.value, None, bound))
+        value = ("not estimable" if rec.not_estimable else value_cell(fmt, rec.value, None, bound))
         row = [Direction.of(rec).arrow, comp.metric, value, ci]
         row += [str(rec.n), rec.unit, where_measured(rec)] if wide else []
         if names:
@@ -126,17 +109,17 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
             any_mismatch |= bool(comp.mismatched)
             if not wide:
                 row.append("" if best is None else
-                           f"{best[0]} {_cell(fmt, best[1].value, best[1].halfwidth, bound)}")
+                           f"{best[0]} {value_cell(fmt, best[1].value, best[1].halfwidth, bound)}")
             for name in names if wide else ():
                 r = comp.baselines.get(name)
-                cell = "" if r is None else _cell(fmt, r.value, r.halfwidth, bound)
+                cell = "" if r is None else value_cell(fmt, r.value, r.halfwidth, bound)
                 if name in comp.mismatched:
                     cell += " †"
                 if name in comp.references and r is not None:
                     cell += " (ref)"
                 row.append(cell)
         rows.append(row)
-    lines += _align([[printable(cell) for cell in row] for row in rows])  # board cells
+    lines += align([[printable(cell) for cell in row] for row in rows])  # board cells
     measured = records(result)
     lines += filter(None, [memorization_line(measured)])
     for key, rec in measured.items():

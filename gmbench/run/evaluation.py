@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
 from gmbench.core.background import Background
 from gmbench.core.device import platform_id
@@ -327,13 +326,13 @@ def provenance(device: str, started: float) -> dict[str, Any]:
     record, digest = platform_id(device)
     return {
         "gmbench_version": __version__,
-        "torch_version": torch.__version__,
-        "numpy_version": np.__version__,
+        "torch_version": record["torch"],
+        "numpy_version": record["numpy"],
         "scipy_version": installed("scipy"),
         "torch_fidelity_version": installed("torch-fidelity"),
-        "python": sys.version.split()[0],
+        "python": record["python"],
         "platform": platform.platform(),
-        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name()})",
+        "device": record["device"],
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "duration_s": round(time.time() - started, 3),
         "command": " ".join(sys.argv),

@@ -87,30 +87,34 @@ class Results:
         frame["details"] = [self[r].details for r in self.document["metrics"]]
         return frame
 
+    def _baselines(self, boards: str | os.PathLike[str] | None, where: str
+                   ) -> tuple[list[BoardRow], Path | None]:
+        """The bundled baselines' rows on this dataset; none, with a warning, when the board
+        cannot be read (the run itself is shown or written all the same)."""
+        from gmbench.core.errors import BoardError, warn
+        from gmbench.storage.leaderboard import baseline_rows
+
+        try:
+            return baseline_rows(self.document["dataset"]["name"], boards=boards)
+        except BoardError as exc:
+            warn(f"baselines not {where}: {exc}")
+            return [], None
+
     def table(self, *, boards: str | os.PathLike[str] | None = None, wide: bool = False) -> str:
         """The terminal table beside the bundled baselines (``wide``: every baseline)."""
         from gmbench.present.table import render_table
-        from gmbench.storage.leaderboard import baseline_rows
 
-        baselines, board = baseline_rows(self.document["dataset"]["name"], boards=boards)
+        baselines, board = self._baselines(boards, "shown")
         return render_table(dict(self.document), baselines=baselines, board=board, wide=wide)
 
     def save(self, out: str | os.PathLike[str], *, report: bool = False,
              boards: str | os.PathLike[str] | None = None) -> Path:
         """Write ``results.json``, ``results.csv``, the pictures and (``report=True``)
         ``report.html`` into the folder ``out``, all at once (:func:`gmbench.run.outputs.write_run`)."""
-        from gmbench.core.errors import BoardError, warn
         from gmbench.run.outputs import run_files, write_run
-        from gmbench.storage.leaderboard import baseline_rows
         from gmbench.storage.results import results_csv
 
-        baselines: list[BoardRow] = []
-        board: Path | None = None
-        if report:
-            try:
-                baselines, board = baseline_rows(self.document["dataset"]["name"], boards=boards)
-            except BoardError as exc:
-                warn(f"baselines not in the report: {exc}")
+        baselines, board = self._baselines(boards, "in the report") if report else ([], None)
         json_bytes = (json.dumps(self.document, indent=2, allow_nan=False) + "\n").encode()
         csv_bytes = results_csv(dict(self.document))
         info = get_dataset_info(self.document["dataset"])

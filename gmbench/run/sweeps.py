@@ -245,6 +245,12 @@ class _Recorder:
         self.request = request
         self.outcomes: dict[Job, Outcome] = {}
 
+    def finished(self, job: Job, status: str, payload: Any, seconds: float) -> None:
+        """Record what :func:`run_job` returned: results, or why the job failed."""
+        done = status == "done"
+        self.record(Outcome(job, status, seconds, None if done else str(payload)),
+                    payload if done else None)
+
     def record(self, outcome: Outcome, results: Any = None) -> None:
         from gmbench.storage.leaderboard import add_results
 
@@ -363,17 +369,9 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
                     retries=retries, workers=base.workers)
     else:
         for job in todo:
-            status, payload, seconds = run_job(job)
-            _record(rec, job, status, payload, seconds)
+            rec.finished(job, *run_job(job))
     return SweepReport([rec.outcomes[j] for j in jobs], board_path, out_path, rec.runner,
                        time.perf_counter() - tic, notes)
-
-
-def _record(rec: _Recorder, job: Job, status: str, payload: Any, seconds: float) -> None:
-    if status == "done":
-        rec.record(Outcome(job, "done", seconds), payload)
-    else:
-        rec.record(Outcome(job, "failed", seconds, str(payload)))
 
 
 def _run_on_ray(todo: list[Job], rec: _Recorder, *, address: str | None, cpus: float,
@@ -410,7 +408,7 @@ def _run_on_ray(todo: list[Job], rec: _Recorder, *, address: str | None, cpus: f
                     status, payload, seconds = "failed", _ray_failure(exc), 0.0
                 if ready[0] in groups:
                     ray.util.remove_placement_group(groups.pop(ready[0]))
-                _record(rec, job, status, payload, seconds)
+                rec.finished(job, status, payload, seconds)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

@@ -201,13 +201,13 @@ def rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
         BoardError: a field is missing or has the wrong type (a damaged or hand-edited file).
     """
     try:
-        return _rows_from_results(data)
+        return [_row(data, key, rec) for key, rec in data["metrics"].items()]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BoardError(f"the results file is damaged: {type(exc).__name__}: {exc}. Re-run "
                          "`gmbench evaluate` to regenerate it.") from None
 
 
-def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
+def _row(data: Mapping[str, Any], key: str, rec: Mapping[str, Any]) -> BoardRow:
     model, dataset, prov = data["model"], data["dataset"], data["provenance"]
     config = {k: v for k, v in (data.get("config") or {}).items() if k not in NOT_CONFIG}
     run = {"dataset": dataset["name"], "model": model["name"], "seed": int(data.get("seed") or 0),
@@ -219,15 +219,12 @@ def _rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
            "weights_sha256": model.get("weights_sha256"),
            "per_example_sha256": (data.get("per_example") or {}).get("sha256"),
            "platform": prov.get("platform_id"), "reference": model.get("reference")}
-    rows = []
-    for key, rec in data["metrics"].items():
-        m = MetricRecord.from_dict(key, rec)
-        values = {**run, **{f: getattr(m, f) for f in CORE_FIELDS}, "metric": key,
-                  "stderr_runs": m.detail("stderr_runs"), "df_runs": m.detail("df_runs")}
-        cells: dict[str, Any] = {c: _float(values[c]) if c in _FLOATS else neutralise(
-            str(values[c] or "")) if c in _TEXT else values[c] for c in COLUMNS}
-        rows.append(BoardRow(**cells))
-    return rows
+    m = MetricRecord.from_dict(key, rec)
+    values = {**run, **{f: getattr(m, f) for f in CORE_FIELDS}, "metric": key,
+              "stderr_runs": m.detail("stderr_runs"), "df_runs": m.detail("df_runs")}
+    cells: dict[str, Any] = {c: _float(values[c]) if c in _FLOATS else neutralise(
+        str(values[c] or "")) if c in _TEXT else values[c] for c in COLUMNS}
+    return BoardRow(**cells)
 
 
 # ------------------------------------------------------------------ CSV <-> rows
@@ -450,7 +447,6 @@ def options_differ(a: str, b: str) -> bool:
         return a != b
     return any(x[k] != y[k] for k in set(x) & set(y)) if isinstance(x, dict) and \
         isinstance(y, dict) else a != b
-
 
 
 def _same(a: BoardRow, b: BoardRow) -> bool:

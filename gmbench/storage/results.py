@@ -8,7 +8,7 @@ import io
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,8 +24,6 @@ __all__ = ["READABLE_SCHEMAS", "SCHEMA_VERSION", "MetricRecord", "neutralise", "
 SCHEMA_VERSION = 2
 MAX_RESULTS_BYTES = 64 << 20  # a results.json is kilobytes; refuse what cannot be one
 READABLE_SCHEMAS = (1, 2)  # version 1: gmbench 0.1 (no protocol, ideal or weights fields)
-CORE_FIELDS = ("value", "stderr", "ci_low", "ci_high", "ci_method", "n", "unit",
-               "higher_is_better", "ideal", "protocol", "kind", "feature_space")
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # spreadsheet formula starts
 
 
@@ -134,6 +132,10 @@ class MetricRecord:
         clash = set(core) & set(self.details)
         assert not clash, f"details may not override core fields: {clash}"
         return _clean({**core, **self.details})
+
+
+# a record's own fields, in results.json and on boards: all but its key, details and artifacts
+CORE_FIELDS = tuple(f.name for f in fields(MetricRecord))[1:-2]
 
 
 def records(document: Mapping[str, Any]) -> dict[str, MetricRecord]:
