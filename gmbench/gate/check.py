@@ -673,21 +673,15 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
     verdicts: list[Verdict] = []
     reproducing = bool(refs) and all(_reproducible(r, refs[r.metric]) for r in new_rows
                                      if r.metric in refs)
-    if reproducing:
-        for row in new_rows:
-            ref = refs.get(row.metric)
-            verdicts.append(_reproduction(row, ref, tolerance_of(row)) if ref is not None
-                            else _verdict(metric=row.metric, new=row.value, reference=None,
-                                          se=0.0, df=math.inf, direction=row.direction,
-                                          tolerance=0.0, unit=row.unit))
-    else:
-        for row in new_rows:
-            ref = refs.get(row.metric)
-            if ref is None:
-                verdicts.append(_verdict(metric=row.metric, new=row.value, reference=None,
-                                         se=0.0, df=math.inf, direction=row.direction,
-                                         tolerance=0.0, unit=row.unit))
-                continue
+    for row in new_rows:
+        ref = refs.get(row.metric)
+        if ref is None:
+            verdicts.append(_verdict(metric=row.metric, new=row.value, reference=None, se=0.0,
+                                     df=math.inf, direction=row.direction, tolerance=0.0,
+                                     unit=row.unit))
+        elif reproducing:
+            verdicts.append(_reproduction(row, ref, tolerance_of(row)))
+        else:
             unestimable = _not_estimable(row, ref, measured.get(row.metric),
                                          defined.get(row.metric))
             if unestimable:
@@ -706,16 +700,17 @@ def check_results(result: Mapping[str, Any], board: Sequence[BoardRow], *, model
                     direction=row.direction, tolerance=tol, unit=row.unit,
                     new_df=row.df_runs, reference_df=ref.df_runs), note=why)
             verdicts.append(paired)
-        sample_refs = [refs[r.metric] for r in new_rows if r.metric in refs
-                       and r.n_samples is not None and r.weights_sha256
-                       and r.weights_sha256 == refs[r.metric].weights_sha256]
-        if sample_refs:
-            test, why = _samples_test(per_example, reference_side(sample_refs[0]),
-                                      seed=int(result.get("seed") or 0))
-            if test is not None:
-                verdicts.append(test)
-            elif why:
-                warnings.append(why)
+    sample_refs = [refs[r.metric] for r in new_rows if r.metric in refs
+                   and r.n_samples is not None and r.weights_sha256
+                   and r.weights_sha256 == refs[r.metric].weights_sha256]
+    if sample_refs and not reproducing:
+        test, why = _samples_test(per_example, reference_side(sample_refs[0]),
+                                  seed=int(result.get("seed") or 0))
+        if test is not None:
+            verdicts.append(test)
+        elif why:
+            warnings.append(why)
+    if not reproducing:
         verdicts = _family(verdicts, refs, defined, alpha)
     seen = {r.metric for r in new_rows}
     for metric in sorted({r.metric for r in mine} - seen):

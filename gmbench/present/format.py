@@ -93,13 +93,11 @@ def value_cell(fmt: ColumnFormat, value: float | None, halfwidth: float | None, 
     return fmt.value(value) if halfwidth is None else f"{fmt.value(value)} ±{fmt.spread(halfwidth)}"
 
 
-def format_pm(value: float | None, halfwidth: float | None, *, digits: int = 5) -> str:
+def format_pm(value: float | None, halfwidth: float | None) -> str:
     """``"12.3 ±0.45"`` (value ± 95% half-width, two significant digits), or the value alone."""
     if value is None:
         return "-"
-    text = format_number(value) if digits == 5 else (
-        f"{value:.{digits - 1}e}" if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3)
-        else f"{value:.{digits}g}")
+    text = format_number(value)
     return text if halfwidth is None else f"{text} ±{halfwidth:.2g}"
 
 

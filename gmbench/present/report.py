@@ -23,7 +23,7 @@ from gmbench.present.compare import Comparison, compare_with_baselines, pareto_f
 from gmbench.present.format import feature_spaces, format_number, format_pm, where_measured
 from gmbench.present.verdicts import memorization_line
 from gmbench.storage.leaderboard import BoardRow, latest_rows, neutralise
-from gmbench.storage.results import MetricRecord, records
+from gmbench.storage.results import records
 
 __all__ = ["PARETO_PAIRS", "build_report", "metric_plot_svg", "pareto_plot_svg",
            "pick_pareto_pair"]
@@ -270,10 +270,6 @@ def _rank(comp: Comparison) -> str:
     return f'<td class="rank">{_e(text)}</td>'
 
 
-def _where(rec: MetricRecord) -> str:
-    return f'<td class="space">{_e(where_measured(rec))}</td>'
-
-
 def _row(comp: Comparison, cells: Sequence[str]) -> str:
     best = ' class="best"' if comp.rank == 1 and comp.ranked > 1 else ""
     return f"<tr{best}>" + "".join(cells) + "</tr>"
@@ -290,7 +286,8 @@ def _metrics_table(names: list[str], comparisons: list[Comparison]) -> str:
             text = "" if best is None else \
                 f"{best[0]} {format_pm(best[1].value, best[1].halfwidth)}"
             cells += [_rank(comp), f'<td class="l">{_e(text)}</td>']
-        rows.append(_row(comp, [*cells, _where(comp.record)]))
+        where = f'<td class="space">{_e(where_measured(comp.record))}</td>'
+        rows.append(_row(comp, [*cells, where]))
     return (f'<div class="scroll"><table id="metrics">{_head([*head, "kind / space"])}<tbody>'
             + "".join(rows) + "</tbody></table></div>")
 

@@ -27,7 +27,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from dataclasses import replace as replace_field
@@ -239,25 +239,25 @@ def _cell(row: BoardRow, column: str) -> str:
     return neutralise(str(x)) if column in _TEXT else str(x)
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+_PARSE: dict[str, Callable[[str], Any]] = {
+    **dict.fromkeys(_FLOATS, _finite), **dict.fromkeys(_OPTIONAL_INTS | _INTS, int),
+    "higher_is_better": {"true": True, "false": False}.__getitem__}
+
+
 def _parse_row(cells: list[str], where: str, columns: tuple[str, ...] = COLUMNS) -> BoardRow:
     values: dict[str, Any] = {}
     for column, text in zip(columns, cells, strict=True):
-        try:
-            if column in _FLOATS:
-                values[column] = float(text) if text else None
-                if values[column] is not None and not math.isfinite(values[column]):
-                    raise ValueError(text)
-            elif column in _OPTIONAL_INTS:
-                values[column] = int(text) if text else None
-            elif column in _INTS:
-                values[column] = int(text)
-            elif column == "higher_is_better":
-                if text not in ("true", "false"):
-                    raise ValueError(text)
-                values[column] = text == "true"
-            else:
-                values[column] = text
-        except ValueError:
+        try:  # an empty cell is a missing number where a number may be missing
+            values[column] = None if not text and column in _FLOATS | _OPTIONAL_INTS \
+                else _PARSE.get(column, str)(text)
+        except (ValueError, KeyError):
             raise BoardError(f"{where}: column '{column}' holds {text!r}, which is not a valid "
                              "value; the board is corrupt. Restore it from version control, "
                              "or delete the row and re-add its results.json.") from None
