@@ -7,8 +7,8 @@ strict per-test level? Standardised differences of two runs of one unchanged mod
 The "test split" is 2,000 fixed draws of ``N(0, S)`` with a power-law spectrum (eigenvalues
 ``i^-1``, rotated), and the "model" draws 2,000 features of ``N(0.05, 1.1 S)`` per run (a small
 FID, as a good model has). For each of ``--runs`` pairs of fresh runs the gate's one-sided
-t-test of "not worse" (standard errors between runs, Welch–Satterthwaite degrees of freedom
-from the bootstrap's resamples) gives a p-value; for an unchanged model they are uniform, so
+t-test of "not worse" (standard errors between runs: FID's by the delta method, KID's from its
+U-statistic) gives a p-value; for an unchanged model they are uniform, so
 each tail frequency must match its level. InceptionV3's 2,048-d features cannot be obtained
 here; the stand-in has their dimension and a decaying spectrum. Prints a table and writes
 ``benchmarks/results/null_differences.json``.
@@ -47,14 +47,17 @@ def _gaussian(dim: int) -> tuple[np.ndarray, np.ndarray]:
     return rotation, scale
 
 
-def one_run(dim: int, seed: int) -> dict[str, float]:
-    """FID and KID of one fresh model run against the fixed test split, with the standard
-    errors (and degrees of freedom) the gate uses."""
+FID_SE = "delta"  # how the FID standard errors in RUNS were computed (earlier: "bootstrap")
+
+
+def one_run(dim: int, seed: int, fid_only: bool = False) -> dict[str, float]:
+    """FID and KID (``fid_only``: FID) of one fresh model run against the fixed test split,
+    with the standard errors (and degrees of freedom) the gate uses."""
     import torch
     from threadpoolctl import threadpool_limits
 
-    from gmbench.estimators.frechet import frechet_distance, gaussian_statistics
-    from gmbench.estimators.image_quality import fid_bootstrap_se, fid_resamples, kid_estimate
+    from gmbench.estimators.frechet import frechet_delta_se, frechet_distance, gaussian_statistics
+    from gmbench.estimators.image_quality import kid_estimate
 
     torch.set_num_threads(1)
     _, scale = _gaussian(dim)
@@ -62,14 +65,15 @@ def one_run(dim: int, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(1000 + seed)
     fake = (0.05 + math.sqrt(1.1) * rng.normal(size=(N, dim)) @ scale.T).astype(np.float32)
     with threadpool_limits(1):
-        n_boot = fid_resamples(dim)
         # the value by gmbench's eigenvalue form (torch-fidelity's matrix square root agrees to
         # 1e-6 and is slower); the standard error exactly as `gmbench evaluate` computes it
-        fid = frechet_distance(*gaussian_statistics(fake), *gaussian_statistics(real))
-        fid_se = fid_bootstrap_se(fake, real, rng=rng, n_boot=n_boot)
-        kid, kid_se = kid_estimate(fake, real, seed=seed)
-    return {"fid": fid, "fid_se": fid_se, "fid_df": n_boot - 1,
-            "kid": kid.value, "kid_se": kid_se, "kid_df": math.inf}
+        real_stats = gaussian_statistics(real)
+        fid = frechet_distance(*gaussian_statistics(fake), *real_stats)
+        out = {"fid": fid, "fid_se": frechet_delta_se(fake, *real_stats), "fid_df": math.inf}
+        if not fid_only:
+            kid, kid_se = kid_estimate(fake, real, seed=seed)
+            out.update(kid=kid.value, kid_se=kid_se, kid_df=math.inf)
+    return out
 
 
 def tails(runs: list[dict[str, float]], metric: str) -> dict[str, object]:
@@ -99,24 +103,29 @@ def _resumed(dim: int, count: int, workers: int) -> list[dict[str, float]] | Non
     from gmbench.core.device import platform_id
 
     done: dict[int, dict[str, float]] = {}
+    stale: dict[int, dict[str, float]] = {}  # an earlier FID standard error: only FID again
     if RUNS.is_file():
-        for line in RUNS.read_text().splitlines():
+        for line in RUNS.read_text().splitlines():  # a later line of a run supersedes it
             rec = json.loads(line)
             if rec["dim"] == dim and rec["seed"] < count:
-                done[rec["seed"]] = rec["values"]
-    missing = [s for s in range(count) if s not in done]
-    print(f"{dim}-d: {len(done)} of {count} runs kept, {len(missing)} to run", flush=True)
+                fresh = rec.get("fid_se_method") == FID_SE
+                (done if fresh else stale)[rec["seed"]] = rec["values"]
+                (stale if fresh else done).pop(rec["seed"], None)
+    missing = [s for s in range(count) if s not in done and s not in stale]
+    print(f"{dim}-d: {len(done)} of {count} runs kept, {len(stale)} to update (FID's standard "
+          f"error), {len(missing)} to run", flush=True)
     machine = platform_id("cpu")[0]
     RUNS.parent.mkdir(parents=True, exist_ok=True)
     try:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(one_run, dim, s): s for s in missing}
+            futures = {pool.submit(one_run, dim, s, s in stale): s for s in [*stale, *missing]}
             for future in as_completed(futures):
                 seed = futures[future]
-                done[seed] = future.result()
+                done[seed] = {**stale.get(seed, {}), **future.result()}
                 with RUNS.open("a") as fh:  # one line per finished run
                     fh.write(json.dumps({"dim": dim, "seed": seed, "values": done[seed],
-                                         "cpu": machine["cpu"]}) + "\n")
+                                         "fid_se_method": FID_SE, "cpu": machine["cpu"]})
+                             + "\n")
     except KeyboardInterrupt:
         print(f"{dim}-d: interrupted with {len(done)} of {count} runs kept", flush=True)
         return None

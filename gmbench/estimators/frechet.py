@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["frechet_distance", "frechet_distance_to", "gaussian_statistics", "sqrtm_psd"]
+__all__ = ["frechet_delta_se", "frechet_distance", "gaussian_statistics", "sqrtm_psd"]
 
 
 def gaussian_statistics(features: np.ndarray, weights: np.ndarray | None = None
@@ -74,16 +74,29 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * tr_covmean)
 
 
-def frechet_distance_to(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, root2: np.ndarray,
-                        trace2: float) -> float:
-    """:func:`frechet_distance` to a fixed second Gaussian whose covariance square root
-    ``root2`` (:func:`sqrtm_psd`) and trace are computed once: one symmetric eigenvalue problem
-    (eigenvalues only) per call instead of a square root and one, since ``root2 cov1 root2``
-    has the spectrum of ``cov1^1/2 cov2 cov1^1/2``. For the bootstrap of many resamples
-    against one test split in many dimensions (InceptionV3's 2,048)."""
-    mu1, cov1 = np.asarray(mu1, np.float64), np.asarray(cov1, np.float64)
-    middle = root2 @ cov1 @ root2
-    eig = np.linalg.eigvalsh((middle + middle.T) / 2)
-    tr_covmean = float(np.sqrt(np.clip(eig, 0, None)).sum())
-    diff = mu1 - np.asarray(mu2, np.float64)
-    return float(diff @ diff + np.trace(cov1) + trace2 - 2.0 * tr_covmean)
+def frechet_delta_se(samples: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+    """The standard error between runs of :func:`frechet_distance` from the Gaussian fitted to
+    ``samples`` ``(n, F)`` to a fixed Gaussian ``(mu2, cov2)`` (the test split's), by the delta
+    method: the standard deviation of the distance's influence function over the samples,
+    divided by ``sqrt(n)``.
+
+    With ``mu, cov`` the samples' statistics, ``R = cov2^1/2`` and ``G = R (R cov R)^-1/2 R``
+    (the pseudo-inverse over the positive spectrum), adding a sample ``x`` moves the distance
+    by ``IF(x) / n`` to first order, with
+    ``IF(x) = 2 (mu - mu2) . (x - mu) + (x - mu)' (I - G) (x - mu) - tr((I - G) cov)``:
+    the derivative of ``tr(cov) - 2 tr((R cov R)^1/2)`` in ``cov`` is ``I - G``. One
+    eigenvalue problem besides the test split's square root, against one per resample of a
+    bootstrap, whose spread overstates the run-to-run spread twofold in 2,048 dimensions
+    (``benchmarks/null_differences.py``).
+    """
+    x = np.asarray(samples, np.float64)
+    mu, cov = gaussian_statistics(x)
+    root = sqrtm_psd(np.asarray(cov2, np.float64))
+    middle = root @ cov @ root
+    lam, vecs = np.linalg.eigh((middle + middle.T) / 2)
+    keep = lam > max(lam.max(initial=0.0), 0.0) * 1e-12
+    half = root @ (vecs[:, keep] * lam[keep] ** -0.25)  # G = half half'
+    xc = x - mu
+    influence = (2 * xc @ (mu - np.asarray(mu2, np.float64)) + (xc ** 2).sum(1)
+                 - ((xc @ half) ** 2).sum(1))  # the constant tr((I - G) cov) drops out
+    return float(influence.std(ddof=1) / np.sqrt(len(x)))

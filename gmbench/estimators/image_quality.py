@@ -21,12 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from gmbench.core.errors import MetricError
 from gmbench.core.rng import child_seed
-from gmbench.estimators.frechet import (
-    frechet_distance,
-    frechet_distance_to,
-    gaussian_statistics,
-    sqrtm_psd,
-)
+from gmbench.estimators.frechet import frechet_delta_se, gaussian_statistics
 from gmbench.estimators.prdc import NeighbourLists, PRDCResult, jackknife_se, prdc
 from gmbench.estimators.uncertainty import Estimate
 
@@ -37,9 +32,7 @@ __all__ = [
     "PRC_K",
     "PRDC_K",
     "SampleQuality",
-    "fid_bootstrap_se",
     "fid_estimate",
-    "fid_resamples",
     "implementation_details",
     "inception_score_estimate",
     "kid_estimate",
@@ -57,7 +50,6 @@ PRDC_K = 5
 # rows per block of distances: blocks of about 25M entries (100 MB), at least 1000 rows, so
 # memory stays O(max(25M, 1000 n)), never n^2; torch.cdist is slow on small blocks
 PRC_BLOCK_ENTRIES, PRC_MIN_ROWS = 25_000_000, 1000
-FID_BOOT_SMALL, FID_BOOT_LARGE = 20, 10  # bootstrap resamples for F <= 512 / F > 512
 # torch-fidelity (and the torchvision it imports) loads on first use, not with gmbench.metrics
 
 
@@ -84,51 +76,21 @@ def inception_score_estimate(logits: np.ndarray, *, seed: int, splits: int = ISC
                    f"normal over {splits} disjoint splits (torch-fidelity split std)")
 
 
-def fid_bootstrap_se(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
-                     n_boot: int) -> float:
-    """FID's standard error between runs: the spread of the Fréchet distance over ``n_boot``
-    bootstrap resamples of the samples ``(M, F)``, the test split's statistics fixed. Above
-    512 dimensions each resample solves one eigenvalue problem against the test split's
-    precomputed covariance root (:func:`~gmbench.estimators.frechet.frechet_distance_to`)."""
-    real_stats = gaussian_statistics(real)
-    large = fake.shape[1] > 512
-    if large:
-        root, trace = sqrtm_psd(real_stats[1]), float(np.trace(real_stats[1]))
-    boots = []
-    for _ in range(n_boot):
-        wf = np.bincount(rng.integers(0, len(fake), len(fake)), minlength=len(fake))
-        mu, cov = gaussian_statistics(fake, wf)
-        boots.append(frechet_distance_to(mu, cov, real_stats[0], root, trace) if large
-                     else frechet_distance(mu, cov, *real_stats))
-    return float(np.std(boots, ddof=1))
-
-
-def fid_resamples(dim: int) -> int:
-    """Bootstrap resamples of FID's standard error in ``dim`` feature dimensions (each costs an
-    eigendecomposition of a ``dim x dim`` matrix): their degrees of freedom, ``n - 1``, go with
-    the standard error into the regression gate's t-test."""
-    return FID_BOOT_SMALL if dim <= 512 else FID_BOOT_LARGE
-
-
-def fid_estimate(fake: np.ndarray, real: np.ndarray, *, rng: np.random.Generator,
-                 n_boot: int | None = None) -> Estimate:
+def fid_estimate(fake: np.ndarray, real: np.ndarray) -> Estimate:
     """FID of ``fake`` ``(M, F)`` against ``real`` ``(N, F)``: torch-fidelity's value; stderr
-    from ``n_boot`` bootstrap resamples of the samples, the test statistics held fixed (our
-    closed form, :mod:`gmbench.estimators.frechet`): what changes between runs."""
+    between runs by the delta method, the test statistics held fixed
+    (:func:`~gmbench.estimators.frechet.frechet_delta_se`)."""
     from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 
-    small = fake.shape[1] <= 512
-    n_boot = n_boot or fid_resamples(fake.shape[1])
     # one BLAS thread: small eigenproblems only lose time to threading, badly on a busy CPU
-    with threadpool_limits(limits=1 if small else None):
+    with threadpool_limits(limits=1 if fake.shape[1] <= 512 else None):
         stat_fake = fid_features_to_statistics(_t(fake, torch.float64))
         stat_real = fid_features_to_statistics(_t(real, torch.float64))
         value = fid_statistics_to_metric(stat_fake, stat_real, verbose=False)[
             "frechet_inception_distance"]
-        se = fid_bootstrap_se(fake, real, rng=rng, n_boot=n_boot)
+        se = frechet_delta_se(fake, *gaussian_statistics(real))
     return _normal(float(value), se, len(fake),
-                   f"normal, bootstrap stderr ({n_boot} resamples of the samples; test split "
-                   "fixed)")
+                   "normal, delta-method stderr (the samples' influence; test split fixed)")
 
 
 def kid_kernel(dim: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -256,7 +218,7 @@ def sample_quality(fake: np.ndarray, real: np.ndarray, *, fake_logits: np.ndarra
     if fake_logits is not None:
         est["inception_score"] = inception_score_estimate(fake_logits,
                                                           seed=child_seed(seed, "isc"))
-    est["fid"] = fid_estimate(fake, real, rng=np.random.default_rng(child_seed(seed, "fid")))
+    est["fid"] = fid_estimate(fake, real)
     est["kid"] = kid_estimate(fake, real, seed=child_seed(seed, "kid"))[0]
     prdc_est, test_side = prdc_estimates(fake, real, seed=child_seed(seed, "prdc"),
                                          real_lists=real_lists)

@@ -16,8 +16,9 @@ Definitions (each record's ``details`` repeats them):
   the shuffled samples (torch-fidelity ``isc_features_to_metric``); stderr = split std /
   sqrt(9) (normal interval).
 - ``fid``: Fréchet distance between Gaussians fitted to sample and test features (torch-fidelity
-  ``fid_features_to_statistics`` + ``fid_statistics_to_metric``); stderr from a bootstrap of
-  the samples (normal interval around the value).
+  ``fid_features_to_statistics`` + ``fid_statistics_to_metric``); stderr by the delta method
+  over the samples (:func:`gmbench.estimators.frechet.frechet_delta_se`; normal interval
+  around the value).
 - ``kid``: unbiased MMD² with the cubic polynomial kernel ``(x.y/F + 1)^3``, mean over 100 random
   subsets of ``min(1000, n)`` per set (torch-fidelity ``kid_features_to_metric``); stderr from
   the samples' U-statistic first-order variance plus torch-fidelity's subset spread / sqrt(100).
@@ -47,7 +48,6 @@ from gmbench.estimators.image_quality import (
     ISC_SPLITS,
     PRDC_K,
     fid_estimate,
-    fid_resamples,
     implementation_details,
     inception_score_estimate,
     kid_estimate,
@@ -111,9 +111,7 @@ def _estimate(ev: Context, key: str) -> tuple[Estimate, dict[str, Any]]:
         return inception_score_estimate(logits, seed=child_seed(ev.seed, "isc")), {
             "df_runs": ISC_SPLITS - 1}
     if key == "fid":
-        n_boot = fid_resamples(fake.shape[1])
-        return fid_estimate(fake, real, rng=np.random.default_rng(child_seed(ev.seed, "fid")),
-                            n_boot=n_boot), {"df_runs": n_boot - 1}
+        return fid_estimate(fake, real), {}
     if key == "kid":
         est, se_runs = kid_estimate(fake, real, seed=child_seed(ev.seed, "kid"))
         return est, {"stderr_runs": se_runs, "interval": "covers the population KID (a new "
