@@ -196,11 +196,11 @@ def _type_name(x: Any) -> str:
 
 
 def _is(kind: str, value: Any) -> bool:
-    if kind is _TEXT:
+    if kind == _TEXT:
         return isinstance(value, str)
-    if kind is _BOOL or isinstance(value, bool):
-        return kind is _BOOL and isinstance(value, bool)
-    if kind is _INTEGER:
+    if kind == _BOOL or isinstance(value, bool):
+        return kind == _BOOL and isinstance(value, bool)
+    if kind == _INTEGER:
         return isinstance(value, int)
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -210,9 +210,10 @@ def _fail(where: str, field: str, why: str) -> NoReturn:
                      "hand; re-run `gmbench evaluate` to regenerate it.")
 
 
-def _checked(data: Any, field: str, types: Mapping[str, tuple[str, bool]], where: str
-             ) -> dict[str, Any]:
-    """``data`` (an object) whose fields of ``types`` have their types."""
+def _checked(data: Any, field: str, types: Mapping[str, tuple[str, bool]], where: str, *,
+             possible: bool = False) -> dict[str, Any]:
+    """``data`` (an object) whose fields of ``types`` have their types (``possible``: and
+    values gmbench can write, :func:`record_problem`)."""
     if not isinstance(data, dict):
         _fail(where, field, f"must be an object, got {_type_name(data)}")
     for key, (kind, optional) in types.items():
@@ -221,7 +222,7 @@ def _checked(data: Any, field: str, types: Mapping[str, tuple[str, bool]], where
             _fail(where, f"{field}.{key}".removeprefix("."),
                   f"must be {kind}{' or null' if optional else ''}, got {_type_name(value)} "
                   f"{value!r}")
-    problem = record_problem(data) if types is _METRIC or types is _DOCUMENT else None
+    problem = record_problem(data) if possible else None
     if problem:
         _fail(where, field or "(document)", problem)
     return data
@@ -274,7 +275,7 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
         raise BoardError(f"{where} has schema_version {version!r}; this gmbench reads versions "
                          f"{', '.join(map(str, READABLE_SCHEMAS))}. Upgrade gmbench, or re-run "
                          "`gmbench evaluate`.")
-    _checked({k: doc.get(k) for k in _DOCUMENT}, "", _DOCUMENT, where)
+    _checked({k: doc.get(k) for k in _DOCUMENT}, "", _DOCUMENT, where, possible=True)
     for name, types in (("model", _MODEL), ("dataset", _DATASET), ("provenance", _PROVENANCE)):
         _checked(doc[name], name, types, where)
     out = {**doc, "metrics": {}}
@@ -283,7 +284,7 @@ def validate_results(data: Any, *, where: str) -> dict[str, Any]:
         if version == 1:
             rec.setdefault("protocol", 1)
             rec.setdefault("ideal", None)
-        out["metrics"][key] = _checked(rec, f"metrics.{key}", _METRIC, where)
+        out["metrics"][key] = _checked(rec, f"metrics.{key}", _METRIC, where, possible=True)
     if version == 1:
         out["model"] = {**doc["model"], "weights_sha256": None, "weights_source": None}
         out["schema_version"] = SCHEMA_VERSION
