@@ -4,6 +4,7 @@ to ``benchmarks/results/gate_calibration.json`` (the figures the docs quote).
     python benchmarks/gate_calibration.py                      # the full benchmark (hours)
     python benchmarks/gate_calibration.py --null-runs 0 --seeds 11-12 --power-seeds 11 --check
                                                               # CI's shorter run (minutes)
+    python benchmarks/gate_calibration.py --reproduce --resume  # the full run over sittings
 
 Every evaluation runs on one torch/BLAS thread per worker process (``--workers``, default 2),
 as the boards are recorded, and is judged exactly as ``gmbench check`` judges it (per-example
@@ -254,17 +255,53 @@ def readme_block(figures: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------ the driver
-def _run(jobs: list[tuple], workers: int) -> list[dict[str, Any]]:
-    results = []
+RUNS = ROOT / "benchmarks" / "results" / "gate_calibration_runs.jsonl"
+
+
+def code_identity() -> str:
+    """sha256 of what the figures depend on: every source file of gmbench and the baselines,
+    and the board's fingerprint. Runs kept under another identity are not resumed."""
+    digest = hashlib.sha256(board_fingerprint(BOARD).encode())
+    for folder in ("gmbench", "baselines"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _kept(identity: str) -> dict[tuple, dict[str, Any]]:
+    """The runs of :data:`RUNS` measured under ``identity``, by job."""
+    out: dict[tuple, dict[str, Any]] = {}
+    if RUNS.is_file():
+        for line in RUNS.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("identity") == identity:
+                out[tuple(rec["job"])] = rec["result"]
+    return out
+
+
+def _run(jobs: list[tuple], workers: int, resume: bool = False) -> list[dict[str, Any]]:
+    """Every job's result, in the jobs' order; with ``resume``, each finished job is appended
+    to :data:`RUNS` and a job kept there (under this code's identity) is not run again."""
+    from concurrent.futures import as_completed
+
+    identity = code_identity() if resume else ""
+    done = {j: r for j, r in _kept(identity).items() if j in set(jobs)} if resume else {}
+    todo = [j for j in jobs if j not in done]
+    if resume:
+        print(f"{len(done)} of {len(jobs)} runs kept in {RUNS.relative_to(ROOT)}, "
+              f"{len(todo)} to run", flush=True)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(job, *j) for j in jobs]
-        for i, future in enumerate(futures, 1):
-            res = future.result()
-            results.append(res)
+        futures = {pool.submit(job, *j): j for j in todo}
+        for i, future in enumerate(as_completed(futures), 1):
+            res = done[futures[future]] = future.result()
+            if resume:
+                with RUNS.open("a") as fh:
+                    fh.write(json.dumps({"identity": identity, "job": list(futures[future]),
+                                         "result": res}) + "\n")
             tag = f"{res['kind']} {res['model']} seed {res['seed']}"
-            print(f"[{i}/{len(jobs)}] {tag}: {', '.join(res['failed']) or 'ok'} "
+            print(f"[{i}/{len(todo)}] {tag}: {', '.join(res['failed']) or 'ok'} "
                   f"({res['seconds']} s)", flush=True)
-    return results
+    return [done[j] for j in jobs]
 
 
 def null_tails(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -315,6 +352,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="only check the acceptance (CI's shorter run)")
     parser.add_argument("--readme", action="store_true",
                         help="print the figures of docs/gate.md from the committed file, and exit")
+    parser.add_argument("--resume", action="store_true",
+                        help=f"keep every finished run in {RUNS.relative_to(ROOT)} and run only "
+                             "the missing ones (runs of other code or another board are not "
+                             "used); the figures' time is then the runs' own over the workers")
     args = parser.parse_args(argv)
     if args.readme:
         print(readme_block(json.loads(OUT.read_text())), end="")
@@ -334,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.reproduce:
         jobs += [("reproduce", m, max(r.seed for r in board if r.model == m)) for m in models]
     started = time.time()
-    results = _run(jobs, args.workers)
+    results = _run(jobs, args.workers, resume=args.resume)
     ok = True
     figures: dict[str, Any] = {
         "board": str(BOARD.relative_to(ROOT)),
@@ -395,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                                    "failing": failed}
         print(f"reproduction at the board's seed: {len(repro) - len(failed)} of {len(repro)} "
               f"reproduced; largest relative difference {worst:.3g}")
-    figures["seconds"] = round(time.time() - started)
+    figures["seconds"] = round(sum(r["seconds"] for r in results) / args.workers
+                               if args.resume else time.time() - started)
     print(f"\n{'PASS' if ok else 'FAIL'} in {figures['seconds']}s")
     out = args.out or (None if args.check else OUT)
     if out:
