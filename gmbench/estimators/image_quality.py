@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from gmbench.core.errors import MetricError
 from gmbench.core.rng import child_seed
-from gmbench.estimators.frechet import frechet_delta_se, gaussian_statistics
+from gmbench.estimators.frechet import frechet_delta_se
 from gmbench.estimators.prdc import NeighbourLists, PRDCResult, jackknife_se, prdc
 from gmbench.estimators.uncertainty import Estimate
 
@@ -88,7 +88,7 @@ def fid_estimate(fake: np.ndarray, real: np.ndarray) -> Estimate:
         stat_real = fid_features_to_statistics(_t(real, torch.float64))
         value = fid_statistics_to_metric(stat_fake, stat_real, verbose=False)[
             "frechet_inception_distance"]
-        se = frechet_delta_se(fake, *gaussian_statistics(real))
+        se = frechet_delta_se(fake, stat_real["mu"], stat_real["sigma"])  # np.cov, as ours
     return _normal(float(value), se, len(fake),
                    "normal, delta-method stderr (the samples' influence; test split fixed)")
 

@@ -201,24 +201,29 @@ def rows_from_results(data: Mapping[str, Any]) -> list[BoardRow]:
         BoardError: a field is missing or has the wrong type (a damaged or hand-edited file).
     """
     try:
-        return [_row(data, key, rec) for key, rec in data["metrics"].items()]
+        run = _run_cells(data)
+        return [_row(run, key, rec) for key, rec in data["metrics"].items()]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise BoardError(f"the results file is damaged: {type(exc).__name__}: {exc}. Re-run "
                          "`gmbench evaluate` to regenerate it.") from None
 
 
-def _row(data: Mapping[str, Any], key: str, rec: Mapping[str, Any]) -> BoardRow:
+def _run_cells(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The cells every row of one run shares (its model, data, seed, options, provenance)."""
     model, dataset, prov = data["model"], data["dataset"], data["provenance"]
     config = {k: v for k, v in (data.get("config") or {}).items() if k not in NOT_CONFIG}
-    run = {"dataset": dataset["name"], "model": model["name"], "seed": int(data.get("seed") or 0),
-           "n_samples": data.get("n_samples"),
-           "eval_config": json.dumps(config, sort_keys=True, separators=(",", ":")) if config
-           else "",
-           "gmbench_version": prov.get("gmbench_version"), "model_sha256": model.get("sha256"),
-           "dataset_sha256": dataset.get("sha256"), "date": prov.get("started"),
-           "weights_sha256": model.get("weights_sha256"),
-           "per_example_sha256": (data.get("per_example") or {}).get("sha256"),
-           "platform": prov.get("platform_id"), "reference": model.get("reference")}
+    return {"dataset": dataset["name"], "model": model["name"], "seed": int(data.get("seed") or 0),
+            "n_samples": data.get("n_samples"),
+            "eval_config": json.dumps(config, sort_keys=True, separators=(",", ":"))
+            if config else "",
+            "gmbench_version": prov.get("gmbench_version"), "model_sha256": model.get("sha256"),
+            "dataset_sha256": dataset.get("sha256"), "date": prov.get("started"),
+            "weights_sha256": model.get("weights_sha256"),
+            "per_example_sha256": (data.get("per_example") or {}).get("sha256"),
+            "platform": prov.get("platform_id"), "reference": model.get("reference")}
+
+
+def _row(run: Mapping[str, Any], key: str, rec: Mapping[str, Any]) -> BoardRow:
     m = MetricRecord.from_dict(key, rec)
     values = {**run, **{f: getattr(m, f) for f in CORE_FIELDS}, "metric": key,
               "stderr_runs": m.detail("stderr_runs"), "df_runs": m.detail("df_runs")}
