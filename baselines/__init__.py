@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from gmbench.core.registry import Registry
 
-__all__ = ["BASELINES", "IMAGE_DATASETS", "TOY_DATASETS", "Baseline", "families_for",
+__all__ = ["BASELINES", "IMAGE_DATASETS", "TEXT_DATASETS", "TOY_DATASETS", "Baseline", "families_for",
            "trained_families"]
 
 IMAGE_DATASETS = ("digits", "fashion-mnist")
+TEXT_DATASETS = ("shakespeare",)
 TOY_DATASETS = ("toy2d-gmm8", "gauss-2")
 
 
@@ -81,10 +82,16 @@ for _b in (
     Baseline("gan", IMAGE_DATASETS + TOY_DATASETS, "images: DCGAN-style generator, spectrally normalized "
              "discriminator, hinge loss; 2-D data: an MLP GAN; samples only",
              "gan"),
-    Baseline("memorizer", IMAGE_DATASETS + TOY_DATASETS,
+    Baseline("memorizer", IMAGE_DATASETS + TOY_DATASETS + TEXT_DATASETS,
              "reference model: replays training examples; log_prob: replay + 10% PPCA "
-             "back-off", None),
-    Baseline("truth", TOY_DATASETS, "reference model: the generated dataset's exact ground "
+             "back-off; text: replays training passages (samples only)", None),
+    Baseline("unigram", TEXT_DATASETS, "byte frequencies (add-one smoothing): the floor of "
+             "text", None),
+    Baseline("ngram_kn", TEXT_DATASETS, "interpolated Kneser-Ney 6-gram over bytes, counted "
+             "at load", None, n_samples=(("shakespeare", 500),)),
+    Baseline("byte_transformer", TEXT_DATASETS, "byte-level causal transformer (6 layers, "
+             "width 256, context 256), trained on the CPU", "byte_transformer"),
+    Baseline("truth", (*TOY_DATASETS, "text-markov"), "reference model: the generated dataset's exact ground "
              "truth", None),
 ):
     BASELINES.register(_b.name, _b)

@@ -5,8 +5,8 @@ A family's ``fit`` reads its entry with :func:`training_settings`: the architect
 epochs, the minibatch size, the learning rate's decay per epoch and the weight average's
 decay per step. A new bundled dataset is one entry per family here (and its name in
 ``gmbench_baselines.IMAGE_DATASETS``); a dataset without an entry trains with the family's
-``"images"`` entry (other images: CIFAR-10, your own) or its ``"vectors"`` entry (continuous
-data). Each weights file's training record
+``"images"`` entry (other images: CIFAR-10, your own), its ``"text"`` entry (other text) or its
+``"vectors"`` entry (continuous data). Each weights file's training record
 (``baselines/weights/<family>-<dataset>.json``) holds the settings it was trained with.
 """
 
@@ -92,6 +92,15 @@ SETTINGS: dict[str, dict[str, Training]] = {
         "fashion-mnist": Training({"channels": 32, "layers": 6, "kernel": 5}, 20, **_FASHION),
         "images": Training({"channels": 32, "layers": 5, "kernel": 3}, 20),
     },
+    # an "epoch" is one pass over the training text's 512-byte windows, each step a random
+    # 256-byte sub-window of each: 20 epochs are 2,640 steps of 64 windows (43M bytes); the
+    # budget of one CPU sitting (bfloat16 autocast where the CPU has it)
+    "byte_transformer": {
+        "shakespeare": Training({"width": 256, "layers": 6, "heads": 4, "context": 256}, 20,
+                                lr_decay=0.9, ema_decay=0.999),
+        "text": Training({"width": 256, "layers": 6, "heads": 4, "context": 256}, 20,
+                         lr_decay=0.9, ema_decay=0.999),
+    },
 }
 
 
@@ -103,4 +112,5 @@ def training_settings(family: str, info: DatasetInfo) -> Training:
         KeyError: the family does not train on this kind of data.
     """
     table = SETTINGS[family]
-    return table.get(info.name) or table["images" if info.kind == "image" else "vectors"]
+    kind = {"image": "images", "text": "text"}.get(info.kind, "vectors")
+    return table.get(info.name) or table[kind]

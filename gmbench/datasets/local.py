@@ -158,6 +158,10 @@ def make_local_dataset(path: str | os.PathLike[str],
         raise DatasetError(f"--dataset {path}: no such file or folder. {HOW}, or pass the "
                            "name of a built-in dataset (`gmbench datasets` lists them).")
     name = _name(where, registered)
+    from gmbench.datasets.text import is_text_folder, make_text_folder
+
+    if is_text_folder(where):
+        return make_text_folder(where, name)
     arrays = _from_folder(where) if where.is_dir() else _from_npz(where)
     x_train, x_test = np.asarray(arrays["x_train"]), np.asarray(arrays["x_test"])
     for key, x in (("x_train", x_train), ("x_test", x_test)):

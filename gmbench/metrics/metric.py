@@ -82,6 +82,7 @@ class Metric:
         rise_regresses: ranked by the distance from ``ideal``, but the gate counts only a rise
             as a regression (``copy_rate``: the data's own rate is its ideal, yet copying less
             than the reference did is no regression).
+        kinds: the kinds of data (``DatasetInfo.kind``) it is defined for.
         prepare: starts, at the metric's turn, work it needs that can run in the background
             (``Context.background``: estimator arithmetic on arrays, never the model); the
             metric itself then runs after all the others, so that work overlaps theirs.
@@ -97,6 +98,7 @@ class Metric:
     unit: str
     compute: Callable[[Context], Measurement]
     applies: Callable[[Dataset], str | None] = always
+    kinds: tuple[str, ...] = ("image", "sequence", "continuous")
     prepare: Callable[[Context], None] | None = None
     needs_logits: bool = False
     judged_with: str | None = None
@@ -112,7 +114,13 @@ class Metric:
 
     @property
     def uses_samples(self) -> bool:
-        return "sample" in self.needs or bool(self.needs_any)
+        return any(n.startswith("sample") for n in (*self.needs, *self.needs_any))
+
+    def not_applicable(self, dataset: Dataset) -> str | None:
+        """Why the metric is not defined for ``dataset``, or ``None``."""
+        if dataset.info.kind not in self.kinds:
+            return f"not defined for {dataset.info.kind} data"
+        return self.applies(dataset)
 
     def definition(self) -> Definition:
         """What the regression gate needs to know of this metric."""

@@ -34,6 +34,7 @@ from gmbench.datasets import DatasetInfo
 from gmbench.estimators.uncertainty import logmeanexp
 from gmbench.models.boundary import ModelExit, model_code, owned
 from gmbench.models.identity import WeightsIdentity, weights_identity
+from gmbench.models.text import text_interface
 
 __all__ = [
     "CAPABILITIES",
@@ -45,7 +46,7 @@ __all__ = [
     "import_model_file",
 ]
 
-CAPABILITIES = ("sample", "log_prob", "encode_decode", "sample_conditional")
+CAPABILITIES = ("sample", "log_prob", "encode_decode", "sample_conditional", "token_log_prob")
 LOG_PROB_SPACES = ("data", "dequantized")
 LOG_PROB_KINDS = ("exact", "lower_bound", "estimate")
 POSITIVE_MASS_TOLERANCE = 1e-4  # nats: float32 rounding of a log-mass near 0
@@ -277,12 +278,17 @@ class Model:
         self.capabilities = frozenset(
             cap for cap, members in (("sample", ("sample",)), ("log_prob", ("log_prob",)),
                                      ("encode_decode", ("encode", "decode")),
-                                     ("sample_conditional", ("sample_conditional",)))
+                                     ("sample_conditional", ("sample_conditional",)),
+                                     ("token_log_prob", ("token_log_prob",)))
             if all(callable(_attr(obj, m, None, where=self._file)) for m in members)
         )
-        if not {"sample", "log_prob"} & self.capabilities:
+        if not {"sample", "log_prob", "token_log_prob"} & self.capabilities:
             raise ModelError(f"{self._file}: the model ({type(obj).__name__}) has neither "
-                             "`sample(n)` nor `log_prob(x)`; define at least one of them.")
+                             "`sample(n)` nor `log_prob(x)`"
+                             + (" nor `token_log_prob(x)`" if info.kind == "text" else "")
+                             + "; define at least one of them.")
+        self.text = text_interface(self, obj) if "token_log_prob" in self.capabilities \
+            else None
         self.log_prob_space = _attr(obj, "log_prob_space", "data", where=self._file)
         self.log_prob_kind = _attr(obj, "log_prob_kind", "exact", where=self._file)
         if not isinstance(self.log_prob_space, str) or self.log_prob_space not in LOG_PROB_SPACES:
@@ -299,6 +305,15 @@ class Model:
     @property
     def _file(self) -> str:
         return self.source.path.name
+
+    def attribute(self, name: str, default: Any) -> Any:
+        """The model's attribute ``name`` (read as model code), else ``default``."""
+        return _attr(self.obj, name, default, where=self._file)
+
+    def call(self, member: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` as the model's ``member``: seeded, without gradients, any exception
+        a :class:`ModelError` naming the member."""
+        return self._call(member, fn, *args)
 
     def _call(self, member: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -517,6 +532,33 @@ class Model:
                     f"y = (x + u) / {self.info.levels} and convert."
                 )
         return arr
+
+    # ----------------------------------------------------------------- text
+    def token_log_prob(self, windows: np.ndarray) -> np.ndarray:
+        """``log p(t_j | t_<j)`` in nats of every token of ``(n, T)`` token windows, validated,
+        ``(n, T)`` float64 (the model's ``token_log_prob``)."""
+        assert self.text is not None
+        fn = _attr(self.obj, "token_log_prob", None, where=self._file)
+        t = torch.from_numpy(np.array(windows, dtype=np.int64, copy=True)).to(self.device)
+        with forked_rng(child_seed(0, "token_log_prob", *windows.shape)):
+            value = self._call("token_log_prob", fn, t)
+        where = f"{self._file}: `token_log_prob`"
+        arr = _to_numpy(value, where=where)
+        if arr.dtype.kind not in "iuf" or arr.shape != windows.shape:
+            raise ModelError(f"{where} returned {arr.dtype} of shape {tuple(arr.shape)} for "
+                             f"windows of shape {tuple(windows.shape)}; return one float "
+                             "log-probability (nats) per token, of the windows' shape: "
+                             "log p(x[:, j] | x[:, :j]).")
+        arr = arr.astype(np.float64, copy=False)
+        if not np.isfinite(arr).all():
+            raise ModelError(f"{where} returned non-finite values "
+                             f"({_describe_nonfinite(arr.reshape(-1), 0, 'window')}): clamp "
+                             "probabilities away from 0.")
+        if arr.max(initial=-math.inf) > POSITIVE_MASS_TOLERANCE:
+            raise ModelError(f"{where} returned a positive log-probability "
+                             f"({arr.max():.4g} nats): a next-token probability is at most 1. "
+                             "Return log-softmax values, not logits.")
+        return np.minimum(arr, 0.0)
 
     # ----------------------------------------------------------------- autoencoding
     def reconstruct(self, x: np.ndarray, *, seed: int, batch_size: int = 500) -> np.ndarray:

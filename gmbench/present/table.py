@@ -27,6 +27,9 @@ from gmbench.storage.results import MetricRecord, records
 __all__ = ["render_table"]
 
 
+SKIPPED_LISTED = 8  # skipped metrics named per reason; more are counted
+
+
 def _is_bound(rec: MetricRecord) -> bool:
     return rec.interval_covers == "bound"
 
@@ -126,7 +129,12 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         if rec.not_estimable:
             lines.append(f"not estimable: {key}: {rec.not_estimable}")
     if result.get("skipped"):
-        lines.append("skipped: " + "; ".join(f"{k} ({why})" for k, why in result["skipped"].items()))
+        by_reason: dict[str, list[str]] = {}
+        for key, why in result["skipped"].items():
+            by_reason.setdefault(str(why), []).append(key)
+        lines.append("skipped: " + "; ".join(
+            f"{', '.join(keys)} ({why})" if len(keys) <= SKIPPED_LISTED else
+            f"{len(keys)} metrics ({why}; named in results.json)" for why, keys in by_reason.items()))
     lines.append("↑ higher is better, ↓ lower is better, ◎ closest to the metric's ideal is best "
                  "(ranked by the distance); intervals are 95% (see ci_method in results.json); "
                  "≥: a one-sided 95% bound.")

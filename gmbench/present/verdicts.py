@@ -12,6 +12,7 @@ from gmbench.estimators.copying import (
     GAP_FLAG,
     RATIO_FLAG,
 )
+from gmbench.estimators.text import VERBATIM_MARGIN
 from gmbench.gate.check import POWER, SAMPLES, CheckReport, Verdict
 from gmbench.present.format import format_number as f
 from gmbench.storage.results import MetricRecord
@@ -88,7 +89,8 @@ def memorization_line(metrics: Mapping[str, MetricRecord]) -> str | None:
     """The memorization line printed under the table, or ``None`` if nothing to say.
 
     Flagged when any of: ``copy_rate`` above :data:`COPY_RATE_FLAG` with its interval above it
-    too; ``data_copying_ct`` below :data:`CT_FLAG`; ``nn_distance_ratio`` below
+    too; ``verbatim_copy_rate`` (text) above held-out real text's rate plus
+    :data:`~gmbench.estimators.text.VERBATIM_MARGIN`, its whole interval; ``data_copying_ct`` below :data:`CT_FLAG`; ``nn_distance_ratio`` below
     :data:`RATIO_FLAG` with its interval below it too; ``generalization_gap`` above
     :data:`GAP_FLAG` of ``nll`` with its interval above 0. ``generalization_gap`` is shown
     whenever it was measured.
@@ -110,6 +112,15 @@ def memorization_line(metrics: Mapping[str, MetricRecord]) -> str | None:
         text = f"copy_rate {_fmt(value)}"
         if value > COPY_RATE_FLAG and (low or 0) > COPY_RATE_FLAG:
             reasons.append(f"{text} > {COPY_RATE_FLAG} (real held-out data: ~{COPY_QUANTILE})")
+        else:
+            fine.append(text)
+    verbatim = get("verbatim_copy_rate")
+    if verbatim is not None:
+        value, low, _ = verbatim
+        real = float(metrics["verbatim_copy_rate"].detail("reference_rate", 0.0))
+        text = f"verbatim_copy_rate {_fmt(value)}"
+        if (low or 0) > real + VERBATIM_MARGIN:
+            reasons.append(f"{text} > held-out real text's {_fmt(real)} + {VERBATIM_MARGIN:g}")
         else:
             fine.append(text)
     ct = get("data_copying_ct")

@@ -271,7 +271,7 @@ def select_metrics(requested: Sequence[str] | None, model: Model, dataset: Datas
     """
     chosen, skipped = [], {}
     for metric in [get_metric(k) for k in requested] if requested else METRICS.values():
-        reason = metric.missing(model.capabilities) or metric.applies(dataset)
+        reason = metric.not_applicable(dataset) or metric.missing(model.capabilities)
         if reason and requested:
             raise MetricError(
                 f"Metric '{metric.key}' was requested but cannot run: it {reason}, and "
@@ -302,6 +302,8 @@ def per_example_values(ev: Evaluation) -> PerExample | None:
     if ev.computed("train_log_prob"):
         arrays["train_log_prob"] = np.asarray(ev.train_log_prob, np.float64)
         arrays["train_index"] = np.asarray(ev.train_index, np.int64)
+    if ev.computed("text/likelihood"):
+        arrays["test_text_blocks"] = ev.memo("text/likelihood", lambda: None).blocks.per_byte
     if ev.computed("test_squared_error"):
         arrays["test_squared_error"] = np.asarray(ev.memo("test_squared_error", lambda: None),
                                                   np.float64)
@@ -344,7 +346,7 @@ def provenance(device: str, started: float) -> dict[str, Any]:
 def needs_samples(model: Model, dataset: Dataset, metrics: Sequence[str] | None) -> bool:
     """Whether any of the selected metrics may draw samples."""
     chosen, _ = select_metrics(metrics, model, dataset)
-    return any("sample" in m.needs or m.needs_any for m in chosen)
+    return any(m.uses_samples for m in chosen)
 
 
 def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
@@ -367,7 +369,7 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
                                    f"'{ev.extractor.name}' does not have (inception-v3-compat "
                                    "and the bundled classifiers do)")
     ev.chosen = frozenset(m.key for m in chosen)
-    if any("sample" in m.needs or m.needs_any for m in chosen):
+    if any(m.uses_samples for m in chosen):
         check_sample_budget(ev.n_samples, dataset)
     if gathered is not None:  # the samples and their features, drawn by the workers
         ev.memo("samples", lambda: gathered.samples)

@@ -20,6 +20,8 @@ name                 dtype    what
 ``test_squared_error`` float64 ``(n_test,)`` reconstruction error per dimension per test example
 ``sample_features``  float16/32 ``(k, F)`` features of the first ``k`` samples in the run's
                               feature space (``meta["feature_space"]``)
+``test_text_blocks`` float64  ``(B,)`` a text's loss in nats over each block of its test
+                              documents, divided by the mean block size (their mean: nats/byte)
 ==================== ======== ================================================================
 
 A metric whose value is an affine function of per-example means records it in its
@@ -58,6 +60,7 @@ _ARRAYS: dict[str, tuple[str, int]] = {  # name -> (dtype kinds allowed, dimensi
     "train_index": ("iu", 1),
     "test_squared_error": ("f", 1),
     "sample_features": ("f", 2),
+    "test_text_blocks": ("f", 1),
 }
 
 

@@ -61,7 +61,7 @@ FIELDS = {"value": (float, type(None)), "stderr": (float, type(None)),
 def applies(key: str, scenario: str) -> bool:
     dataset, factory, _ = SCENARIOS[scenario]
     metric = METRICS[key]
-    return (metric.applies(get_dataset(dataset)) is None
+    return (metric.not_applicable(get_dataset(dataset)) is None
             and metric.missing(_caps(scenario)) is None)
 
 
@@ -169,7 +169,7 @@ def test_a_metric_that_does_not_apply_is_refused(key):
     refused = 0
     for name in ("toy2d-gmm8", "markov-4", "digits"):
         dataset = get_dataset(name)
-        reason = metric.applies(dataset)
+        reason = metric.not_applicable(dataset)
         if reason is None:
             continue
         model = wrap(Truth(name) if dataset.truth is not None else DigitsModel(), name, "m")
@@ -187,7 +187,7 @@ def test_a_metric_that_does_not_apply_is_refused(key):
     with pytest.raises(MetricError, match=rf"'{key}'.*needs"):
         run_evaluation(wrap(lacking, "toy2d-gmm8", "m"), get_dataset("toy2d-gmm8"),
                        RunRequest(n_samples=100), [key])
-    assert refused or metric.applies(get_dataset("gauss-2")) is None
+    assert refused or metric.not_applicable(get_dataset("gauss-2")) is None
 
 
 class SampleOnly:

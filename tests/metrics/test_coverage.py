@@ -222,7 +222,7 @@ def runs():
             out = []
             for s in range(SEEDS):
                 model, dataset, n = build(s)
-                wanted = [k for k in keys if METRICS[k].applies(dataset) is None]
+                wanted = [k for k in keys if METRICS[k].not_applicable(dataset) is None]
                 out.append(run_evaluation(model, dataset, RunRequest(seed=s, n_samples=n),
                                           wanted).to_dict()["metrics"])
             cache[name] = out

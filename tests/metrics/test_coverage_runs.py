@@ -31,7 +31,7 @@ NEVER_MOVES = {"copy_rate": "the independent categorical never copies a training
 def records() -> list[dict]:
     """The metrics records of the fixed model at seeds 0..SEEDS-1, on one thread."""
     model, dataset = wrap(DigitsModel(), "digits", "fixed"), get_dataset("digits")
-    wanted = [k for k in RUNS if METRICS[k].applies(dataset) is None
+    wanted = [k for k in RUNS if METRICS[k].not_applicable(dataset) is None
               and METRICS[k].missing(model.capabilities) is None]
     before = torch.get_num_threads()
     torch.set_num_threads(1)
