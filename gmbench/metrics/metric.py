@@ -116,11 +116,15 @@ class Metric:
     def uses_samples(self) -> bool:
         return any(n.startswith("sample") for n in (*self.needs, *self.needs_any))
 
-    def not_applicable(self, dataset: Dataset) -> str | None:
-        """Why the metric is not defined for ``dataset``, or ``None``."""
+    def wrong_kind(self, dataset: Dataset) -> str | None:
+        """Why the metric is not defined for ``dataset``'s kind of data, or ``None``."""
         if dataset.info.kind not in self.kinds:
             return f"not defined for {dataset.info.kind} data"
-        return self.applies(dataset)
+        return None
+
+    def not_applicable(self, dataset: Dataset) -> str | None:
+        """Why the metric is not defined for ``dataset``, or ``None``."""
+        return self.wrong_kind(dataset) or self.applies(dataset)
 
     def definition(self) -> Definition:
         """What the regression gate needs to know of this metric."""

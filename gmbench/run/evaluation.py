@@ -271,7 +271,8 @@ def select_metrics(requested: Sequence[str] | None, model: Model, dataset: Datas
     """
     chosen, skipped = [], {}
     for metric in [get_metric(k) for k in requested] if requested else METRICS.values():
-        reason = metric.not_applicable(dataset) or metric.missing(model.capabilities)
+        reason = (metric.wrong_kind(dataset) or metric.missing(model.capabilities)
+                  or metric.applies(dataset))
         if reason and requested:
             raise MetricError(
                 f"Metric '{metric.key}' was requested but cannot run: it {reason}, and "

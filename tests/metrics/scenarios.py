@@ -80,6 +80,48 @@ class Truth:
         return torch.as_tensor(self.truth.log_prob(x.numpy()), dtype=torch.float64)
 
 
+class TextBigram:
+    """An add-one byte bigram fitted to text-markov's training text: a normalised, imperfect
+    text model with ``token_log_prob`` and ``sample``."""
+
+    context_length = 64
+
+    def __init__(self) -> None:
+        data = get_dataset("text-markov").train.documents.data.astype(np.int64)
+        counts = np.ones((256, 256))
+        np.add.at(counts, (data[:-1], data[1:]), 1.0)
+        self.log_t = np.log(counts / counts.sum(1, keepdims=True))
+        first = np.bincount(data, minlength=256) + 1.0
+        self.log_first = np.log(first / first.sum())
+
+    def token_log_prob(self, x: torch.Tensor) -> np.ndarray:
+        x = x.numpy()
+        out = np.empty(x.shape)
+        out[:, 0] = self.log_first[x[:, 0]]
+        out[:, 1:] = self.log_t[x[:, :-1], x[:, 1:]]
+        return out
+
+    def sample(self, n: int) -> np.ndarray:
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        out = np.empty((n, 256), np.int64)
+        cdf = np.cumsum(np.exp(self.log_t), 1)
+        out[:, 0] = rng.choice(256, n, p=np.exp(self.log_first))
+        for j in range(1, 256):
+            out[:, j] = np.minimum((rng.random((n, 1)) > cdf[out[:, j - 1]]).sum(1), 255)
+        return out
+
+
+class TextTruth(Truth):
+    """text-markov's chain: exact ``token_log_prob`` in any window, exact passages."""
+
+    def __init__(self) -> None:
+        super().__init__("text-markov")
+        self.context_length = self.truth.context_length
+
+    def token_log_prob(self, x: torch.Tensor) -> np.ndarray:
+        return self.truth.token_log_prob(x.numpy())
+
+
 def wrap(obj: object, dataset: str, name: str) -> Model:
     source = ModelSource(Path(f"{name}.py"), name, "0" * 64, None)
     return Model(obj, source=source, info=get_dataset(dataset).info, device="cpu")

