@@ -24,11 +24,11 @@ from gmbench_baselines import ppca
 from gmbench_baselines.densities import LOG_2PI
 from torch import nn
 
-from gmbench.datasets import DatasetInfo, Documents, get_dataset
+from gmbench.datasets import DatasetInfo, get_dataset
 
-__all__ = ["BACKOFF", "REFERENCE", "Memorizer", "TextMemorizer", "load"]
+__all__ = ["BACKOFF", "REFERENCE", "Memorizer", "load"]
 
-REFERENCE = ("replays training examples: the reference the memorization checks must flag, not a "
+REFERENCE = ("replays training images: the reference the memorization checks must flag, not a "
              "competitor")
 
 BACKOFF = 0.1  # probability of the PPCA component
@@ -97,26 +97,6 @@ class Memorizer(nn.Module):
         return out.reshape(n, *self.info.shape)
 
 
-class TextMemorizer(nn.Module):
-    """Replays passages of the training text: every sample is ``sample_length`` consecutive
-    bytes at a uniformly chosen offset of a training document."""
-
-    def __init__(self, docs: Documents, sample_length: int) -> None:
-        super().__init__()
-        self.docs, self.sample_length = docs, sample_length
-        starts = [np.arange(docs.starts[d], docs.starts[d + 1] - sample_length + 1)
-                  for d in range(len(docs))]
-        self.offsets = torch.from_numpy(np.concatenate(starts))
-        self.register_buffer("data", torch.from_numpy(docs.data.astype(np.int64)))
-
-    def sample(self, n: int) -> torch.Tensor:
-        at = self.offsets[torch.randint(len(self.offsets), (n,))]
-        return self.data[at[:, None] + torch.arange(self.sample_length)]
-
-
-def load(dataset: DatasetInfo, device: str) -> Memorizer | TextMemorizer:
-    docs = get_dataset(dataset.name).train.documents
-    if docs is not None:  # text
-        return TextMemorizer(docs, dataset.shape[0]).to(device)
+def load(dataset: DatasetInfo, device: str) -> Memorizer:
     train = get_dataset(dataset.name).train.x
     return Memorizer(train, ppca.load(dataset, device), dataset).to(device)

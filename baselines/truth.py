@@ -1,6 +1,5 @@
-"""The ground truth of a generated dataset (``toy2d-*``, ``gauss-<d>``, ``markov-<v>``,
-``text-markov``), wrapped as a model: the best any model can do, exact ``log_prob`` (text:
-exact ``token_log_prob``) and exact sampling.
+"""The ground truth of a generated dataset (``toy2d-*``, ``gauss-<d>``, ``markov-<v>``),
+wrapped as a model: the best any model can do, exact ``log_prob`` and exact sampling.
 
 Evaluate: ``gmbench evaluate baselines/truth.py --dataset toy2d-gmm8``.
 """
@@ -14,7 +13,7 @@ import numpy as np
 from gmbench.datasets import DatasetInfo, get_dataset
 from gmbench.errors import ModelError
 
-__all__ = ["REFERENCE", "GroundTruthModel", "TextTruthModel", "load"]
+__all__ = ["REFERENCE", "GroundTruthModel", "load"]
 
 REFERENCE = "the data's own distribution: the ideal, not a competitor"
 
@@ -35,17 +34,6 @@ class GroundTruthModel:
         return self.truth.sample(n, np.random.default_rng(seed))
 
 
-class TextTruthModel(GroundTruthModel):
-    """A generated text's chain: exact next-byte probabilities in any window."""
-
-    def __init__(self, truth: Any) -> None:
-        super().__init__(truth)
-        self.context_length = truth.context_length
-
-    def token_log_prob(self, x: Any) -> np.ndarray:
-        return self.truth.token_log_prob(np.asarray(x.cpu() if hasattr(x, "cpu") else x))
-
-
 def load(dataset: DatasetInfo, device: str) -> GroundTruthModel:
     del device
     truth = get_dataset(dataset.name).truth
@@ -53,4 +41,4 @@ def load(dataset: DatasetInfo, device: str) -> GroundTruthModel:
         raise ModelError(f"baselines/truth.py needs a generated dataset with a known ground "
                          f"truth; {dataset.name} has none. Use --dataset toy2d-gmm8, gauss-2, "
                          "markov-8 or another generated dataset.")
-    return TextTruthModel(truth) if dataset.kind == "text" else GroundTruthModel(truth)
+    return GroundTruthModel(truth)

@@ -41,7 +41,7 @@ def models():
 def test_it_loads_and_samples_or_scores_within_the_contract(family, dataset, models):
     model = models(family, dataset)  # a dataset that does not exist is a DatasetError
     info = get_dataset(dataset).info
-    assert model.capabilities & {"sample", "log_prob"}, family
+    assert model.capabilities & {"sample", "log_prob", "token_log_prob"}, family
     if "sample" in model.capabilities:
         x = model.sample(16, seed=0)  # validated by the boundary: shape, levels, finite
         assert x.shape == (16, *info.shape)
@@ -53,6 +53,12 @@ def test_it_loads_and_samples_or_scores_within_the_contract(family, dataset, mod
         if model.log_prob_space == "data" and info.is_discrete \
                 and model.log_prob_kind != "estimate":
             assert (lp <= 1e-9).all(), "a probability mass is at most 1"
+    if "token_log_prob" in model.capabilities:  # text: windows of the first test document
+        doc = get_dataset(dataset).test.documents[0]
+        width = min(model.text.context_length, 64)
+        windows = doc[:4 * width].reshape(4, width).astype(np.int64)
+        lp = model.token_log_prob(windows)
+        assert lp.shape == windows.shape and np.isfinite(lp).all() and (lp <= 0).all()
 
 
 @pytest.mark.parametrize(("family", "dataset"), CASES)

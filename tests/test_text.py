@@ -241,7 +241,7 @@ def test_verbatim_spans_and_distinct_ngrams_by_hand():
 
 
 def test_a_model_that_replays_training_text_is_flagged_and_the_held_out_text_is_not():
-    from gmbench_baselines.memorizer import TextMemorizer
+    from gmbench_baselines.text_memorizer import TextMemorizer
 
     from gmbench.present.verdicts import memorization_line
     from gmbench.storage.results import records

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,8 +26,19 @@ from gmbench.core.errors import ModelError
 from gmbench.core.progress import progress
 from gmbench.datasets.base import Documents
 
-if TYPE_CHECKING:
-    from gmbench.models.model import Model
+
+
+class Model(Protocol):
+    """What scoring needs of :class:`gmbench.models.model.Model` (which imports this module)."""
+
+    source: Any
+    text: TextInterface | None
+
+    def attribute(self, name: str, default: Any) -> Any: ...
+
+    def call(self, member: str, fn: Callable[..., Any], *args: Any) -> Any: ...
+
+    def token_log_prob(self, windows: np.ndarray) -> np.ndarray: ...
 
 __all__ = ["BYTES", "TextInterface", "TextScore", "Windows", "score_documents", "text_interface"]
 

@@ -304,7 +304,9 @@ def per_example_values(ev: Evaluation) -> PerExample | None:
         arrays["train_log_prob"] = np.asarray(ev.train_log_prob, np.float64)
         arrays["train_index"] = np.asarray(ev.train_index, np.int64)
     if ev.computed("text/likelihood"):
-        arrays["test_text_blocks"] = ev.memo("text/likelihood", lambda: None).blocks.per_byte
+        from gmbench.metrics.text import text_likelihood
+
+        arrays["test_text_blocks"] = text_likelihood(ev).blocks.per_byte
     if ev.computed("test_squared_error"):
         arrays["test_squared_error"] = np.asarray(ev.memo("test_squared_error", lambda: None),
                                                   np.float64)

@@ -102,12 +102,11 @@ class RunRequest:
                                      "default {default})", low=1, parse=int, recorded=True)
     context: int | None = _option(
         None, "text: the fewest tokens of context each scored token has where the document "
-              "has them (default: half the model's context_length)", low=0, parse=int,
-        recorded=True)
+              "has them (default: half the model's context_length; recorded in each text metric)", low=0,
+        parse=int)
     stride: int | None = _option(
         None, "text: tokens scored per window, the window being context + stride tokens "
-              "(default: the model's context_length minus the context)", low=1, parse=int,
-        recorded=True)
+              "(default: the model's context_length minus the context)", low=1, parse=int)
     device: str = _option("cpu", "cpu, cuda or cuda:N (default cpu; a sweep with "
                                  "--gpus-per-eval: cuda)", recorded=True)
     feature_extractor: str = _option(
