@@ -309,3 +309,13 @@ def test_the_gate_pairs_text_blocks_passes_a_rerun_and_catches_a_small_regressio
     assert new.ci_low < ref.value < new.ci_high  # the intervals alone cannot tell them apart
     report = worse.check(board)
     assert [v.metric for v in report.regressions] == ["bits_per_byte"]
+
+
+def test_the_report_shows_generated_passages_as_escaped_text():
+    from gmbench.present.report import build_report
+
+    result = run_evaluation(wrap(ChainModel()), get_dataset("text-markov"),
+                            RunRequest(n_samples=50), ["bits_per_byte"]).to_dict()
+    page = build_report(result, passages=["<script>alert(1)</script> & more"])
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page and "<script>" not in page
+    assert "text scored by rolling windows" in page

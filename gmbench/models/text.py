@@ -27,7 +27,6 @@ from gmbench.core.progress import progress
 from gmbench.datasets.base import Documents
 
 
-
 class Model(Protocol):
     """What scoring needs of :class:`gmbench.models.model.Model` (which imports this module)."""
 

@@ -21,7 +21,7 @@ from typing import Any
 from gmbench.core.direction import Direction
 from gmbench.present.compare import Comparison, compare_with_baselines, pareto_front
 from gmbench.present.format import feature_spaces, format_number, format_pm, where_measured
-from gmbench.present.verdicts import memorization_line
+from gmbench.present.verdicts import memorization_line, text_scoring_line
 from gmbench.storage.leaderboard import BoardRow, latest_rows, neutralise
 from gmbench.storage.results import records
 
@@ -334,7 +334,7 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
                  board: str | Path | None = None, samples_png: bytes | None = None,
                  neighbours_png: bytes | None = None, samples_shown: int | None = None,
                  pairs_shown: int | None = None,
-                 pareto: tuple[str, str] | None = None) -> str:
+                 pareto: tuple[str, str] | None = None, passages: Sequence[str] = ()) -> str:
     """Pure: the report's HTML text.
 
     Args:
@@ -346,6 +346,7 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
         samples_shown, pairs_shown: how many samples and pairs the pictures show (captions).
         pareto: the two metrics of the Pareto plot (default: the first of
             :data:`PARETO_PAIRS` that the run has).
+        passages: a few generated text passages (decoded; shown escaped, as text).
     """
     model, data, prov = result["model"], result["dataset"], result.get("provenance", {})
     names, comparisons = compare_with_baselines(result, baselines)
@@ -366,6 +367,9 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
               + "; rank among this model and the baselines (1 = best)" if names else "")
            + "".join(f"; feature space {_e(space)}" for space in feature_spaces(
                measured)) + ".</p>"]
+    scoring = text_scoring_line(measured)
+    if scoring:
+        out.append(f'<p class="note">{_e(scoring)}</p>')
     memo = memorization_line(measured)
     if memo:
         out.append(f"<p><b>{_e(memo)}</b></p>")
@@ -378,7 +382,11 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
 
     where = f"{model['name']} on {data['name']}, seed {result.get('seed')}"
     out.append("<h2>Samples</h2>")
-    if samples_png:
+    if passages:
+        out.append(f'<p class="note">The first {len(passages)} generated passages of {_e(where)} '
+                   "(UTF-8; undecodable bytes shown as \ufffd).</p>")
+        out += [f'<pre class="passage">{_e(text)}</pre>' for text in passages]
+    elif samples_png:
         if data.get("kind") == "image":  # not a metric: the dataset's kind
             shown = f"{samples_shown} of the {result.get('n_samples')} samples" \
                 if samples_shown else "Samples"

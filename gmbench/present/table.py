@@ -20,29 +20,11 @@ from gmbench.present.format import (
     value_cell,
     where_measured,
 )
-from gmbench.present.verdicts import memorization_line
+from gmbench.present.verdicts import memorization_line, text_scoring_line
 from gmbench.storage.leaderboard import BoardRow
 from gmbench.storage.results import MetricRecord, records
 
 __all__ = ["render_table"]
-
-
-def text_scoring_line(measured: Mapping[str, MetricRecord]) -> str | None:
-    """How a text's likelihood was scored (windows, tokens, bytes, blocks), or ``None``."""
-    rec = measured.get("bits_per_byte")
-    if rec is None or rec.detail("scoring") is None:
-        return None
-    if rec.detail("scoring") == "rolling windows":
-        how = (f"rolling windows of {rec.detail('window')} tokens (context "
-               f"{rec.detail('context')}, stride {rec.detail('stride')}), tokenizer "
-               f"{rec.detail('tokenizer')}; {rec.detail('tokens_scored'):,} tokens in "
-               f"{rec.detail('windows'):,} windows")
-    else:
-        how = rec.detail("scoring")
-    skipped = rec.detail("bytes_not_scored") or 0
-    return (f"text scored by {how}; {rec.detail('bytes_scored'):,} bytes"
-            + (f" ({skipped:,} not scored)" if skipped else "")
-            + f"; intervals from {rec.detail('blocks')} blocks of the test documents")
 
 
 SKIPPED_LISTED = 8  # skipped metrics named per reason; more are counted

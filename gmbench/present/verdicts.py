@@ -17,7 +17,7 @@ from gmbench.gate.check import POWER, SAMPLES, CheckReport, Verdict
 from gmbench.present.format import format_number as f
 from gmbench.storage.results import MetricRecord
 
-__all__ = ["memorization_line", "summary_line", "verdict_line"]
+__all__ = ["memorization_line", "summary_line", "text_scoring_line", "verdict_line"]
 
 
 def verdict_line(v: Verdict) -> str:
@@ -157,3 +157,21 @@ def memorization_line(metrics: Mapping[str, MetricRecord]) -> str | None:
     if gap_text:
         line += f"; {gap_text}"
     return line
+
+
+def text_scoring_line(measured: Mapping[str, MetricRecord]) -> str | None:
+    """How a text's likelihood was scored (windows, tokens, bytes, blocks), or ``None``."""
+    rec = measured.get("bits_per_byte")
+    if rec is None or rec.detail("scoring") is None:
+        return None
+    if rec.detail("scoring") == "rolling windows":
+        how = (f"rolling windows of {rec.detail('window')} tokens (context "
+               f"{rec.detail('context')}, stride {rec.detail('stride')}), tokenizer "
+               f"{rec.detail('tokenizer')}; {rec.detail('tokens_scored'):,} tokens in "
+               f"{rec.detail('windows'):,} windows")
+    else:
+        how = rec.detail("scoring")
+    skipped = rec.detail("bytes_not_scored") or 0
+    return (f"text scored by {how}; {rec.detail('bytes_scored'):,} bytes"
+            + (f" ({skipped:,} not scored)" if skipped else "")
+            + f"; intervals from {rec.detail('blocks')} blocks of the test documents")

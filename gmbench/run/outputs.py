@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RUN_FILES", "Artifacts", "OutputError", "run_files", "write_run"]
 
+PASSAGES_SHOWN = 5  # generated text passages shown in the report
+
 RUN_FILES = frozenset({"results.json", "results.csv", "samples.png", "neighbours.png",
                        "report.html", "per_example.npz"})
 
@@ -239,8 +241,11 @@ def run_files(result: Mapping[str, Any], json_bytes: bytes, csv_bytes: bytes,
 
         shown = None if artifacts.samples is None else min(len(artifacts.samples), SHOWN)
         pairs = None if artifacts.neighbours is None else len(artifacts.neighbours[0])
+        passages = [] if artifacts.samples is None or info.kind != "text" else [
+            np.asarray(row, np.uint8).tobytes().decode("utf-8", errors="replace")
+            for row in artifacts.samples[:PASSAGES_SHOWN]]
         files["report.html"] = build_report(
             result, baselines=baselines, board=None if board is None else Path(board),
             samples_png=files.get("samples.png"), neighbours_png=files.get("neighbours.png"),
-            samples_shown=shown, pairs_shown=pairs).encode()
+            samples_shown=shown, pairs_shown=pairs, passages=passages).encode()
     return files
