@@ -317,5 +317,6 @@ def test_the_report_shows_generated_passages_as_escaped_text():
     result = run_evaluation(wrap(ChainModel()), get_dataset("text-markov"),
                             RunRequest(n_samples=50), ["bits_per_byte"]).to_dict()
     page = build_report(result, passages=["<script>alert(1)</script> & more"])
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page and "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    assert "<script>alert" not in page
     assert "text scored by rolling windows" in page
