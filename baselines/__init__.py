@@ -18,7 +18,7 @@ __all__ = ["BASELINES", "IMAGE_DATASETS", "TEXT_DATASETS", "TOY_DATASETS", "Base
            "trained_families"]
 
 IMAGE_DATASETS = ("digits", "fashion-mnist")
-TEXT_DATASETS = ("shakespeare",)
+TEXT_DATASETS = ("shakespeare", "kjv")
 TOY_DATASETS = ("toy2d-gmm8", "gauss-2")
 
 
@@ -90,8 +90,8 @@ for _b in (
     Baseline("unigram", TEXT_DATASETS, "byte frequencies (add-one smoothing): the floor of "
              "text", None),
     Baseline("ngram_kn", TEXT_DATASETS, "interpolated Kneser-Ney 6-gram over bytes, counted "
-             "at load", None, n_samples=(("shakespeare", 500),)),
-    Baseline("byte_transformer", TEXT_DATASETS, "byte-level causal transformer (6 layers, "
+             "at load", None, n_samples=(("shakespeare", 500), ("kjv", 500))),
+    Baseline("byte_transformer", ("shakespeare",), "byte-level causal transformer (6 layers, "
              "width 256, context 256), trained on the CPU", "byte_transformer"),
     Baseline("text_truth", ("text-markov",), "reference model: the generated text's exact "
              "chain", None),

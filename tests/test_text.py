@@ -320,3 +320,19 @@ def test_the_report_shows_generated_passages_as_escaped_text():
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
     assert "<script>alert" not in page
     assert "text scored by rolling windows" in page
+
+
+def test_a_model_of_whole_passages_is_scored_on_disjoint_windows_and_says_so():
+    class WholePassages:  # the chain's exact log-mass of each 256-byte passage
+        def log_prob(self, x: torch.Tensor) -> np.ndarray:
+            return get_dataset("text-markov").truth.log_prob(x.numpy())
+
+    data = get_dataset("text-markov")
+    rec = bits_per_byte(WholePassages())["bits_per_byte"]
+    assert rec["scoring"].startswith("non-overlapping windows of 256 bytes")
+    assert (rec["context"], rec["bytes_not_scored"]) == (0, 0)
+    passages = data.test.x.astype(np.int64)  # each passage scored from its own start
+    exact = -data.truth.token_log_prob(passages).sum() / passages.size / LN2
+    assert rec["value"] == pytest.approx(exact, rel=1e-12)
+    rolled = bits_per_byte(ChainModel())["bits_per_byte"]["value"]
+    assert rec["value"] > rolled  # the lost context costs bits
