@@ -202,6 +202,8 @@ def text_board_table(dataset: str, board_dir: Path = BOARD_DIR) -> str:
 
     lines = []
     for model, label in TEXT_ORDER:
+        if not any(key[1] == model for key in rows):
+            continue
         copy = rows.get((dataset, model, "verbatim_copy_rate"))
         cells = [label, cell(model, "bits_per_byte", ".3f", True),
                  cell(model, "char_perplexity", ".3f"), cell(model, "word_perplexity", ".0f"),

