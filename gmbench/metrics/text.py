@@ -269,29 +269,26 @@ def _text_c2st_accuracy(ev: Context) -> Measurement:
 
 
 for _metric in (
-    Metric(key="bits_per_byte", description="text: mean -log2 p per UTF-8 byte of the test "
-           "documents (rolling windows)", needs_any=("token_log_prob", "log_prob"),
+    Metric(key="bits_per_byte", description="text: -log2 p per UTF-8 byte of the test documents", needs_any=("token_log_prob", "log_prob"),
            higher_is_better=False, unit="bits/byte", compute=_bits_per_byte,
            kinds=("text",), protocol=TEXT_PROTOCOL, interval="population", bounds=(0, math.inf)),
     Metric(key="char_perplexity", description="text: exp(nats per character), same total",
            needs_any=("token_log_prob", "log_prob"), higher_is_better=False,
            unit="exp(nats/char)", compute=_char_perplexity, kinds=("text",),
            protocol=TEXT_PROTOCOL, interval="population", judged_with="bits_per_byte"),
-    Metric(key="word_perplexity", description="text: exp(nats per word), words as "
-           "lm-evaluation-harness counts them", needs_any=("token_log_prob", "log_prob"),
+    Metric(key="word_perplexity", description="text: exp(nats per word), lm-eval-harness words", needs_any=("token_log_prob", "log_prob"),
            higher_is_better=False, unit="exp(nats/word)", compute=_word_perplexity,
            kinds=("text",), protocol=TEXT_PROTOCOL, interval="population",
            judged_with="bits_per_byte"),
-    Metric(key="verbatim_copy_rate", description="text: share of generated 32-byte spans "
-           "found in the training text", needs=("sample",), higher_is_better=False,
+    Metric(key="verbatim_copy_rate", description="text: share of 32-byte spans found in the training "
+           "text", needs=("sample",), higher_is_better=False,
            unit="fraction", compute=_verbatim_copy_rate, applies=text_passages, kinds=("text",),
            protocol=TEXT_PROTOCOL, bounds=(0.0, 1.0), n_samples_free=True),
-    Metric(key="distinct_4grams", description="text: share of distinct byte 4-grams among the "
-           "generated passages'", needs=("sample",), higher_is_better=True, unit="fraction",
+    Metric(key="distinct_4grams", description="text: share of distinct byte 4-grams in the samples", needs=("sample",), higher_is_better=True, unit="fraction",
            compute=_distinct_4grams, applies=text_passages, kinds=("text",),
            protocol=TEXT_PROTOCOL, bounds=(0.0, 1.0)),
-    Metric(key="text_c2st_accuracy", description="text: held-out accuracy of a classifier "
-           "telling generated from real passages (0.5 ideal; TV bound in details)",
+    Metric(key="text_c2st_accuracy", description="text: classifier accuracy, samples vs held-out "
+           "passages",
            needs=("sample",), higher_is_better=False, ideal=0.5, unit="accuracy",
            compute=_text_c2st_accuracy, applies=text_passages, kinds=("text",),
            protocol=TEXT_PROTOCOL, interval="population", bounds=(0.0, 1.0)),
