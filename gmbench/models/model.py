@@ -289,6 +289,7 @@ class Model:
                              + "; define at least one of them.")
         self.text = text_interface(self, obj) if "token_log_prob" in self.capabilities \
             else None
+        self._token_log_prob = _attr(obj, "token_log_prob", None, where=self._file)
         self.log_prob_space = _attr(obj, "log_prob_space", "data", where=self._file)
         self.log_prob_kind = _attr(obj, "log_prob_kind", "exact", where=self._file)
         if not isinstance(self.log_prob_space, str) or self.log_prob_space not in LOG_PROB_SPACES:
@@ -538,7 +539,7 @@ class Model:
         """``log p(t_j | t_<j)`` in nats of every token of ``(n, T)`` token windows, validated,
         ``(n, T)`` float64 (the model's ``token_log_prob``)."""
         assert self.text is not None
-        fn = _attr(self.obj, "token_log_prob", None, where=self._file)
+        fn = self._token_log_prob
         t = torch.from_numpy(np.array(windows, dtype=np.int64, copy=True)).to(self.device)
         with forked_rng(child_seed(0, "token_log_prob", *windows.shape)):
             value = self._call("token_log_prob", fn, t)

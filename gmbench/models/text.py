@@ -188,8 +188,13 @@ def score_documents(model: Model, docs: Documents, windows: Windows, *, batch_si
     n_windows = sum(len(v) for v in jobs.values())
     batches = [(length, group[i:i + batch_size]) for length, group in sorted(jobs.items())
                for i in range(0, len(group), batch_size)]
+    at, losses = [], []
     for _, group in progress(batches, total=len(batches), desc=desc):
         lp = model.token_log_prob(np.stack([w for w, _, _ in group]))
         for row, (_, columns, where) in enumerate(group):
-            np.add.at(byte_nats, where, -lp[row, columns])
+            at.append(where)
+            losses.append(-lp[row, columns])
+    if at:  # tokens ending at the same byte add up
+        byte_nats = np.bincount(np.concatenate(at), weights=np.concatenate(losses),
+                                minlength=docs.n_bytes)
     return TextScore(byte_nats, tokens, n_windows)
