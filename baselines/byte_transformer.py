@@ -4,7 +4,7 @@ Every byte is a token (256 of them, no tokenizer), predicted from up to ``contex
 bytes; the first byte of a window is predicted from a learned beginning-of-text vector. It
 exposes ``token_log_prob`` (per-position conditional log-probabilities, scored by gmbench's
 rolling windows) and ``sample`` (passages generated from the beginning-of-text vector, with a
-key/value cache). Trained on the CPU by ``python -m gmbench_baselines.training.text --family
+key/value cache). Trained on the CPU by ``python -m gmbench_baselines.training.train --family
 byte_transformer --dataset shakespeare`` (resumable); the training record holds the learning
 curve.
 
