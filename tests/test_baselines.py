@@ -109,7 +109,8 @@ def test_every_bundled_dataset_has_weights_for_every_trained_family():
 def test_weights_are_small_and_safetensors():
     files = list(WEIGHTS_DIR.glob("*.safetensors"))
     assert files
-    assert sum(f.stat().st_size for f in files) < 40 * 2**20
+    # 32 MB of image baselines and the 20 MB byte transformer (4.9M float32 parameters)
+    assert sum(f.stat().st_size for f in files) < 56 * 2**20
     for f in files:  # the safetensors header: 8-byte little-endian length, then JSON
         head = f.read_bytes()[:9]
         assert head[8:9] == b"{", f

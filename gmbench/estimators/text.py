@@ -19,7 +19,7 @@ from gmbench.datasets.base import Documents
 from gmbench.estimators.uncertainty import Estimate
 
 __all__ = ["BLOCK_BYTES", "VERBATIM_MARGIN", "Blocks", "char_count", "distinct_ngrams", "per_byte_estimate",
-           "verbatim_hits", "word_count"]
+           "distinct_ngrams_estimate", "verbatim_hits", "word_count"]
 
 BLOCK_BYTES = 4096
 # A model is flagged as copying its training text when the share of its 32-byte spans found
@@ -125,3 +125,18 @@ def distinct_ngrams(passages: np.ndarray, n: int) -> float:
     "distinct-n" diversity of Li et al., 2016, over bytes)."""
     h = _hashes(passages, n).reshape(-1)
     return float(len(_distinct(h)) / len(h)) if len(h) else math.nan
+
+
+def distinct_ngrams_estimate(passages: np.ndarray, n: int, groups: int = 20) -> Estimate:
+    """:func:`distinct_ngrams` with a delete-a-group jackknife standard error over
+    ``groups`` groups of consecutive passages (independent samples)."""
+    value = distinct_ngrams(passages, n)
+    m = len(passages)
+    if m < 2 * groups:
+        return Estimate.normal(value, math.nan, n=m, method="too few passages for a stderr")
+    edges = np.linspace(0, m, groups + 1).astype(int)
+    left_out = np.array([distinct_ngrams(np.delete(passages, np.s_[a:b], 0), n)
+                         for a, b in zip(edges[:-1], edges[1:], strict=True)])
+    se = math.sqrt((groups - 1) / groups * ((left_out - left_out.mean()) ** 2).sum())
+    return Estimate.normal(value, se, n=m, low=0.0, high=1.0,
+                           method=f"normal, delete-a-group jackknife stderr ({groups} groups)")

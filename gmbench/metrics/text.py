@@ -24,6 +24,7 @@ from gmbench.estimators.text import (
     Blocks,
     char_count,
     distinct_ngrams,
+    distinct_ngrams_estimate,
     per_byte_estimate,
     span_hashes,
     verbatim_hits,
@@ -225,24 +226,17 @@ def _verbatim_copy_rate(ev: Context) -> Measurement:
 def _distinct_4grams(ev: Context) -> Measurement:
     samples = ev.samples
     real = _held_out(ev, len(samples))
-    value = distinct_ngrams(samples, 4)
-    n = len(samples)
-    # spread over passages: the jackknife of a share over independent passages
-    half = distinct_ngrams(samples[: n // 2], 4), distinct_ngrams(samples[n // 2:], 4)
-    se = abs(half[0] - half[1]) / 2 if n >= 4 else math.nan
-    return Measurement(Estimate.normal(value, se, n=n, low=0.0, high=1.0,
-                                       method="normal, split-half stderr"),
-                       feature_space="data",
+    return Measurement(distinct_ngrams_estimate(samples, 4), feature_space="data",
                        details={"reference": distinct_ngrams(real, 4),
                                 "reference_passages": len(real), "gram_bytes": 4})
 
 
-BIGRAM_BUCKETS = 1024
+BIGRAM_BUCKETS = 256
 
 
 def byte_features(passages: np.ndarray) -> np.ndarray:
     """Byte frequencies (256) and hashed byte-bigram frequencies (:data:`BIGRAM_BUCKETS`) of
-    each passage, ``(m, 1280)`` float32."""
+    each passage, ``(m, 512)`` float32."""
     x = np.asarray(passages, np.int64)
     m, length = x.shape
     rows = np.repeat(np.arange(m), length)

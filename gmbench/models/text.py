@@ -196,5 +196,5 @@ def score_documents(model: Model, docs: Documents, windows: Windows, *, batch_si
             losses.append(-lp[row, columns])
     if at:  # tokens ending at the same byte add up
         byte_nats = np.bincount(np.concatenate(at), weights=np.concatenate(losses),
-                                minlength=docs.n_bytes)
+                                minlength=docs.n_bytes).astype(np.float64)
     return TextScore(byte_nats, tokens, n_windows)

@@ -111,6 +111,23 @@ class TextBigram:
         return out
 
 
+class PartlyCopies:
+    """text-markov passages of which 30% are copied from the training text and the rest drawn
+    from the chain: a text model whose copy rate and diversity move between runs."""
+
+    def __init__(self) -> None:
+        data = get_dataset("text-markov")
+        self.truth, self.docs = data.truth, data.train.documents
+
+    def sample(self, n: int) -> np.ndarray:
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        out = self.truth.sample(n, rng).astype(np.int64)
+        copied = rng.random(n) < 0.3
+        starts = rng.integers(0, self.docs.n_bytes - 256, copied.sum())
+        out[copied] = self.docs.data[starts[:, None] + np.arange(256)]
+        return out
+
+
 class TextTruth(Truth):
     """text-markov's chain: exact ``token_log_prob`` in any window, exact passages."""
 

@@ -29,7 +29,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scenarios import LEVEL, SEEDS, chi_square_verdict, gauss2_model, wrap
+from scenarios import LEVEL, SEEDS, TextTruth, chi_square_verdict, gauss2_model, wrap
 from scipy import stats
 
 from gmbench.datasets import Dataset, Split, get_dataset
@@ -154,7 +154,33 @@ def _markov_targets(_rec: dict, key: str) -> float | None:
 
 
 IDENTICAL = {"kl_knn": 0.0, "c2st_accuracy": 0.5, "mmd": 0.0, "mmd_multiscale": 0.0,
-             "kid": 0.0}
+             "kid": 0.0, "text_c2st_accuracy": 0.5}
+
+
+def _fresh_text(seed: int) -> Dataset:
+    """text-markov with its documents drawn afresh from the chain (12 train, 12 test)."""
+    from gmbench.datasets.text import MARKOV_DOC_BYTES, text_dataset
+
+    truth = get_dataset("text-markov").truth
+    rng = np.random.default_rng(30_000 + seed)
+    docs = [truth.documents(12, MARKOV_DOC_BYTES, rng) for _ in range(2)]
+    data = text_dataset("text-markov", *([(f"{i}", d.tobytes()) for i, d in enumerate(split)]
+                                         for split in docs), source="generated", description="")
+    return Dataset(info=data.info, train=data.train, test=data.test, truth=truth)
+
+
+def _text_targets(rec: dict, key: str) -> float | None:
+    """The chain's exact expected loss per byte of the run's documents (12 of 8,192 bytes),
+    through each metric's units."""
+    truth = get_dataset("text-markov").truth
+    nats = truth.expected_nats([8192] * 12) / (12 * 8192)
+    if key == "bits_per_byte":
+        return nats / math.log(2)
+    if key == "char_perplexity":  # ASCII: a character is a byte
+        return math.exp(nats)
+    if key == "word_perplexity":
+        return math.exp(nats * rec["bytes_per_word"])
+    return IDENTICAL.get(key)
 
 
 def _digits_resplit(seed: int) -> tuple[Dataset, Sampler]:
@@ -188,6 +214,10 @@ SCENARIOS = {
         lambda s: (_model(TruthSampler(), "gauss-2", "truth"),
                    _fresh("gauss-2", get_dataset("gauss-2").truth, s, 1000), 1000),
         lambda _rec, key: IDENTICAL.get(key, 0.0)),
+    "text-markov afresh, the chain": (
+        ("bits_per_byte", "char_perplexity", "word_perplexity", "text_c2st_accuracy"),
+        lambda s: (_model(TextTruth(), "text-markov", "chain"), _fresh_text(s), 120),
+        _text_targets),
     "digits re-split, the other images": (
         ("kid",),
         lambda s: (lambda d, m: (_model(m, "digits", "pool"), d, 1000))(*_digits_resplit(s)),
