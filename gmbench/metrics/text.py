@@ -34,7 +34,7 @@ from gmbench.estimators.uncertainty import Estimate, mean_estimate, monotone_tra
 from gmbench.metrics.context import Context
 from gmbench.metrics.likelihood import normalisation_problem
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.models.text import Windows, score_documents
+from gmbench.models.text import Windows, score_documents, windows_per_call
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["NORMALISATION_POSITIONS", "TextLikelihood", "text_likelihood"]
 
 NORMALISATION_POSITIONS = 8  # positions of the test text whose full next-token mass is summed
-NORMALISATION_VOCAB = 4096  # at most this many candidate tokens per position (a subset's mass
-#                             is at most 1 too)
+# At most this many candidate tokens per position: a subset's mass is at most 1 too.
+NORMALISATION_VOCAB = 4096
 MASS_TOLERANCE = 1e-3  # float rounding of a sum of softmax probabilities
 PASSAGES_PER_BLOCK = 16  # passages of a log_prob-only model per bootstrap block (4,096 bytes)
 SPANS = (32, 64)  # verbatim spans, bytes
@@ -127,9 +127,12 @@ def _token_mass_problem(ev: Context) -> str | None:
         window = ids[start:start + length]
         if text.bos_token_id is not None and start == 0:
             window = np.concatenate([[text.bos_token_id], window[:-1]])
-        batch = np.repeat(window[None], len(vocab), 0)
-        batch[:, -1] = vocab
-        mass = float(np.exp(model.token_log_prob(batch)[:, -1]).sum())
+        step = windows_per_call(ev.config.batch_size, len(window))
+        mass = 0.0
+        for i in range(0, len(vocab), step):
+            batch = np.repeat(window[None], len(vocab[i:i + step]), 0)
+            batch[:, -1] = vocab[i:i + step]
+            mass += float(np.exp(model.token_log_prob(batch)[:, -1]).sum())
         if mass > worst[0]:
             worst = (mass, f"document {docs.names[int(d)]}, token {start + length - 1}")
     if worst[0] <= 1 + MASS_TOLERANCE:

@@ -39,9 +39,18 @@ class Model(Protocol):
 
     def token_log_prob(self, windows: np.ndarray) -> np.ndarray: ...
 
-__all__ = ["BYTES", "TextInterface", "TextScore", "Windows", "score_documents", "text_interface"]
+__all__ = ["BYTES", "TOKENS_PER_CALL", "TextInterface", "TextScore", "Windows", "score_documents",
+           "text_interface", "windows_per_call"]
 
 BYTES = 256  # the vocabulary of a model without a tokenizer
+# Tokens per call at most (--batch-size windows, fewer where windows are long): a language
+# model's logits are tokens x vocabulary floats.
+TOKENS_PER_CALL = 16_384
+
+
+def windows_per_call(batch_size: int, length: int) -> int:
+    """How many windows of ``length`` tokens one call of ``token_log_prob`` gets."""
+    return max(1, min(batch_size, TOKENS_PER_CALL // max(length, 1)))
 
 
 @dataclass(frozen=True)
@@ -186,8 +195,9 @@ def score_documents(model: Model, docs: Documents, windows: Windows, *, batch_si
             where = docs.starts[d] + ends[scored] - 1  # the byte where each token ends
             jobs.setdefault(len(window), []).append((window, columns, where))
     n_windows = sum(len(v) for v in jobs.values())
-    batches = [(length, group[i:i + batch_size]) for length, group in sorted(jobs.items())
-               for i in range(0, len(group), batch_size)]
+    batches = [(length, group[i:i + step]) for length, group in sorted(jobs.items())
+               for step in [windows_per_call(batch_size, length)]
+               for i in range(0, len(group), step)]
     at, losses = [], []
     for _, group in progress(batches, total=len(batches), desc=desc):
         lp = model.token_log_prob(np.stack([w for w, _, _ in group]))

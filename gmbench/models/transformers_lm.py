@@ -29,6 +29,13 @@ from gmbench.core.errors import ModelError
 __all__ = ["CausalLM"]
 
 
+def _gathered_log_softmax(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``log_softmax(logits)[..., target]`` in float64, without a float64 copy of the logits
+    (tokens x vocabulary: the largest array of a language model's pass)."""
+    lse = torch.logsumexp(logits.float(), -1).double()
+    return logits.gather(-1, targets[..., None])[..., 0].double() - lse
+
+
 class CausalLM:
     """``token_log_prob``, ``tokenize`` and ``sample`` of a causal LM and its tokenizer.
 
@@ -83,12 +90,11 @@ class CausalLM:
         """``log p(x_j | x_<j)`` of every token of each window; the first from the
         beginning-of-sequence token."""
         x = x.to(self.device)
-        logp = torch.log_softmax(self.model(input_ids=x).logits.double(), -1)
         out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
-        out[:, 1:] = logp[:, :-1].gather(-1, x[:, 1:, None])[..., 0]
+        out[:, 1:] = _gathered_log_softmax(self.model(input_ids=x).logits[:, :-1], x[:, 1:])
         start = torch.stack([torch.full_like(x[:, 0], self.bos_token_id), x[:, 0]], 1)
-        first = torch.log_softmax(self.model(input_ids=start).logits[:, 0].double(), -1)
-        out[:, 0] = first.gather(-1, x[:, :1])[:, 0]
+        out[:, 0] = _gathered_log_softmax(self.model(input_ids=start).logits[:, :1],
+                                          x[:, :1])[:, 0]
         return out
 
     def sample(self, n: int) -> np.ndarray:
