@@ -41,10 +41,10 @@ def _counted(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return keys[starts], np.diff(np.append(starts, len(keys)))
 
 
-def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """``values`` at ``query`` in sorted ``keys``, 0 where absent."""
+def _find(keys: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each ``query`` is in sorted ``keys``, and whether it is there."""
     i = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
-    return np.where(keys[i] == query, values[i], 0)
+    return i, keys[i] == query
 
 
 class Order:
@@ -62,10 +62,13 @@ class Order:
         self.discount = n1 / (n1 + 2 * n2) if n1 + n2 else 0.5
 
     def update(self, p: np.ndarray, context: np.ndarray, gram: np.ndarray) -> np.ndarray:
-        """``p_k`` from the lower order's ``p`` at these contexts and n-grams."""
-        total = _lookup(self.contexts, self.totals, context)
-        types = _lookup(self.contexts, self.types, context)
-        count = _lookup(self.grams, self.counts, gram)
+        """``p_k`` from the lower order's ``p`` (``(m, c)``) at contexts ``(m,)`` and their
+        n-grams ``(m, c)``."""
+        at, known = _find(self.contexts, context)  # one search per context, not per candidate
+        total = np.where(known, self.totals[at], 0.0)[:, None]
+        types = np.where(known, self.types[at], 0.0)[:, None]
+        at, known = _find(self.grams, gram)
+        count = np.where(known, self.counts[at], 0.0)
         seen = total > 0
         safe = np.where(seen, total, 1.0)
         mixed = (np.maximum(count - self.discount, 0.0) + self.discount * types * p) / safe
@@ -122,7 +125,7 @@ class KneserNey(torch.nn.Module):
                 available &= prev >= 0
                 context = context | (np.maximum(prev, 0).astype(np.uint64) << np.uint64(8 * (k - 1)))
             gram = (context[:, None] << np.uint64(8)) | w.astype(np.uint64)
-            updated = table.update(p, np.broadcast_to(context[:, None], w.shape), gram)
+            updated = table.update(p, context, gram)
             p = np.where(available[:, None], updated, p)
         return p
 

@@ -34,7 +34,7 @@ from gmbench.estimators.uncertainty import Estimate, mean_estimate, monotone_tra
 from gmbench.metrics.context import Context
 from gmbench.metrics.likelihood import normalisation_problem
 from gmbench.metrics.metric import Measurement, Metric, register
-from gmbench.models.text import Windows, score_documents, windows_per_call
+from gmbench.models.text import Windows, score_documents, tokenize_documents, windows_per_call
 
 if TYPE_CHECKING:
     from gmbench.datasets import Dataset
@@ -79,6 +79,11 @@ def _docs(ev: Context, split: str) -> Documents:
     return docs
 
 
+def _tokens(ev: Context) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The test documents tokenized once per evaluation (scoring and the mass check)."""
+    return ev.memo("text/tokens", lambda: tokenize_documents(ev.model, _docs(ev, "test")))
+
+
 def text_likelihood(ev: Context) -> TextLikelihood:
     """The test documents scored once per evaluation (memoized)."""
     def compute() -> TextLikelihood:
@@ -87,7 +92,7 @@ def text_likelihood(ev: Context) -> TextLikelihood:
         if model.text is not None:
             windows = Windows.for_model(model.text, ev.config.context, ev.config.stride)
             score = score_documents(model, docs, windows, batch_size=ev.config.batch_size,
-                                    desc="token_log_prob (test)")
+                                    desc="token_log_prob (test)", tokenized=_tokens(ev))
             blocks = Blocks.of_bytes(score.byte_nats, docs)
             return TextLikelihood(blocks, {
                 "scoring": "rolling windows", "context": windows.context,
@@ -119,7 +124,7 @@ def _token_mass_problem(ev: Context) -> str | None:
     worst = (0.0, "")
     nonempty = np.flatnonzero(np.diff(docs.starts) > 0)
     for d in nonempty[rng.integers(0, len(nonempty), NORMALISATION_POSITIONS)]:
-        ids, _ = text.tokens(model, docs[int(d)].tobytes())
+        ids, _ = _tokens(ev)[int(d)]
         if len(ids) == 0:
             continue
         length = min(windows.length, len(ids))
@@ -204,10 +209,13 @@ def _copy_rates(ev: Context, passages: np.ndarray, n: int) -> np.ndarray:
 
 
 def _held_out(ev: Context, count: int) -> np.ndarray:
-    """Up to ``count`` held-out real passages (a seeded subset of the test split's)."""
-    x = ev.dataset.test.x
-    rng = generator(COMMON_SEED, "text-held-out")
-    return x[np.sort(rng.permutation(len(x))[:count])]
+    """Up to ``count`` held-out real passages (a seeded subset of the test split's, drawn once
+    per evaluation for the three sample checks)."""
+    def pick() -> np.ndarray:
+        x = ev.dataset.test.x
+        rng = generator(COMMON_SEED, "text-held-out")
+        return x[np.sort(rng.permutation(len(x))[:count])]
+    return ev.memo(f"text/held-out/{count}", pick)
 
 
 def _verbatim_copy_rate(ev: Context) -> Measurement:

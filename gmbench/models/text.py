@@ -40,7 +40,8 @@ class Model(Protocol):
     def token_log_prob(self, windows: np.ndarray) -> np.ndarray: ...
 
 __all__ = ["BYTES", "TOKENS_PER_CALL", "TextInterface", "TextScore", "Windows", "score_documents",
-           "text_interface", "windows_per_call"]
+           "text_interface", "tokenize_documents",
+           "windows_per_call"]
 
 BYTES = 256  # the vocabulary of a model without a tokenizer
 # Tokens per call at most (--batch-size windows, fewer where windows are long): a language
@@ -171,17 +172,27 @@ class TextScore:
     windows: int
 
 
-def score_documents(model: Model, docs: Documents, windows: Windows, *, batch_size: int,
-                    desc: str = "token_log_prob") -> TextScore:
-    """Every byte's loss under ``model``, by rolling windows (see the module docstring)."""
+def tokenize_documents(model: Model, docs: Documents) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(ids, ends)`` of every document, validated (:meth:`TextInterface.tokens`)."""
     text = model.text
     assert text is not None
+    return [text.tokens(model, doc.tobytes()) for doc in docs]
+
+
+def score_documents(model: Model, docs: Documents, windows: Windows, *, batch_size: int,
+                    desc: str = "token_log_prob",
+                    tokenized: list[tuple[np.ndarray, np.ndarray]] | None = None) -> TextScore:
+    """Every byte's loss under ``model``, by rolling windows (see the module docstring);
+    ``tokenized``: the documents' :func:`tokenize_documents`, where already made."""
+    text = model.text
+    assert text is not None
+    if tokenized is None:
+        tokenized = tokenize_documents(model, docs)
     bos = text.bos_token_id
     byte_nats = np.zeros(docs.n_bytes, np.float64)
     jobs: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}  # by window length
     tokens = 0
-    for d, doc in enumerate(docs):
-        ids, ends = text.tokens(model, doc.tobytes())
+    for d, (ids, ends) in enumerate(tokenized):
         tokens += len(ids)
         if bos is not None:
             ids = np.concatenate([[bos], ids])
