@@ -14,12 +14,17 @@ from dataclasses import dataclass
 
 from gmbench.core.registry import Registry
 
-__all__ = ["BASELINES", "IMAGE_DATASETS", "TEXT_DATASETS", "TOY_DATASETS", "Baseline", "families_for",
+__all__ = ["BASELINES", "IMAGE_DATASETS", "MNIST", "MNIST_BINARIZED", "TEXT_DATASETS", "TOY_DATASETS",
+           "Baseline", "families_for",
            "trained_families"]
 
 IMAGE_DATASETS = ("digits", "fashion-mnist")
 TEXT_DATASETS = ("shakespeare", "kjv")
 TOY_DATASETS = ("toy2d-gmm8", "gauss-2")
+# MNIST's two likelihood protocols: 8-bit dequantized (bits/dim, the flow papers) and binarized
+# (nats per image, the VAE and PixelCNN papers); each family where its papers report
+MNIST = ("mnist",)
+MNIST_BINARIZED = ("mnist-binarized",)
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,10 @@ class Baseline:
 
 BASELINES: Registry[Baseline] = Registry("baseline", listing="gmbench baselines")
 for _b in (
-    Baseline("categorical", IMAGE_DATASETS,
+    Baseline("categorical", IMAGE_DATASETS + MNIST + MNIST_BINARIZED,
              "independent per-dimension categorical (add-one smoothing): the floor",
              "categorical"),
-    Baseline("ppca", IMAGE_DATASETS + TOY_DATASETS,
+    Baseline("ppca", IMAGE_DATASETS + MNIST + MNIST_BINARIZED + TOY_DATASETS,
              "probabilistic PCA, closed form; images: in logit space of dequantized pixels",
              "ppca"),
     Baseline("ae", IMAGE_DATASETS,
@@ -67,12 +72,12 @@ for _b in (
              "mixture fitted to its latents", "ae"),
     Baseline("ae_conditional", IMAGE_DATASETS, "the same autoencoder; one Gaussian per class "
              "in latent space (sample_conditional)", "ae"),
-    Baseline("vae", IMAGE_DATASETS,
+    Baseline("vae", IMAGE_DATASETS + MNIST_BINARIZED,
              "convolutional VAE (the autoencoder's networks), a mixture of 5 discretized "
              "logistics per pixel; log_prob = IWAE-32 estimate", "vae"),
-    Baseline("vae_elbo", IMAGE_DATASETS, "the same VAE scored by its ELBO (a lower bound)",
+    Baseline("vae_elbo", IMAGE_DATASETS + MNIST_BINARIZED, "the same VAE scored by its ELBO (a lower bound)",
              "vae"),
-    Baseline("flow", IMAGE_DATASETS + TOY_DATASETS,
+    Baseline("flow", IMAGE_DATASETS + MNIST + TOY_DATASETS,
              "normalizing flow; images: multi-scale convolutional (Glow-style), dequantized; "
              "vectors: MLP affine couplings", "flow"),
     Baseline("flow_mlp", IMAGE_DATASETS, "the MLP affine coupling flow on images "
@@ -82,7 +87,7 @@ for _b in (
     Baseline("gan", IMAGE_DATASETS + TOY_DATASETS, "images: DCGAN-style generator, spectrally normalized "
              "discriminator, hinge loss; 2-D data: an MLP GAN; samples only",
              "gan"),
-    Baseline("memorizer", IMAGE_DATASETS + TOY_DATASETS,
+    Baseline("memorizer", IMAGE_DATASETS + MNIST + MNIST_BINARIZED + TOY_DATASETS,
              "reference model: replays training examples; log_prob: replay + 10% PPCA "
              "back-off", None),
     Baseline("text_memorizer", TEXT_DATASETS, "reference model: replays passages of the "

@@ -313,3 +313,21 @@ def test_the_docs_table_of_fashion_mnist_baselines_is_the_board():
         "docs/baselines.md's table differs from leaderboards/fashion-mnist.csv: paste the "
         "output of `python -m gmbench_baselines.training.record --dataset fashion-mnist "
         "--table`")
+
+
+def test_the_docs_table_of_mnist_beside_the_papers_is_the_boards():
+    """docs/baselines.md's table of MNIST numbers beside the published ones is what ``record
+    --dataset published --table`` prints from the committed boards and training records, with
+    a row for every bundled baseline of its protocols."""
+    from gmbench_baselines.training.record import PUBLISHED, published_table
+
+    table = published_table()
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "baselines.md").read_text()
+    assert table in docs, (
+        "docs/baselines.md's MNIST table differs from leaderboards/mnist*.csv: paste the "
+        "output of `python -m gmbench_baselines.training.record --dataset published --table`")
+    shown = {(cells[0], cells[2].split("`")[1])
+             for cells in (line.strip("| ").split(" | ") for line in table.splitlines())}
+    for row in PUBLISHED:
+        if row.dataset in BASELINES[row.family].datasets:
+            assert (row.protocol, row.family) in shown, row

@@ -29,18 +29,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from gmbench_baselines.training.fitting import Fitted, TrainLog
+from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels
 from gmbench_baselines.training.settings import Training
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
 from gmbench.core.files import atomic_write
 from gmbench.core.rng import child_seed
+from gmbench.datasets import Dataset
 from gmbench.errors import GmbenchError
 
-__all__ = ["CHECKPOINT_DIR", "Budget", "TrainResult", "checkpoint_path", "fit_images",
-           "train_resumable"]
+__all__ = ["CHECKPOINT_DIR", "Budget", "TrainResult", "checkpoint_path", "dynamic_binarization",
+           "fit_images", "train_resumable", "training_images"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 EMA_DECAY = 0.999
@@ -135,6 +137,14 @@ def _load(path: Path, model: torch.nn.Module, ema: torch.nn.Module,
 
 
 Update = Callable[[torch.Tensor, torch.Generator, torch.optim.Optimizer], float]
+Draw = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def dynamic_binarization(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A fresh Bernoulli draw of each pixel of 8-bit ``batch``: 1 with probability
+    ``intensity / 255`` (int64 levels 0/1, the shape kept)."""
+    u = torch.rand(batch.shape, generator=generator, dtype=torch.float64)
+    return (u * 255.0 < batch).long()
 
 
 def train_resumable(model: torch.nn.Module,
@@ -145,7 +155,8 @@ def train_resumable(model: torch.nn.Module,
                     ema_decay: float = EMA_DECAY, per_example_to_bpd: float | None = None,
                     settings: dict[str, Any] | None = None, update: Update | None = None,
                     probe: Callable[[], dict[str, float]] | None = None,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> TrainResult:
+                    betas: tuple[float, float] = (0.9, 0.999),
+                    draw: Draw | None = None) -> TrainResult:
     """Adam (linear warm-up, then ``lr * lr_decay ** epoch``) on ``loss_of(batch, generator)``
     (the mean loss of a batch; the generator, seeded per step, draws any noise it needs) over
     shuffled minibatches of ``x``. On return ``model`` holds the averaged weights.
@@ -159,7 +170,9 @@ def train_resumable(model: torch.nn.Module,
     alternating discriminator and generator steps), takes the step(s) itself and returns the
     value to log; ``loss_of`` may then be ``None`` (no held-out loss). ``probe()`` scores the
     averaged weights for the curve (a GAN's FID on a few thousand samples): a dict of named
-    numbers added to each curve point.
+    numbers added to each curve point. ``draw(batch, generator)`` turns each training
+    minibatch of ``x`` into the examples trained on (a fresh binarization of 8-bit images:
+    dynamic binarization); the held-out examples are scored as they are.
     """
     if loss_of is None and update is None:
         raise ValueError("train_resumable needs loss_of, update or both")
@@ -264,11 +277,12 @@ def train_resumable(model: torch.nn.Module,
             for group in opt.param_groups:
                 group["lr"] = _lr(state["global_step"], epoch, lr, lr_decay)
             noise = torch.Generator().manual_seed(child_seed(seed, "step", epoch, step))
+            batch = x[idx] if draw is None else draw(x[idx], noise)
             if update is not None:
-                value = update(x[idx], noise, opt)
+                value = update(batch, noise, opt)
             else:
                 assert loss_of is not None
-                loss = loss_of(x[idx], noise)
+                loss = loss_of(batch, noise)
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
@@ -313,20 +327,37 @@ def fit_images(model: torch.nn.Module,
                plan: Training, budget: Budget | None, lr: float, loss: str,
                in_nats: bool = True, update: Update | None = None,
                probe: Callable[[], dict[str, float]] | None = None,
-               betas: tuple[float, float] = (0.9, 0.999)) -> Fitted:
+               betas: tuple[float, float] = (0.9, 0.999), draw: Draw | None = None) -> Fitted:
     """:func:`train_resumable` on an image dataset's training images ``x`` (``test``: the
     held-out images of the curve), with the minibatch size, learning-rate decay and weight
     average of the family's ``plan`` (:mod:`.settings`), a curve in bits per dimension where the loss is in nats per example
     (``in_nats``), and what it did as a :class:`Fitted` (``config`` rebuilds the model;
     ``settings`` must match a checkpoint's to resume it). ``update``, ``probe`` and
-    ``betas``: as in :func:`train_resumable`."""
+    ``betas`` and ``draw``: as in :func:`train_resumable` (:func:`training_images` gives
+    ``x``, ``test`` and ``draw`` of a dataset)."""
     dims = math.prod(x.shape[1:])
+    if draw is not None:
+        settings = {**settings, "draw": getattr(draw, "__name__", repr(draw))}
     result = train_resumable(
         model, loss_of, x, held_out=test, family=family, dataset=dataset, seed=seed,
         epochs=epochs, batch_size=plan.batch_size, lr=lr, budget=budget,
         lr_decay=plan.lr_decay, ema_decay=plan.ema_decay,
         log=TrainLog(f"{family} {dataset}"),
         per_example_to_bpd=1 / (dims * math.log(2)) if in_nats else None,
-        settings=settings, update=update, probe=probe, betas=betas)
+        settings=settings, update=update, probe=probe, betas=betas, draw=draw)
     return Fitted(dict(model.state_dict()), config, final_train_loss=result.final_train_loss,
                   epochs=result.epochs, extra={"loss": loss, **result.record()})
+
+
+def training_images(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, Draw | None]:
+    """A dataset's training images, held-out images (``(n, C, H, W)`` int64 levels) and how
+    each training minibatch is drawn: ``mnist-binarized`` trains on its 8-bit images
+    binarized afresh per use (:func:`dynamic_binarization`) and holds out its fixed test
+    binarization; other datasets train on their training split as it is."""
+    shape = dataset.info.shape
+    test = flat_levels(dataset, "test").reshape(-1, *shape)
+    intensities = dataset.extra.get("intensities")
+    if intensities is not None:
+        x = torch.from_numpy(intensities["train"].astype(np.int64)).reshape(-1, *shape)
+        return x, test, dynamic_binarization
+    return flat_levels(dataset).reshape(-1, *shape), test, None

@@ -83,6 +83,12 @@ def _idx(m: re.Match[str], root: str | None) -> Dataset:
     return make_idx_dataset(m.group(0), root)
 
 
+def _mnist_binarized(_m: re.Match[str], root: str | None) -> Dataset:
+    from gmbench.datasets.idx import make_binarized_mnist
+
+    return make_binarized_mnist(root)
+
+
 def _cifar(_m: re.Match[str], root: str | None) -> Dataset:
     from gmbench.datasets.cifar import make_cifar10
 
@@ -137,6 +143,9 @@ _register("digits", _digits,
 _register("fashion-mnist", _idx, "Fashion-MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k",
           "IDX files")
 _register("mnist", _idx, "MNIST (1, 28, 28), 256 levels, 10 classes, 60k/10k", "IDX files")
+_register("mnist-binarized", _mnist_binarized,
+          "MNIST binarized (1, 28, 28), 2 levels: trains dynamically, a fixed test draw",
+          "IDX files")
 _register("cifar10", _cifar, "CIFAR-10 (3, 32, 32), 256 levels, 10 classes, 50k/10k",
           "binary version")
 _register("text-markov", _text_markov,

@@ -26,7 +26,8 @@ import numpy as np
 from gmbench.core.errors import DatasetError
 from gmbench.datasets.base import Dataset, DatasetInfo, Split
 
-__all__ = ["IDX_SOURCES", "download", "find_file", "make_idx_dataset", "read_idx", "search_dirs"]
+__all__ = ["BINARIZATION_SEEDS", "IDX_SOURCES", "binarize", "download", "find_file",
+           "make_binarized_mnist", "make_idx_dataset", "read_idx", "search_dirs"]
 
 FILES = {
     "train_x": "train-images-idx3-ubyte",
@@ -229,3 +230,46 @@ def make_idx_dataset(name: str, data_root: str | os.PathLike[str] | None = None,
         source=str(folder),
         description=IDX_SOURCES[name].description,
     )
+
+
+# ``mnist-binarized``: the seeds of its two fixed binarizations, and the SHA-256 of the test
+# split's (numpy's PCG64 stream is stable across versions; a numpy that drew another one would
+# score models on other pixels, so it is refused rather than silently used)
+BINARIZATION_SEEDS = {"train": 1, "test": 0}
+BINARIZED_TEST_SHA256 = "6034b88ddb7791a78b7ec4d6aa78f4a5db6c09d4599fa08dd9d4454e55c00758"
+
+
+def binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One Bernoulli draw per pixel: 1 with probability ``intensity / 255`` (uint8 in, uint8
+    0/1 out), from ``rng.random`` in row-major order (the protocol of ``mnist-binarized``)."""
+    u = rng.random(intensities.shape, dtype=np.float64)
+    return (u * 255.0 < intensities).astype(np.uint8)
+
+
+def make_binarized_mnist(data_root: str | os.PathLike[str] | None = None) -> Dataset:
+    """``mnist-binarized``: MNIST's official 60k/10k split, each pixel 1 with probability
+    (its 8-bit intensity) / 255. ``x`` of each split is one fixed, seeded binarization (the
+    test split's is what models are scored on); ``extra["intensities"]`` keeps the 8-bit
+    images, from which the bundled baselines train on a fresh binarization per use
+    (dynamic binarization, as in Burda et al. 2016)."""
+    source = make_idx_dataset("mnist", data_root)
+    splits = {}
+    for split in ("train", "test"):
+        images = getattr(source, split)
+        x = binarize(images.x, np.random.default_rng(BINARIZATION_SEEDS[split]))
+        splits[split] = Split(x, images.y)
+    digest = hashlib.sha256(splits["test"].x.tobytes()).hexdigest()
+    if digest != BINARIZED_TEST_SHA256:
+        raise DatasetError(
+            "This numpy draws a different fixed binarization of the MNIST test split "
+            f"(sha256 {digest[:12]}…, expected {BINARIZED_TEST_SHA256[:12]}…), so its "
+            f"mnist-binarized numbers would not be comparable; use numpy {np.__version__!s} "
+            "or another version whose PCG64 stream gmbench was recorded with.")
+    info = DatasetInfo(name="mnist-binarized", kind="image", shape=(1, 28, 28), levels=2,
+                       num_classes=10)
+    intensities = {split: getattr(source, split).x for split in ("train", "test")}
+    return Dataset(info=info, train=splits["train"], test=splits["test"],
+                   source=source.source,
+                   description="MNIST binarized: pixel = 1 with probability intensity/255; "
+                               "fixed seeded binarizations (test seed 0, train seed 1)",
+                   extra={"intensities": intensities})

@@ -33,6 +33,8 @@ from gmbench.models.boundary import process_state
 
 __all__ = [
     "BUNDLED_DATASETS",
+    "SHARED",
+    "Shared",
     "BundledClassifier",
     "ExtractorError",
     "classifier_available",
@@ -50,11 +52,31 @@ BATCH_CPU = 256
 BATCH_GPU = 1000
 
 
+@dataclass(frozen=True)
+class Shared:
+    """A bundled dataset scored in another's feature space: the network of ``source``'s
+    classifier on this dataset's images (integers ``0..levels-1`` scaled to ``[0, 1]`` as
+    always), with its accuracy on this dataset's test split under ``accuracy_key`` in the
+    source's record (written by ``python -m gmbench.features.train_classifier --dataset
+    SOURCE``)."""
+
+    source: str
+    levels: int
+    accuracy_key: str
+
+
+# binarized MNIST in the MNIST classifier's space: its pixels are 0 or 1, the extremes of
+# MNIST's intensities, so the two datasets' FIDs are in one space
+SHARED = {"mnist-binarized": Shared("mnist", 2, "test_accuracy_binarized")}
+
+
 class ExtractorError(GmbenchError):
     """A feature extractor that is unknown, untrained, or whose weights are missing or corrupt."""
 
 
 def _paths(dataset: str, directory: Path) -> tuple[Path, Path]:
+    if dataset in SHARED and directory == WEIGHTS_DIR:
+        dataset = SHARED[dataset].source
     return directory / f"{dataset}.safetensors", directory / f"{dataset}.json"
 
 
@@ -105,7 +127,9 @@ class BundledClassifier:
 
     @property
     def name(self) -> str:
-        return f"gmbench-{self.dataset}"
+        """``gmbench-<the dataset it was trained on>``: the feature space's name (shared by
+        the datasets scored in it)."""
+        return f"gmbench-{self.record.get('dataset', self.dataset)}"
 
     @property
     def feature_dim(self) -> int:
@@ -198,6 +222,16 @@ def _load(dataset: str, directory: Path, device: str) -> BundledClassifier:
     if device == "cpu":
         net.to(memory_format=torch.channels_last)
     levels = int(record["levels"])
+    shared = SHARED.get(dataset) if directory == WEIGHTS_DIR else None
+    if shared is not None:
+        if shared.accuracy_key not in record:
+            raise ExtractorError(
+                f"The {shared.source} classifier's record has no accuracy on {dataset} "
+                f"({shared.accuracy_key}); retrain it with `python -m "
+                f"gmbench.features.train_classifier --dataset {shared.source}`.")
+        levels = shared.levels
+        record = {**record, "test_accuracy": record[shared.accuracy_key],
+                  "levels": levels, "scored_dataset": dataset}
     return BundledClassifier(dataset=dataset, levels=levels, net=net, record=record,
                              sha256=digest, device=device)
 
