@@ -349,3 +349,38 @@ def test_the_shards_samples_are_the_one_process_samples():
     full = model.sample(2500, seed=7)
     parts = [model.sample(2500, seed=7, blocks=r) for r in shard_blocks(2500, 2, SAMPLE_BLOCK)]
     np.testing.assert_array_equal(np.concatenate(parts), full)
+
+
+SLEEPY = """
+import time
+import torch
+
+class Sleepy:
+    def sample(self, n):
+        time.sleep(300)
+        return torch.zeros(n, 1, 8, 8)
+
+def load(dataset, device):
+    return Sleepy()
+"""
+
+
+@pytest.mark.parametrize("runner", ["serial", "ray"])
+@pytest.mark.parametrize("isolate", [False, True])
+def test_a_sleeping_model_is_stopped_by_its_timeout_in_a_sweep(tmp_path, request, runner,
+                                                                isolate):
+    """``--timeout`` (with or without ``--isolate``) fails the sleeping model's evaluation with
+    the limit named, and the sweep goes on to the others (serially and on Ray)."""
+    if runner == "ray":
+        request.getfixturevalue("local_ray")
+    sleepy = tmp_path / "sleepy.py"
+    sleepy.write_text(SLEEPY)
+    started = time.monotonic()
+    report = gmbench.sweep([sleepy, BASELINES[1]], "digits", "0", board=tmp_path / "b.csv",
+                           out=tmp_path / "runs", metrics=["fid"], runner=runner,
+                           progress=False, timeout=3, isolate=isolate)
+    assert report.count("done") == 1 and report.count("failed") == 1
+    failure = report.failed[0]
+    assert failure.job.label.startswith("sleepy.py")
+    assert "`sample` did not finish within the time limit (--timeout 3 s)" in failure.error
+    assert time.monotonic() - started < 240

@@ -8,6 +8,7 @@ seeds ``random``, NumPy and torch and restores all three afterwards.
 
 from __future__ import annotations
 
+import contextvars
 import random
 import threading
 import zlib
@@ -17,7 +18,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["COMMON_SEED", "MAX_SEED", "check_seed", "child_seed", "forked_rng", "generator"]
+__all__ = ["COMMON_SEED", "MAX_SEED", "check_seed", "child_seed", "current_seed", "forked_rng",
+           "generator"]
 
 
 MAX_SEED = 2**63 - 1
@@ -65,9 +67,24 @@ def generator(seed: int, *names: str | int) -> np.random.Generator:
 @contextmanager
 def forked_rng(seed: int) -> Iterator[None]:
     """Seed ``random``, NumPy and torch (CPU and CUDA) with ``seed``; restore them on exit.
-    One forked section runs at a time in the process."""
+    One forked section runs at a time in the process; :func:`current_seed` is its seed."""
     with _GLOBAL_RNG, _forked(seed):
-        yield
+        token = _CURRENT.set(seed)
+        try:
+            yield
+        finally:
+            _CURRENT.reset(token)
+
+
+_CURRENT: contextvars.ContextVar[int | None] = contextvars.ContextVar("forked_seed",
+                                                                      default=None)
+
+
+def current_seed() -> int | None:
+    """The seed of the innermost :func:`forked_rng` section running now (``None`` outside
+    one): an isolated model worker seeds its own generators with it, so the model draws the
+    same numbers there as in gmbench's process."""
+    return _CURRENT.get()
 
 
 @contextmanager

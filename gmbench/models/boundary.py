@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import contextvars
 import io
 import os
 import random
@@ -55,7 +56,8 @@ try:
 except ImportError:  # Windows
     _posix = None  # type: ignore[assignment]
 
-__all__ = ["ModelExit", "ProcessState", "exits_refused", "model_code", "owned", "process_state"]
+__all__ = ["CallTimeout", "ModelExit", "ProcessState", "call_limit", "exits_refused", "model_code",
+           "owned", "process_state"]
 
 
 class ModelExit(BaseException):
@@ -64,6 +66,53 @@ class ModelExit(BaseException):
     def __init__(self, status: int) -> None:
         super().__init__(f"os._exit({status})")
         self.status = status
+
+
+class CallTimeout(BaseException):
+    """Raised in model code that ran past :func:`call_limit`'s seconds."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"did not finish within the time limit (--timeout {seconds:g} s)")
+        self.seconds = seconds
+
+
+_LIMIT: contextvars.ContextVar[float | None] = contextvars.ContextVar("call_limit",
+                                                                     default=None)
+_ARMED = [False]
+
+
+@contextmanager
+def call_limit(seconds: float | None) -> Iterator[None]:
+    """Every call into model code inside this context may take ``seconds`` of wall time
+    (``None``: no limit): past it, :class:`CallTimeout` is raised in the model's code by
+    ``SIGALRM``. A signal reaches Python code and interrupts sleeps and most blocking calls,
+    not a long computation inside one C call; ``--isolate`` ends the worker instead."""
+    token = _LIMIT.set(seconds)
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
+
+
+@contextmanager
+def _time_limited() -> Iterator[None]:
+    seconds = _LIMIT.get()
+    if seconds is None or _ARMED[0] or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(_signum: int, _frame: Any) -> None:
+        raise CallTimeout(seconds)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    _ARMED[0] = True
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _ARMED[0] = False
 
 
 def _refuse_exit(status: int = 0) -> NoReturn:
@@ -295,7 +344,8 @@ def model_code(folder: str | None = None) -> Iterator[None]:
     # (`gmbench evaluate --json` is a JSON document there and nothing else)
     try:
         with _on_path(folder), exits_refused(), process_state(), \
-                _stdout_descriptor_to_stderr(), contextlib.redirect_stdout(_MODEL_STDOUT):
+                _stdout_descriptor_to_stderr(), contextlib.redirect_stdout(_MODEL_STDOUT), \
+                _time_limited():
             yield
     except BaseException:
         watch.restore_replaced()  # put back what was patched; the model's error goes on

@@ -32,7 +32,7 @@ from gmbench.core.progress import progress
 from gmbench.core.rng import child_seed, forked_rng
 from gmbench.datasets import DatasetInfo
 from gmbench.estimators.uncertainty import logmeanexp
-from gmbench.models.boundary import ModelExit, model_code, owned
+from gmbench.models.boundary import CallTimeout, ModelExit, model_code, owned
 from gmbench.models.identity import WeightsIdentity, weights_identity
 from gmbench.models.text import text_interface
 
@@ -97,6 +97,8 @@ def _what_happened(exc: BaseException) -> str:
         return f"called sys.exit({exc.code!r})"
     if isinstance(exc, ModelExit):
         return f"called os._exit({exc.status})"
+    if isinstance(exc, CallTimeout):
+        return str(exc)
     try:
         text = str(exc).rstrip(".")
     except Exception:  # noqa: BLE001 - an exception whose __str__ raises
@@ -302,6 +304,8 @@ class Model:
             raise ModelError(f"{self._file}: `log_prob_space = \"dequantized\"` is only for "
                              f"discrete data, but {info.name} is continuous; use \"data\".")
         self._sample_call = self._make_sample_call() if "sample" in self.capabilities else None
+        # how the model was contained when it ran in isolated workers (``--isolate``)
+        self.isolation: dict[str, Any] | None = None
 
     @property
     def _file(self) -> str:
@@ -322,6 +326,11 @@ class Model:
                 return fn(*args, **kwargs)
         except (ModelError, KeyboardInterrupt):
             raise
+        except CallTimeout as exc:
+            raise ModelError(
+                f"{self._file}: `{member}` {exc}; it was stopped. Raise --timeout if the model "
+                "is slow, or fix it (a model stuck inside one long C call is stopped only "
+                "under --isolate, which ends its worker).") from None
         except BaseException as exc:
             raise ModelError(
                 f"{self._file}: `{member}` {_what_happened(exc)}"

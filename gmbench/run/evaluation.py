@@ -411,6 +411,7 @@ def run_evaluation(model: Model, dataset: Dataset, config: RunRequest,
         provenance={**provenance(config.device, started),
                     **({} if gathered is None else {"shards": gathered.shards,
                                                    "shard_seconds": round(gathered.seconds, 3)}),
+                    **({} if model.isolation is None else {"isolation": model.isolation}),
                     "metric_seconds": seconds},
         per_example=kept)
     samples = ev.samples if uses_samples else None

@@ -51,6 +51,7 @@ class Option:
         metavar: the value's name in ``--help``.
         recorded: written to ``results.json``'s ``config`` and compared when a sweep resumes.
         nonempty: a text that may not be blank (a path, a name).
+        switch: a flag without a value (``--isolate``): ``True`` when given.
     """
 
     help: str
@@ -61,6 +62,7 @@ class Option:
     metavar: str | None = None
     recorded: bool = False
     nonempty: bool = False
+    switch: bool = False
 
     def flag(self, name: str) -> str:
         return "--" + name.replace("_", "-")
@@ -127,6 +129,18 @@ class RunRequest:
                                         "(default: start Ray on this machine)")
     cpus_per_worker: float = 1
     gpus_per_worker: float = 0
+    isolate: bool = _option(
+        False, "run the model (import, load and every call) in isolated worker processes: "
+               "a fresh empty folder, no network where the system allows it, limits on "
+               "memory, processes and open files, every process it starts ended with it "
+               "(docs/safety.md)", switch=True)
+    timeout: float | None = _option(
+        None, "seconds each call into the model may take (import and load included); a call "
+              "that takes longer ends the evaluation with exit 2", parse=float, metavar="S")
+    memory: int | None = _option(
+        None, "with --isolate: the memory the model's worker and its processes may use, "
+              "such as 2G or 512M (the API: bytes)", low=1, parse=lambda text: _size(text),
+        metavar="SIZE")
     threads: int | None = _option(
         None, "an evaluation's whole CPU thread budget: torch, BLAS and gmbench's background "
               "worker (default: torch's count, the cores; a Ray sweep: --cpus-per-eval); "
@@ -200,9 +214,27 @@ class RunRequest:
         return replace(self, **overrides)
 
 
+def _size(text: str) -> int:
+    from gmbench.models.isolated import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _check_field(name: str, value: Any, option: Option, default: Any, cli: bool) -> None:
     label = option.flag(name) if cli else name
     if value is None and default is None:
+        return
+    if option.switch:
+        if not isinstance(value, bool):
+            raise OptionError(f"{label} must be True or False, got {value!r}.")
+        return
+    if option.parse is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 \
+                or value == float("inf"):
+            raise OptionError(f"{label} must be a positive number of seconds, got {value!r}.")
         return
     if option.nonempty and isinstance(value, str) and not value.strip():
         raise OptionError(f"{label} is empty; pass a value, or leave it out for the default.")
@@ -233,6 +265,10 @@ def add_options(parser: argparse.ArgumentParser, command: str) -> None:
     for f in request_options(command):
         option: Option = f.metadata["option"]
         default = "" if f.default is MISSING else f.default
+        if option.switch:
+            parser.add_argument(option.flag(f.name), dest=f.name, action="store_true",
+                                default=argparse.SUPPRESS, help=option.help)
+            continue
         parser.add_argument(option.flag(f.name), dest=f.name, type=option.parse or str,
                             default=argparse.SUPPRESS,
                             metavar=option.metavar or ("N" if option.parse is int else None),

@@ -4,9 +4,11 @@ run, and the :class:`~gmbench.run.results.Results` returned."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import os
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,7 @@ from gmbench.core.device import parse_device
 from gmbench.core.errors import ModelError, warn
 from gmbench.core.progress import progress_shown
 from gmbench.datasets import Dataset, get_dataset
-from gmbench.models.boundary import process_state
+from gmbench.models.boundary import call_limit, process_state
 from gmbench.models.model import (
     Model,
     ModelSource,
@@ -47,8 +49,34 @@ def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
         raise OptionError("workers > 1 needs a model file and a dataset name (each worker "
                           "loads both itself); evaluate objects and stored samples with "
                           "workers=1.")
-    with process_state(), progress_shown(progress), thread_budget(req.threads):
-        if isinstance(req.model, (str, Path)) and req.samples is None:
+    if req.memory is not None and not req.isolate:
+        raise OptionError("--memory limits an isolated model's worker; add --isolate.")
+    if req.isolate and req.workers > 1:
+        raise OptionError("--isolate runs the model in one worker process per role; combine "
+                          "it with --workers 1 (a sweep runs many isolated evaluations in "
+                          "parallel).")
+    if req.isolate and (req.samples is not None or not isinstance(req.model, (str, Path))):
+        raise OptionError("--isolate runs a model file in a worker process; a model object "
+                          "or stored samples are already in this process (pass the model's "
+                          "file).")
+    if req.timeout is not None and not req.isolate \
+            and threading.current_thread() is not threading.main_thread():
+        raise OptionError("timeout without isolate is enforced by a signal, which only the "
+                          "main thread receives; evaluate from the main thread, or pass "
+                          "isolate=True (the worker is ended instead).")
+    with process_state(), progress_shown(progress), thread_budget(req.threads), \
+            contextlib.ExitStack() as closing, \
+            call_limit(None if req.isolate else req.timeout):
+        if req.isolate:
+            from gmbench.models.isolated import Limits, declared_dataset, isolated_model
+
+            path = Path(req.model)
+            data = _dataset(req.dataset or declared_dataset(path) or "digits", req.data_root)
+            built = isolated_model(path, data, req.device,
+                                   Limits(timeout=req.timeout, memory=req.memory),
+                                   name=req.name)
+            closing.callback(built.obj.close)
+        elif isinstance(req.model, (str, Path)) and req.samples is None:
             module, source = import_model_file(req.model)
             data = _dataset(req.dataset or source.dataset or "digits", req.data_root)
             built = build_model(module, source, data.info, req.device)

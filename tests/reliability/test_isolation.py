@@ -1,0 +1,221 @@
+"""``--isolate``: the model runs in worker processes (:mod:`gmbench.models.isolated`). The same
+numbers as in-process; a model that hangs, leaves processes behind, reaches for the network or
+for the test split, floods memory or dies is stopped with exit 2 and a message naming the
+call and the limit, and nothing of gmbench's is changed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gmbench.models.isolated import Limits, _Cgroup, _unshare_prefix, parse_size
+from gmbench.models.wire import ChannelError, read_message, write_message
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = '''
+import numpy as np
+import torch
+from gmbench.datasets import get_dataset
+
+class Model:
+    def __init__(self, info):
+        self.info = info
+    def sample(self, n):
+        SAMPLE_HOOK
+        return torch.randint(0, self.info.levels, (n, *self.info.shape))
+    def log_prob(self, x):
+        return torch.full((len(x),), -float(np.prod(self.info.shape)) * np.log(self.info.levels))
+
+def load(dataset, device):
+    LOAD_HOOK
+    return Model(dataset)
+'''
+
+
+def model_file(tmp_path: Path, *, load: str = "pass", sample: str = "pass",
+               name: str = "hostile.py") -> Path:
+    body = textwrap.dedent(BASE).replace("SAMPLE_HOOK", sample).replace("LOAD_HOOK", load)
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+def results(run) -> dict:
+    return json.loads((run.dir / "results.json").read_text())
+
+
+@pytest.mark.parametrize(("family", "metrics"), [
+    ("memorizer", "nll,fid,precision,copy_rate"), ("vae", "nll,nll_train,fid"),
+    ("ae", "fid,reconstruction_error,cas")])
+def test_isolated_and_in_process_runs_give_identical_values(gmbench_cli, family, metrics):
+    """The memorizer reads the training split through get_dataset (the worker's copy); the
+    VAE's IWAE draws noise in log_prob; the autoencoder's reconstructions cross the channel
+    as encode's code kept in the worker, then decode."""
+    model = ROOT / "baselines" / f"{family}.py"
+    inside = gmbench_cli("evaluate", model, "--dataset", "digits", "--metrics", metrics)
+    isolated = gmbench_cli("evaluate", model, "--dataset", "digits", "--metrics", metrics,
+                           "--isolate")
+    assert inside.code == 0 and isolated.code == 0, isolated.err
+    a, b = results(inside)["metrics"], results(isolated)["metrics"]
+    assert a.keys() == b.keys() and len(a) >= 3
+    for key in a:
+        assert a[key]["value"] == b[key]["value"], (key, a[key]["value"], b[key]["value"])
+    iso = results(isolated)["provenance"]["isolation"]
+    assert iso["isolated"] is True and "isolation" not in results(inside)["provenance"]
+
+
+def test_a_model_that_sleeps_past_its_timeout_is_stopped(gmbench_cli, tmp_path):
+    path = model_file(tmp_path, sample="import time; time.sleep(300)")
+    started = time.monotonic()
+    run = gmbench_cli("evaluate", path, "--metrics", "fid", "--isolate", "--timeout", "3")
+    assert run.code == 2
+    assert "`sample` did not finish within the time limit (--timeout 3 s)" in run.err, run.err
+    assert time.monotonic() - started < 60
+    assert not (run.dir / "results.json").exists()
+
+
+def test_the_processes_a_model_starts_end_with_its_worker(gmbench_cli, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    path = model_file(tmp_path, load=f"import subprocess; p = subprocess.Popen(['sleep', "
+                                     f"'300']); open({str(pid_file)!r}, 'w').write(str(p.pid))")
+    run = gmbench_cli("evaluate", path, "--metrics", "nll", "--isolate")
+    assert run.code == 0, run.err
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _running(pid):
+        time.sleep(0.1)
+    assert not _running(pid), "the model's child process outlived the evaluation"
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_model_cannot_reach_the_network(gmbench_cli, tmp_path):
+    if not _unshare_prefix():
+        pytest.skip("no network namespace here (unshare)")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    port = server.getsockname()[1]
+    accepted = []
+
+    def accept() -> None:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and not accepted:
+            with contextlib.suppress(OSError):
+                accepted.append(server.accept())
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    path = model_file(tmp_path, load=f"import socket; socket.create_connection(('127.0.0.1', "
+                                     f"{port}), timeout=5)")
+    run = gmbench_cli("evaluate", path, "--metrics", "nll", "--isolate")
+    thread.join(timeout=1)
+    server.close()
+    assert run.code == 2 and "`load(dataset, device)` raised" in run.err, run.err
+    assert not accepted, "the model connected to this machine's network"
+
+
+def test_the_test_split_is_out_of_the_models_reach(gmbench_cli, tmp_path):
+    """In the worker, ``get_dataset`` gives the training split and an empty test split; a
+    model that looks for the test split finds nothing to copy."""
+    path = model_file(tmp_path, load="""d = get_dataset(dataset.name)
+    assert len(d.train.x) == 1437 and d.train.y is not None, len(d.train.x)
+    if len(d.test.x):
+        raise RuntimeError(f"the test split is here: {len(d.test.x)} images")""")
+    inside = gmbench_cli("evaluate", path, "--metrics", "nll")
+    assert inside.code == 2 and "the test split is here: 360 images" in inside.err
+    isolated = gmbench_cli("evaluate", path, "--metrics", "nll,copy_rate", "--isolate")
+    assert isolated.code == 0, isolated.err
+
+
+def test_a_model_past_its_memory_limit_is_stopped(gmbench_cli, tmp_path):
+    if not _Cgroup(Limits(memory=1 << 30)).kind:
+        pytest.skip("no cgroup may be created here (the limit is RLIMIT_DATA)")
+    path = model_file(tmp_path, load="x = np.ones(3 * 2**30 // 8)")  # 3 GiB, written
+    run = gmbench_cli("evaluate", path, "--metrics", "nll", "--isolate", "--memory", "512M")
+    assert run.code == 2
+    assert "worker was killed by SIGKILL during `load(dataset, device)`" in run.err, run.err
+    assert "exceeded the memory limit, --memory 536,870,912 bytes" in run.err
+
+
+def test_a_worker_that_dies_is_a_verdict_not_a_crash(gmbench_cli, tmp_path):
+    """(``os._exit`` is refused in the worker as in-process; a signal is not.)"""
+    path = model_file(tmp_path, sample="import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    run = gmbench_cli("evaluate", path, "--metrics", "fid", "--isolate")
+    assert run.code == 2
+    assert "the model's worker was killed by SIGKILL during `sample`" in run.err, run.err
+
+
+def test_what_a_model_prints_stays_off_the_json(tmp_path):
+    import subprocess
+    import sys
+
+    path = model_file(tmp_path, load="print('hello from load')",
+                      sample="print('hello from sample')")
+    out = subprocess.run([sys.executable, "-m", "gmbench", "evaluate", str(path), "--metrics",
+                          "nll,fid", "--isolate", "--json", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["metrics"]["fid"]["value"] > 0
+    assert "hello from sample" in out.stderr and "hello from load" in out.stderr
+
+
+def test_isolate_options_are_checked(gmbench_cli, tmp_path):
+    path = model_file(tmp_path)
+    run = gmbench_cli("evaluate", path, "--memory", "1G")
+    assert run.code == 2 and "add --isolate" in run.err
+    run = gmbench_cli("evaluate", path, "--isolate", "--memory", "lots")
+    assert run.code == 2 and "'lots' is not a size" in run.err
+    run = gmbench_cli("evaluate", path, "--isolate", "--timeout", "-1")
+    assert run.code == 2 and "--timeout must be a positive number of seconds" in run.err
+    assert parse_size("2G") == 2 * 2**30 and parse_size("512m") == 512 * 2**20
+
+
+def test_the_channel_refuses_what_it_cannot_carry():
+    r, w = os.pipe()
+    try:
+        write_message(w, {"x": 1}, [np.arange(3, dtype=np.int16), np.zeros((2, 2))])
+        header, arrays = read_message(r, max_bytes=1000)
+        assert header["x"] == 1 and arrays[0].tolist() == [0, 1, 2]
+        assert arrays[1].shape == (2, 2) and arrays[1].flags.writeable
+        with pytest.raises(ChannelError, match="cannot cross"):
+            write_message(w, {}, [np.array(["a"])])
+        # a peer that claims 10^12 values is refused before anything is allocated
+        head = json.dumps({"arrays": [{"dtype": "float64", "shape": [10**6, 10**6]}]}).encode()
+        os.write(w, len(head).to_bytes(8, "little") + head)
+        with pytest.raises(ChannelError, match="more than 1,000 bytes"):
+            read_message(r, max_bytes=1000)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("where", ["load", "sample"])
+def test_timeout_alone_stops_a_sleeping_model(gmbench_cli, tmp_path, where):
+    """Without --isolate the limit is a signal in gmbench's process: it interrupts a sleep."""
+    path = model_file(tmp_path, **{where: "import time; time.sleep(300)"})
+    started = time.monotonic()
+    run = gmbench_cli("evaluate", path, "--metrics", "fid", "--timeout", "2")
+    assert run.code == 2, run.err
+    call = "`load(dataset, device)`" if where == "load" else "`sample`"
+    assert f"{call} did not finish within the time limit (--timeout 2 s)" in run.err, run.err
+    assert time.monotonic() - started < 30
+    ok = gmbench_cli("evaluate", model_file(tmp_path, name="fine.py"), "--metrics", "nll",
+                     "--timeout", "60")
+    assert ok.code == 0, ok.err
