@@ -49,14 +49,17 @@ def test_every_request_option_reaches_the_request(command):
     parser = build_parser()
     for f in request_options(command):
         flag = f"--{f.name.replace('_', '-')}"
-        value = {"metrics": "nll,fid"}.get(f.name, "7")
+        option = f.metadata["option"]
+        value = {"metrics": "nll,fid", "memory": "7K"}.get(f.name, "7")
         base = ["evaluate", "m.py"] if command == "evaluate" else [
             "sweep", "m.py", "--datasets", "digits", "--board", "b.csv"]
-        args = parser.parse_args([*base, flag, value])
+        args = parser.parse_args([*base, flag] if option.switch else [*base, flag, value])
         from gmbench.run.request import given
         got = getattr(RunRequest(**given(args, command)), f.name)
-        assert got == {"metrics": ("nll", "fid")}.get(f.name, 7 if f.metadata[
-            "option"].parse is int else "7"), f.name
+        expected = {"metrics": ("nll", "fid"), "memory": 7 * 1024}.get(
+            f.name, True if option.switch else 7 if option.parse is int
+            else 7.0 if option.parse is float else "7")
+        assert got == expected and type(got) is type(expected), f.name
 
 
 @pytest.mark.parametrize("name", [f.name for f in fields(RunRequest)
