@@ -69,6 +69,27 @@ def test_results_csv_neutralises_formula_names(write_model, gmbench_cli):
     assert run.results["metrics"]["nll"]["feature_space"] == "data"
 
 
+def test_results_csv_neutralises_a_dataset_named_after_a_formula(write_model, gmbench_cli,
+                                                                  tmp_path):
+    """Every text cell of results.csv, not only the model's name: a dataset file called
+    ``=HYPERLINK(...).npz``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / '=HYPERLINK("http:x","y").npz'
+    np.savez(data, x_train=rng.normal(size=(200, 2)).astype(np.float32),
+             x_test=rng.normal(size=(100, 2)).astype(np.float32))
+    path = write_model("""
+        import torch
+        model = torch.distributions.MultivariateNormal(torch.zeros(2), torch.eye(2))
+    """)
+    run = gmbench_cli("evaluate", path, "--dataset", data, "--metrics", "nll")
+    assert run.code == 0, run.err
+    row = next(csv.DictReader((run.dir / "results.csv").open()))
+    assert row["dataset"] == "'" + run.results["dataset"]["name"]
+    assert run.results["dataset"]["name"].startswith("=HYPERLINK")
+
+
 COUNTING = """
     import torch
     DATASET = "markov-4"

@@ -295,6 +295,29 @@ def published_table(board_dir: Path = BOARD_DIR) -> str:
     return "\n".join(lines)
 
 
+def curve_table(dataset: str, families: Sequence[str]) -> str:
+    """The learning curves of ``families`` on ``dataset`` from their training records, as
+    the rows of a table: epoch, the averaged weights' held-out loss (bits/dim, and nats per
+    image), the training loss and the wall time so far."""
+    import json
+    import math
+
+    lines = []
+    for family in families:
+        weights = BASELINES[family].weights
+        doc = json.loads((BASELINE_DIR / "weights" / f"{weights}-{dataset}.json").read_text())
+        for point in doc.get("learning_curve", []):
+            if "held_out_bpd" not in point:
+                continue
+            nats = point["held_out_bpd"] * 784 * math.log(2) if dataset.startswith("mnist") \
+                else None
+            cells = [family, f"{point['epoch']:g}", f"{point['held_out_bpd']:.4f}",
+                     "-" if nats is None else f"{nats:.2f}", f"{point['train_bpd']:.4f}",
+                     f"{point['wall_time_s'] / 60:.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gmbench_baselines.training.record", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -311,9 +334,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--table", action="store_true",
                         help="print the rows of docs/baselines.md's table from the board, and "
                              "exit (--dataset published: the MNIST table beside the papers')")
+    parser.add_argument("--curves", action="store_true",
+                        help="print the learning curves of --families on the dataset from "
+                             "their training records (rows of docs/baselines.md), and exit")
     args = parser.parse_args(argv)
     if args.table and args.dataset == "published":
         print(published_table())
+        return 0
+    if args.curves:
+        print(curve_table(args.dataset, [f.strip() for f in (args.families or "").split(",")
+                                         if f.strip()]))
         return 0
     if args.table:
         from gmbench_baselines import TEXT_DATASETS

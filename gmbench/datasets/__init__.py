@@ -179,7 +179,10 @@ def get_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> D
     its training split with ``get_dataset(dataset.name).train.x`` whatever the dataset."""
     if name in _OWN and not _looks_like_path(name):
         return _OWN[name]
-    data = _load(name, _resolve_root(data_root))
+    # your own files are cached by their state on disk too: a file rewritten between two
+    # evaluations in one process is read again, never served with its old hash
+    state = _file_state(name) if _looks_like_path(name) else None
+    data = _load(name, _resolve_root(data_root), state)
     if _looks_like_path(name):
         _OWN[data.info.name] = data
     return data
@@ -203,8 +206,28 @@ def forget_dataset(dataset: Dataset) -> None:
     _OWN.clear()
 
 
+def _file_state(name: str) -> tuple:
+    """What changes when a file or a folder's files are rewritten: size, times and inode of
+    each (``()`` for a path that does not exist: the loader says so)."""
+    def stat(path: str) -> tuple:
+        st = os.stat(path)
+        return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    try:
+        if not os.path.isdir(name):
+            return stat(name)
+        out = []
+        for folder, dirs, files in os.walk(name):
+            dirs.sort()
+            out += [(os.path.relpath(os.path.join(folder, f), name),
+                     *stat(os.path.join(folder, f))) for f in sorted(files)]
+        return tuple(out)
+    except OSError:
+        return ()
+
+
 @lru_cache(maxsize=16)
-def _load(name: str, data_root: str | None) -> Dataset:
+def _load(name: str, data_root: str | None, _state: tuple | None = None) -> Dataset:
     for spec in DATASETS.values():
         match = spec.pattern.fullmatch(name)
         if match:

@@ -157,6 +157,9 @@ def make_local_dataset(path: str | os.PathLike[str],
     if not where.exists():
         raise DatasetError(f"--dataset {path}: no such file or folder. {HOW}, or pass the "
                            "name of a built-in dataset (`gmbench datasets` lists them).")
+    if not where.is_dir() and not where.is_file():  # a pipe or a device would block a read
+        raise DatasetError(f"--dataset {path} is not a regular file or a folder (a pipe or a "
+                           f"device). {HOW}.")
     name = _name(where, registered)
     from gmbench.datasets.text import is_text_folder, make_text_folder
 

@@ -152,6 +152,9 @@ def import_model_file(path: str | Path) -> tuple[ModuleType, ModelSource]:
     if spec is None or spec.loader is None:
         raise ModelError(f"{path} cannot be imported as a Python module; give a .py file.")
     module = importlib.util.module_from_spec(spec)
+    # registered, as an import would: a model that pickles its own classes (a copy, a
+    # process pool) finds its module by name
+    sys.modules[module_name] = module
     sys.path.insert(0, str(file.parent))
     try:
         with model_code():

@@ -58,6 +58,10 @@ def _image_array(img: Any, name: str, where: str, channels: int) -> np.ndarray:
 
 def _read_png_folder(path: Path, where: str, channels: int) -> np.ndarray:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    odd = [p.name for p in files if not p.is_file()]  # a pipe or device would block a read
+    if odd:
+        raise ModelError(f"{where}: {odd[0]} is not a regular file (a pipe, a device or a "
+                         "folder); keep only .png image files in the folder.")
     if not files:
         raise ModelError(f"{where}: the folder holds no .png images. Put one image per "
                          "sample in it, or pass a .npz/.npy array.")

@@ -145,6 +145,13 @@ def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | 
                              dataset=None)
         return Model(stored, source=source, info=data.info, device=device)
     if isinstance(model, Model):
+        if model.info != data.info:
+            raise ModelError(
+                f"The model {model.source.name} was loaded for {model.info.name} "
+                f"({_describe(model.info)}) and cannot be evaluated on {data.info.name} "
+                f"({_describe(data.info)}): its load(dataset, device) built it for the other "
+                "data, and its samples would be read as this dataset's. Load it for this "
+                f"dataset: gmbench.load_model(path, dataset={data.info.name!r}).")
         return model
     declared, weights = object_identity(model, model_file=Path.cwd() / "model.py")
     label = name or declared or type(model).__name__
@@ -152,6 +159,11 @@ def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | 
                          name=str(label), sha256=_code_sha256(model), dataset=None,
                          weights=weights)
     return Model(model, source=source, info=data.info, device=device)
+
+
+def _describe(info: Any) -> str:
+    levels = "continuous" if info.levels is None else f"{info.levels} levels"
+    return f"shape {tuple(info.shape)}, {levels}"
 
 
 def _gather_shards(req: RunRequest, data: Dataset) -> Gathered:

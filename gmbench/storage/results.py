@@ -170,10 +170,12 @@ def results_csv(data: dict[str, Any]) -> bytes:
     writer = csv.writer(buffer)
     writer.writerow(columns)
     for key, rec in data["metrics"].items():
-        writer.writerow([neutralise(data["model"]["name"]), data["dataset"]["name"], key,
-                         *[rec.get(c) for c in CORE_FIELDS], data["seed"], data["n_samples"],
-                         data["model"]["sha256"], data["model"].get("weights_sha256"),
-                         data["dataset"]["sha256"]])
+        row = [data["model"]["name"], data["dataset"]["name"], key,
+               *[rec.get(c) for c in CORE_FIELDS], data["seed"], data["n_samples"],
+               data["model"]["sha256"], data["model"].get("weights_sha256"),
+               data["dataset"]["sha256"]]
+        # every text cell: a dataset named after a formula is as dangerous as a model
+        writer.writerow([neutralise(v) if isinstance(v, str) else v for v in row])
     return buffer.getvalue().encode()
 
 
