@@ -106,14 +106,30 @@ def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
         return run_evaluation(built, data, req, req.metrics, gathered=gathered)
 
 
+_PLAIN = (bool, int, float, str, type(None))
+
+
 def _code_sha256(obj: Any) -> str:
-    """sha256 of the source of ``obj``'s class (the code that runs), else of its name."""
+    """sha256 of the source of ``obj``'s class (the code that runs), else of its name, and
+    of the object's plain settings (its attributes that are numbers, strings, booleans or
+    ``None``, or tuples and lists of them): ``Shift(0.0)`` and ``Shift(5.0)`` are two models.
+    (Tensors and arrays are the weights' identity.)"""
     cls = obj if inspect.isclass(obj) else type(obj)
     try:
         text = inspect.getsource(cls)
     except (OSError, TypeError):
         text = f"{cls.__module__}.{cls.__qualname__}"
-    return hashlib.sha256(text.encode()).hexdigest()
+    digest = hashlib.sha256(text.encode())
+    try:
+        attributes = dict(vars(obj)) if not inspect.isclass(obj) else {}
+    except TypeError:  # no __dict__
+        attributes = {}
+    plain = sorted((k, v) for k, v in attributes.items()
+                   if isinstance(v, _PLAIN) or (isinstance(v, (tuple, list))
+                                                and all(isinstance(i, _PLAIN) for i in v)))
+    if plain:
+        digest.update(repr(plain).encode())
+    return digest.hexdigest()
 
 
 def load_model(path: str | os.PathLike[str], *, dataset: str | Dataset | None = None,
