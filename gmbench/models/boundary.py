@@ -200,14 +200,23 @@ class ProcessState:
 
 
 def _code_of(module: types.ModuleType) -> dict[str, Any]:
-    """Every function and class a module holds, by name."""
+    """Everything callable a module holds (functions, classes, NumPy's ufuncs and dispatched
+    functions), by name; not its submodules."""
     return {name: value for name, value in list(vars(module).items())
-            if isinstance(value, (types.FunctionType, type, types.BuiltinFunctionType))}
+            if callable(value) and not isinstance(value, types.ModuleType)}
+
+
+# the numerical libraries gmbench's estimators call, watched like gmbench itself: a model that
+# replaces `np.median` would change a metric's value (about 1 ms per call into model code)
+NUMERICAL = ("numpy", "numpy.linalg", "numpy.fft", "scipy.linalg", "scipy.special",
+             "scipy.stats", "scipy.spatial", "scipy.optimize", "torch", "torch.linalg",
+             "torch.nn.functional", "sklearn.neighbors", "sklearn.linear_model")
 
 
 class CodeWatch:
-    """The functions and classes of gmbench's loaded modules and of ``builtins``, to tell
-    whether model code replaced any of them (and to put them back)."""
+    """The functions and classes of gmbench's loaded modules, of ``builtins`` and of the
+    numerical libraries gmbench calls (:data:`NUMERICAL`, where loaded), to tell whether model
+    code replaced any of them (and to put them back)."""
 
     def __init__(self) -> None:
         self.code = {name: _code_of(mod) for name, mod in self._watched()}
@@ -216,7 +225,9 @@ class CodeWatch:
     def _watched() -> list[tuple[str, types.ModuleType]]:
         mods = [(n, m) for n, m in list(sys.modules.items())
                 if (n == "gmbench" or n.startswith("gmbench.")) and isinstance(m, types.ModuleType)]
-        return [*mods, ("builtins", builtins)]
+        numerical = [(n, sys.modules[n]) for n in NUMERICAL
+                     if isinstance(sys.modules.get(n), types.ModuleType)]
+        return [*mods, *numerical, ("builtins", builtins)]
 
     def restore_replaced(self) -> list[str]:
         """Put back each function or class that is not the one seen before; their
