@@ -115,7 +115,13 @@ def _time_limited() -> Iterator[None]:
         _ARMED[0] = False
 
 
+_REAL_EXIT = os._exit
+_PID = os.getpid()
+
+
 def _refuse_exit(status: int = 0) -> NoReturn:
+    if os.getpid() != _PID:  # a forked child (a process pool's worker) ends as it asks
+        _REAL_EXIT(status)
     raise ModelExit(status)
 
 
@@ -157,6 +163,8 @@ class ProcessState:
         self.warning_filters = list(warnings.filters)
         self.environ = dict(os.environ)
         self.recursion = sys.getrecursionlimit()
+        self.umask = os.umask(0o022)  # read by setting: put back at once
+        os.umask(self.umask)
         self.py_rng = random.getstate()
         self.np_rng = np.random.get_state()
         self.torch_rng = torch.random.get_rng_state()
@@ -165,6 +173,7 @@ class ProcessState:
 
     def restore(self) -> None:
         sys.setrecursionlimit(max(self.recursion, 100))
+        os.umask(self.umask)  # a model's os.umask(0o777) would leave gmbench's files mode 0
         torch.set_default_dtype(self.dtype)
         if torch.get_default_device() != self.device:
             torch.set_default_device(self.device)
@@ -258,7 +267,9 @@ def process_state() -> Iterator[ProcessState]:
 @contextmanager
 def exits_refused() -> Iterator[None]:
     """``os._exit``/``posix._exit`` raise :class:`ModelExit` instead of ending the process."""
+    global _PID
     real_exit = os._exit
+    _PID = os.getpid()
     os._exit = _refuse_exit
     if _posix is not None:
         _posix._exit = _refuse_exit

@@ -18,7 +18,7 @@ from gmbench.core.device import parse_device
 from gmbench.core.errors import ModelError, warn
 from gmbench.core.progress import progress_shown
 from gmbench.datasets import Dataset, get_dataset
-from gmbench.models.boundary import call_limit, process_state
+from gmbench.models.boundary import call_limit, exits_refused, process_state
 from gmbench.models.model import (
     Model,
     ModelSource,
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from gmbench.run.shards import Gathered
 
 __all__ = ["evaluate", "load_model"]
+
+_ONE_AT_A_TIME = threading.RLock()
 
 
 def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
@@ -64,8 +66,11 @@ def evaluate(request: RunRequest, *, progress: bool = True) -> Results:
         raise OptionError("timeout without isolate is enforced by a signal, which only the "
                           "main thread receives; evaluate from the main thread, or pass "
                           "isolate=True (the worker is ended instead).")
-    with process_state(), progress_shown(progress), thread_budget(req.threads), \
-            contextlib.ExitStack() as closing, \
+    # one evaluation at a time in a process (process-wide state: RNGs, streams, threads);
+    # another thread's evaluation waits its turn. A thread the model started that calls
+    # os._exit later is refused for the whole evaluation, not only while model code runs.
+    with _ONE_AT_A_TIME, exits_refused(), process_state(), progress_shown(progress), \
+            thread_budget(req.threads), contextlib.ExitStack() as closing, \
             call_limit(None if req.isolate else req.timeout):
         if req.isolate:
             from gmbench.models.isolated import Limits, declared_dataset, isolated_model

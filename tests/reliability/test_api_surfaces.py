@@ -123,3 +123,57 @@ def test_a_model_may_pickle_its_own_classes(gmbench_cli, tmp_path):
                                      "Model(dataset)))")
     run = gmbench_cli("evaluate", path, "--metrics", "nll")
     assert run.code == 0, run.err
+
+
+def test_a_models_umask_does_not_reach_gmbenchs_files(gmbench_cli, tmp_path):
+    path = model_file(tmp_path, load="import os; os.umask(0o777)")
+    run = gmbench_cli("evaluate", path, "--metrics", "nll")
+    assert run.code == 0, run.err
+    assert (run.dir / "results.json").stat().st_mode & 0o777 == 0o644
+    assert os.umask(0o022) == 0o022
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_model_thread_that_exits_later_does_not_end_gmbench(gmbench_cli, tmp_path):
+    """The thread calls os._exit(0) after load returned, while gmbench samples: refused for
+    the whole evaluation, which finishes with its results."""
+    path = model_file(tmp_path, load="""import os, threading, time
+    threading.Thread(target=lambda: (time.sleep(0.5), os._exit(0)), daemon=True).start()""")
+    slow = path.read_text().replace("    def sample(self, n):\n",
+                                    "    def sample(self, n):\n        import time; "
+                                    "time.sleep(0.3)\n")
+    path.write_text(slow)
+    run = gmbench_cli("evaluate", path, "--metrics", "fid", "--n-samples", "2000")
+    assert run.code == 0 and (run.dir / "results.json").is_file()
+
+
+def test_a_model_may_use_a_process_pool(gmbench_cli, tmp_path):
+    """Forked workers end as they ask (os._exit is refused only in gmbench's own process)."""
+    path = model_file(tmp_path, load="""import multiprocessing as mp
+    with mp.get_context("fork").Pool(2) as pool:
+        assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]""")
+    run = gmbench_cli("evaluate", path, "--metrics", "nll")
+    assert run.code == 0, run.err
+
+
+def test_evaluations_in_two_threads_equal_the_same_run_one_after_the_other():
+    import sys
+    import threading
+
+    import gmbench
+
+    def run(model: str) -> dict:
+        res = gmbench.evaluate(str(ROOT / "baselines" / f"{model}.py"), dataset="digits",
+                               metrics=["nll", "fid"], progress=False)
+        return {k: res[k].value for k in ("nll", "fid")}
+
+    alone = {m: run(m) for m in ("ppca", "categorical")}
+    stdout = sys.stdout
+    together: dict = {}
+    threads = [threading.Thread(target=lambda m=m: together.__setitem__(m, run(m)))
+               for m in ("ppca", "categorical")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone and sys.stdout is stdout
