@@ -89,6 +89,21 @@ def _from_npz(path: Path) -> dict[str, np.ndarray | None]:
     return {k: arrays.get(k) for k in ("x_train", "x_test", "y_train", "y_test")}
 
 
+def _eight_bit(a: np.ndarray, path: Path) -> np.ndarray:
+    """A 16-bit grey image on the 8-bit scale, ``round(v / 257)`` (65535 -> 255), refused
+    where two of its distinct values would become one (PIL's own conversion clips every
+    value above 255)."""
+    if a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
+        raise DatasetError(f"{path} is an integer image with values outside 0..65535; save "
+                           "8- or 16-bit PNGs.")
+    q = np.rint(a.astype(np.float64) / 257.0).astype(np.uint8)
+    if len(np.unique(q)) != len(np.unique(a)):
+        raise DatasetError(f"{path} is a 16-bit image whose {len(np.unique(a))} grey values do "
+                           "not fit 256 levels (gmbench datasets hold 8-bit levels); save it "
+                           "as an 8-bit PNG with the levels you mean.")
+    return q
+
+
 def _read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
@@ -96,7 +111,9 @@ def _read_image(path: Path) -> np.ndarray:
         with Image.open(path) as opened:
             img = opened.convert("RGBA" if "transparency" in opened.info else "RGB") \
                 if opened.mode == "P" else opened
-            if img.mode in ("L", "1") or img.mode.startswith("I"):
+            if img.mode.startswith("I"):  # 16-bit (or 32-bit integer) grey
+                return _eight_bit(np.asarray(img), path)[None]
+            if img.mode in ("L", "1"):
                 return np.asarray(img.convert("L"))[None]
             if "A" in img.getbands():
                 raise DatasetError(f"{path} has an alpha channel ({opened.mode}); save the "

@@ -177,3 +177,33 @@ def test_evaluations_in_two_threads_equal_the_same_run_one_after_the_other():
     for t in threads:
         t.join()
     assert together == alone and sys.stdout is stdout
+
+
+def _png_folder(root: Path, values: np.ndarray) -> Path:
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            folder = root / split / c
+            folder.mkdir(parents=True)
+            for i in range(6):
+                Image.fromarray(values[i % len(values)]).save(folder / f"{i}.png")
+    return root
+
+
+def test_sixteen_bit_pngs_keep_their_grey_levels(tmp_path):
+    """17 grey levels stored in 16 bits (v * 4095.9 ...) become 17 distinct 8-bit levels,
+    round(v / 257); PIL's own conversion clipped them to 2 values."""
+    from gmbench.datasets import get_dataset
+    from gmbench.errors import DatasetError
+
+    levels = np.round(np.linspace(0, 65535, 17)).astype(np.uint16)
+    img = np.resize(levels, (8, 8)).astype(np.uint16)
+    root = _png_folder(tmp_path / "sixteen", np.stack([img, img[::-1]]))
+    data = get_dataset(str(root))
+    assert len(np.unique(data.train.x)) == 17
+    np.testing.assert_array_equal(np.unique(data.train.x), np.rint(levels / 257))
+    fine = np.arange(64, dtype=np.uint16).reshape(8, 8) * 3 + 1000  # 64 values 3 apart
+    bad = _png_folder(tmp_path / "fine", np.stack([fine, fine]))
+    with pytest.raises(DatasetError, match="do not fit 256 levels"):
+        get_dataset(str(bad))
