@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -85,3 +86,31 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def npz_overclaim(path: str | os.PathLike[str]) -> str | None:
+    """The first member of a ``.npz`` whose header declares more bytes than the member
+    stores, described (``None``: none does, or the file is not a readable zip, which
+    ``np.load`` then reports). Checked before ``np.load`` allocates what a damaged or hostile
+    header claims (10^12 values)."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read(fh)
+                    offset = fh.tell()
+                declared = math.prod(shape) * dtype.itemsize
+                if not dtype.hasobject and declared > info.file_size - offset:
+                    return (f"its member {info.filename} declares {declared:,} bytes "
+                            f"({dtype}, shape {tuple(shape)}) but stores "
+                            f"{info.file_size - offset:,}")
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+    return None

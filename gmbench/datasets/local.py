@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from gmbench.core.errors import DatasetError
+from gmbench.core.files import npz_overclaim
 from gmbench.datasets.base import Dataset, DatasetInfo, Split
 
 __all__ = ["IMAGE_SUFFIXES", "looks_like_path", "make_local_dataset"]
@@ -70,10 +71,18 @@ def _labels(y: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and int(y.min()) < 0):
         raise DatasetError(f"{what} must hold non-negative integer class labels "
                            f"(got {y.dtype}).")
+    if len(y) and int(y.max()) >= max(n, 2):  # the classes are 0..max: more than examples
+        raise DatasetError(f"{what} holds the label {int(y.max())}, which makes "
+                           f"{int(y.max()) + 1} classes for {n} examples; number the classes "
+                           "0, 1, ..., K-1.")
     return y.astype(np.int64)
 
 
 def _from_npz(path: Path) -> dict[str, np.ndarray | None]:
+    overclaim = npz_overclaim(path)
+    if overclaim is not None:
+        raise DatasetError(f"{path} is damaged (or was not written by np.savez): {overclaim}. "
+                           f"{HOW}.")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -119,7 +128,7 @@ def _read_image(path: Path) -> np.ndarray:
                 raise DatasetError(f"{path} has an alpha channel ({opened.mode}); save the "
                                    "images as RGB or grayscale.")
             return np.asarray(img.convert("RGB")).transpose(2, 0, 1)
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise DatasetError(f"Cannot read the image {path}: {exc}.") from None
 
 

@@ -11,7 +11,7 @@ pixel-space value in ``details``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,13 @@ from gmbench.estimators.neighbours import knn
 from gmbench.features.extractors import PixelFeatures
 from gmbench.metrics.context import Context
 from gmbench.metrics.metric import Measurement, Metric, register
+
+if TYPE_CHECKING:
+    from gmbench.datasets import Dataset
+
+# the share of test examples that are training examples above which the test split is no
+# yardstick of held-out distances (real datasets: none of MNIST's, Fashion-MNIST's or digits')
+MAX_OVERLAP = 0.1
 
 __all__ = ["PAIRS_KEY", "SHARED_K", "nearest_train", "suspicious_pairs"]
 
@@ -179,20 +186,41 @@ def _data_copying_ct(ev: Context) -> Measurement:
     })
 
 
+_SHARED: dict[str, int] = {}  # test examples that are training examples, by dataset hash
+
+
+def held_out(dataset: Dataset) -> str | None:
+    """Why the memorization checks do not apply: a test split that is (largely) the training
+    split, so that held-out distances would be distances to copies."""
+    n = len(dataset.test)
+    if dataset.sha256 not in _SHARED:
+        seen = {row.tobytes() for row in
+                np.ascontiguousarray(dataset.train.x).reshape(len(dataset.train), -1)}
+        _SHARED[dataset.sha256] = sum(
+            row.tobytes() in seen for row in np.ascontiguousarray(dataset.test.x).reshape(n, -1))
+    shared = _SHARED[dataset.sha256]
+    if n and shared / n > MAX_OVERLAP:
+        return (f"the test split is not held out: {shared} of its {n} examples are training "
+                "examples; the memorization checks measure samples' distances to the training "
+                "split against held-out data's, so give the dataset a test split apart from "
+                "its training split")
+    return None
+
+
 for _metric in (
     Metric(key="nn_distance_ratio", description="median sample-to-train NN distance / median test-to-train NN distance "
                        "(1 ideal, near 0 = copying, above 1 = underfitting)",
            needs=("sample",), higher_is_better=False, ideal=1.0, protocol=2, unit="ratio",
-           compute=_nn_distance_ratio),
+           compute=_nn_distance_ratio, applies=held_out),
     Metric(key="copy_rate", description="fraction of samples nearer to a training example than the 1% quantile "
                        "of test-to-train NN distances (0.01 ideal, the data's own rate; only a "
                        "rise regresses)",
            needs=("sample",), higher_is_better=False, ideal=mem.COPY_QUANTILE, protocol=2,
            rise_regresses=True, unit="fraction", compute=_copy_rate, n_samples_free=True,
-           bounds=(0.0, 1.0)),
+           bounds=(0.0, 1.0), applies=held_out),
     Metric(key="data_copying_ct", description="Meehan et al. 2020 C_T z-statistic (0 ideal, < -3 = copying, > 0 = "
                        "underfitting)",
            needs=("sample",), higher_is_better=False, ideal=0.0, protocol=2, unit="z-score",
-           compute=_data_copying_ct),
+           compute=_data_copying_ct, applies=held_out),
 ):
     register(_metric)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from gmbench.core.errors import ModelError
-from gmbench.core.files import sha256_bytes, sha256_file
+from gmbench.core.files import npz_overclaim, sha256_bytes, sha256_file
 from gmbench.datasets import DatasetInfo
 
 __all__ = ["StoredSamples", "read_samples", "samples_sha256"]
@@ -72,7 +72,7 @@ def _read_png_folder(path: Path, where: str, channels: int) -> np.ndarray:
         try:
             with Image.open(f) as img:
                 images.append(_image_array(img, f.name, where, channels))
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise ModelError(f"{where}: {f.name} is not a readable PNG ({exc}).") from None
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
@@ -117,6 +117,10 @@ def _load_file(path: Path, channels: int) -> np.ndarray:
             _check_npy_header(path, where)
             return np.load(path, allow_pickle=False)
         if suffix == ".npz":
+            overclaim = npz_overclaim(path)
+            if overclaim is not None:
+                raise ModelError(f"{where} is damaged: {overclaim}. Save the samples again "
+                                 "with numpy.savez.")
             with np.load(path, allow_pickle=False) as z:
                 names = list(z.files)
                 if "samples" in names:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from gmbench.core.background import thread_budget
 from gmbench.core.device import parse_device
-from gmbench.core.errors import ModelError, warn
+from gmbench.core.errors import DatasetError, ModelError, warn
 from gmbench.core.progress import progress_shown
 from gmbench.datasets import Dataset, get_dataset
 from gmbench.models.boundary import call_limit, exits_refused, process_state
@@ -146,9 +146,21 @@ def load_model(path: str | os.PathLike[str], *, dataset: str | Dataset | None = 
     return build_model(module, source, data.info, device)
 
 
+MIN_SPLIT = 10  # examples in each split: the fewest every metric's estimator takes
+
+
 def _dataset(dataset: str | Dataset, data_root: str | os.PathLike[str] | None = None
              ) -> Dataset:
     data = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, data_root)
+    small = [(name, len(split)) for name, split in (("training", data.train),
+                                                    ("test", data.test))
+             if len(split) < MIN_SPLIT and split.documents is None]
+    if small:
+        name, n = small[0]
+        raise DatasetError(f"The {name} split of {data.info.name} holds {n} example"
+                           f"{'s' if n != 1 else ''}; gmbench needs at least {MIN_SPLIT} in "
+                           "each split (the intervals and the neighbour-based metrics take no "
+                           "fewer). Give the dataset more examples.")
     data.sha256  # noqa: B018 - fingerprint the arrays before any model code runs
     return data
 

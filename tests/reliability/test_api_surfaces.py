@@ -207,3 +207,78 @@ def test_sixteen_bit_pngs_keep_their_grey_levels(tmp_path):
     bad = _png_folder(tmp_path / "fine", np.stack([fine, fine]))
     with pytest.raises(DatasetError, match="do not fit 256 levels"):
         get_dataset(str(bad))
+
+
+def test_a_test_split_that_is_the_training_split_is_no_yardstick_for_copies(tmp_path):
+    """600 exact copies of the training split read copy_rate 0 when the test split is the
+    training split; the memorization checks say why they do not apply instead."""
+    import gmbench
+    from gmbench.metrics import get_metric
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (600, 1, 8, 8), dtype=np.uint8)
+    same = tmp_path / "same.npz"
+    np.savez(same, x_train=x, x_test=x)
+    model = tmp_path / "replay.py"
+    model.write_text("import numpy as np\n"
+                     f"X = np.load({str(same)!r})['x_train']\n"
+                     "class Replay:\n"
+                     "    def sample(self, n):\n"
+                     "        return X[np.arange(n) % len(X)]\n"
+                     "model = Replay()\n")
+    res = gmbench.evaluate(str(model), dataset=str(same), metrics=None, progress=False)
+    for key in ("copy_rate", "nn_distance_ratio", "data_copying_ct"):
+        assert key not in res.metrics
+        assert "the test split is not held out: 600 of its 600 examples" in res.skipped[key]
+    from gmbench.datasets import get_dataset
+
+    assert get_metric("copy_rate").applies(get_dataset("digits")) is None
+
+
+def test_degenerate_own_files_get_clear_errors(tmp_path, monkeypatch):
+    """A one-example test split, a label of 10^9 (CAS would allocate terabytes), an .npz
+    member whose header claims 10^12 values, and a decompression bomb among PNGs: each a
+    DatasetError saying what to change, none a raw exception or an allocation."""
+    import zipfile
+
+    from PIL import Image
+
+    import gmbench
+    from gmbench.errors import DatasetError
+
+    model = tmp_path / "gauss.py"
+    model.write_text("import torch\nmodel = torch.distributions.MultivariateNormal("
+                     "torch.zeros(2), torch.eye(2))\n")
+    rng = np.random.default_rng(0)
+    one = tmp_path / "one.npz"
+    np.savez(one, x_train=rng.random((50, 2), dtype=np.float32),
+             x_test=rng.random((1, 2), dtype=np.float32))
+    with pytest.raises(DatasetError, match="The test split of one holds 1 example; gmbench "
+                                           "needs at least 10"):
+        gmbench.evaluate(str(model), dataset=str(one), metrics=["mmd"], progress=False)
+
+    x = rng.integers(0, 256, (100, 8, 8), dtype=np.uint8)
+    labels = tmp_path / "labels.npz"
+    np.savez(labels, x_train=x, x_test=x[:50], y_train=np.r_[np.zeros(99, int), 10**9],
+             y_test=np.zeros(50, int))
+    with pytest.raises(DatasetError, match="makes 1000000001 classes for 100 examples"):
+        gmbench.evaluate(str(model), dataset=str(labels), metrics=["cas"], progress=False)
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000, 1000000), }"
+    header = header + " " * (118 - len(header)) + "\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+    huge = tmp_path / "huge.npz"
+    with zipfile.ZipFile(huge, "w") as z:
+        z.writestr("x_train.npy", npy)
+        z.writestr("x_test.npy", npy)
+    with pytest.raises(DatasetError, match="x_train.npy declares 8,000,000,000,000 bytes"):
+        gmbench.evaluate(str(model), dataset=str(huge), metrics=["mmd"], progress=False)
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # a bomb: over twice the limit
+    for split in ("train", "test"):
+        (tmp_path / "bomb" / split / "a").mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "bomb" / split / "a" / "0.png")
+    Image.new("L", (100, 100)).save(tmp_path / "bomb" / "train" / "a" / "1.png")
+    with pytest.raises(DatasetError, match="could be decompression bomb"):
+        gmbench.evaluate(str(model), dataset=str(tmp_path / "bomb"), metrics=["fid"],
+                         progress=False)
