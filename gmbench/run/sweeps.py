@@ -12,12 +12,14 @@ metric, seed and feature space, so a result added twice is one row.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -183,8 +185,13 @@ def finished(job: Job, out: Path) -> bool:
     except GmbenchError:
         return False
     model = doc.get("model") or {}
+    from gmbench.datasets import get_dataset
+
+    # the dataset by its contents: a name (or your own file's path, whose results name its
+    # stem) that now holds other data is evaluated again
+    data = get_dataset(job.request.dataset, job.request.data_root)
     if model.get("sha256") != sha256_file(job.request.model) \
-            or doc["dataset"].get("name") != job.request.dataset:
+            or doc["dataset"].get("sha256") != data.sha256:
         return False
     recorded = {**RunRequest().config(), **(doc.get("config") or {})}
     wanted = job.request.config()
@@ -353,6 +360,35 @@ def sweep(models: Sequence[str | os.PathLike[str]], datasets: Sequence[str] | st
                      f"{INSTALL_HINT}")
     if base.workers > 1 and not use_ray:
         raise SweepError(f"--workers {base.workers} needs Ray; {INSTALL_HINT}.")
+    with _out_lock(out_path):
+        return _sweep(jobs, base, board_path, out_path, use_ray, notes=notes,
+                      progress=progress, rerun=rerun, retries=retries,
+                      cpus_per_eval=cpus_per_eval, gpus_per_eval=gpus_per_eval, tic=tic)
+
+
+@contextlib.contextmanager
+def _out_lock(out: Path) -> Iterator[None]:
+    """One sweep at a time per ``out`` folder (its ``sweep.json`` and run folders): a second
+    one is refused while the first runs."""
+    fd = os.open(out / ".sweep.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepError(f"another sweep is writing to {out} (its sweep.json and runs); "
+                             "wait for it to finish, or pass another --out.") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _sweep(jobs: list[Job], base: RunRequest, board_path: Path, out_path: Path, use_ray: bool,
+           *, notes: list[str], progress: bool, rerun: bool, retries: int,
+           cpus_per_eval: float, gpus_per_eval: float, tic: float) -> SweepReport:
+    """The body of :func:`sweep`, its ``out`` folder locked."""
     rec = _Recorder(jobs, board_path, out_path, "ray" if use_ray else "serial", progress,
                     base, rerun)
     if progress:
