@@ -57,6 +57,8 @@ SETTINGS: dict[str, dict[str, Training]] = {
         # 109 to 89 (the reconstructions' own: 82), measured on a checkpoint of epoch 1.5
         "fashion-mnist": Training({"width": 32, "latent": 32}, 30, **_FASHION,
                                   extra={"components": 50}),
+        "mnist": Training({"width": 32, "latent": 32}, 30, **_FASHION,
+                          extra={"components": 50}),
         "images": Training({"width": 32, "latent": 32}, 30, extra={"components": 10}),
     },
     "vae": {
@@ -89,6 +91,7 @@ SETTINGS: dict[str, dict[str, Training]] = {
         "digits": Training({"latent": 16, "width": 16, "batch_norm_d": True}, 150,
                            lr_decay=0.98),
         "fashion-mnist": Training({"latent": 64, "width": 32}, 30, **_FASHION),
+        "mnist": Training({"latent": 64, "width": 32}, 30, **_FASHION),
         "images": Training({"latent": 64, "width": 32}, 30),
         "vectors": Training({"latent": 8, "width": 128}, 40, batch_size=256),
     },
