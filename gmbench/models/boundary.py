@@ -125,6 +125,30 @@ def _refuse_exit(status: int = 0) -> NoReturn:
     raise ModelExit(status)
 
 
+def _saved_descriptors() -> dict[int, int]:
+    """Copies of the standard output and error descriptors (those open now)."""
+    saved = {}
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            saved[fd] = os.dup(fd)
+    return saved
+
+
+def _restore_descriptors(saved: dict[int, int]) -> None:
+    """Put back a standard descriptor the model closed or pointed elsewhere; close the
+    copies."""
+    for fd, copy in saved.items():
+        try:
+            now, before = os.fstat(fd), os.fstat(copy)
+            moved = (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino)
+        except OSError:  # closed
+            moved = True
+        if moved:
+            with contextlib.suppress(OSError):
+                os.dup2(copy, fd)
+        os.close(copy)
+
+
 def _cwd() -> str | None:
     try:
         return os.getcwd()
@@ -152,6 +176,7 @@ class ProcessState:
         self.device = torch.get_default_device()
         self.cwd = _cwd()
         self.streams = (sys.stdout, sys.stderr)
+        self.descriptors = _saved_descriptors()
         self.path = list(sys.path)
         self.handlers = ({s: signal.getsignal(s) for s in self.SIGNALS}
                          if threading.current_thread() is threading.main_thread() else {})
@@ -180,6 +205,7 @@ class ProcessState:
         if self.cwd is not None and _cwd() != self.cwd:
             with contextlib.suppress(OSError):  # gone too: stay where the model left us
                 os.chdir(self.cwd)
+        _restore_descriptors(self.descriptors)  # os.close(2), os.dup2 onto 1 or 2
         sys.stdout, sys.stderr = _usable(self.streams[0], 1), _usable(self.streams[1], 2)
         if not set(self.path) <= set(sys.path):  # entries removed: put them back
             sys.path[:] = self.path + [p for p in sys.path if p not in self.path]

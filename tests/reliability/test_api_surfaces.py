@@ -282,3 +282,20 @@ def test_degenerate_own_files_get_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="could be decompression bomb"):
         gmbench.evaluate(str(model), dataset=str(tmp_path / "bomb"), metrics=["fid"],
                          progress=False)
+
+
+@pytest.mark.parametrize("close", ["sys.stderr.close()", "os.close(2)",
+                                   "os.dup2(os.open(os.devnull, os.O_WRONLY), 2)"])
+def test_a_model_that_closes_stderr_leaves_gmbench_its_messages(tmp_path, close):
+    import subprocess
+    import sys
+
+    path = model_file(tmp_path, load=f"import os, sys; {close}")
+    ok = subprocess.run([sys.executable, "-m", "gmbench", "evaluate", str(path), "--metrics",
+                         "fid", "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                        timeout=300)
+    assert ok.returncode == 0 and "wrote" in ok.stderr, ok.stderr
+    # an error found after load (the model has no encode/decode): still said on stderr
+    bad = subprocess.run([sys.executable, "-m", "gmbench", "evaluate", str(path), "--metrics",
+                          "reconstruction_error"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "needs encode_decode" in bad.stderr, bad.stderr
