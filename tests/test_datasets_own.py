@@ -87,6 +87,18 @@ def test_cifar10_from_binary_files_and_from_the_archive(cifar_files, isolated):
     assert raw[1:4] == bytes(x_test[0, 0, 0, :3]) and raw[1 + 1024] == x_test[0, 1, 0, 0]
 
 
+def test_a_truncated_cifar10_archive_is_called_damaged(cifar_files, isolated, tmp_path):
+    """A download cut short lists the members before its end only: damaged, not "another
+    archive"."""
+    root = cifar_files[0]
+    whole = (root / "archive" / cifar.ARCHIVE).read_bytes()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / cifar.ARCHIVE).write_bytes(whole[:len(whole) // 3])
+    with pytest.raises(DatasetError, match="damaged or incomplete"):
+        cifar.make_cifar10(cut, allow_download=False)
+
+
 def test_cifar10_offline_without_files_names_them(isolated, tmp_path):
     with pytest.raises(DatasetError) as err:
         get_dataset("cifar10", data_root=tmp_path / "empty")

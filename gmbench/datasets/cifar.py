@@ -68,9 +68,11 @@ def _from_archive(path: Path) -> tuple[dict[str, bytes], str]:
         with tarfile.open(path, "r:gz") as tar:
             members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
             missing = [f for f in (*TRAIN_FILES, TEST_FILE) if f not in members]
-            if missing:
-                raise DatasetError(f"{path} holds no {', '.join(missing)}: it is not the "
-                                   f"CIFAR-10 binary archive. {WHERE}.")
+            if missing:  # a truncated download lists the members before its end only
+                raise DatasetError(
+                    f"{path} holds no {', '.join(missing)}: it is damaged or incomplete (its "
+                    f"sha256 is not the official archive's), or another archive; delete it "
+                    f"and download {ARCHIVE} again. {WHERE}.")
             files = {}
             for name in (*TRAIN_FILES, TEST_FILE):
                 handle = tar.extractfile(members[name])
