@@ -261,7 +261,7 @@ def classifier_for(dataset: str, *, device: str = "cpu", directory: str | Path |
             "inception-v3-compat.")
     clf = _load(dataset, where, device)
     if sha256 is not None and clf.record.get("dataset_sha256") not in (None, sha256) \
-            and dataset not in ARCHITECTURES:
+            and dataset not in ARCHITECTURES and dataset not in SHARED:
         raise ExtractorError(
             f"The classifier for '{dataset}' in {where} was trained on other data named "
             f"'{dataset}' (dataset sha256 {str(clf.record.get('dataset_sha256'))[:12]}, this "
