@@ -125,3 +125,21 @@ def random_inception_weights(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("inception") / INCEPTION_WEIGHTS_FILE
     torch.save(module.state_dict(), path)
     return path
+
+
+@pytest.fixture
+def points_and_gauss(tmp_path: Path) -> Callable[[float], tuple[Path, Path]]:
+    """``make(shift)`` writes ``pts.npz`` (300 seeded 2-D normal points, 200/100, shifted
+    by ``shift``) and ``gauss.py`` (a standard normal model file) into ``tmp_path``."""
+    def make(shift: float = 0.0) -> tuple[Path, Path]:
+        import numpy as np
+
+        own = tmp_path / "pts.npz"
+        x = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32) + shift
+        np.savez(own, x_train=x[:200], x_test=x[200:])
+        model = tmp_path / "gauss.py"
+        model.write_text("import torch\nmodel = torch.distributions.MultivariateNormal("
+                         "torch.zeros(2), torch.eye(2))\n")
+        return own, model
+
+    return make

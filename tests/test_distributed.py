@@ -386,23 +386,15 @@ def test_a_sleeping_model_is_stopped_by_its_timeout_in_a_sweep(tmp_path, request
     assert time.monotonic() - started < 240
 
 
-def test_a_sweep_over_your_own_dataset_resumes(tmp_path):
+def test_a_sweep_over_your_own_dataset_resumes(tmp_path, points_and_gauss):
     """Its runs are found finished by the dataset's contents (the path names the dataset by
     its stem); a rewritten file is evaluated again."""
-    import numpy as np
-
-    own = tmp_path / "pts.npz"
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 2)).astype(np.float32)
-    np.savez(own, x_train=x[:200], x_test=x[200:])
-    model = tmp_path / "gauss.py"
-    model.write_text("import torch\nmodel = torch.distributions.MultivariateNormal("
-                     "torch.zeros(2), torch.eye(2))\n")
+    own, model = points_and_gauss()
     kwargs = dict(board=tmp_path / "b.csv", out=tmp_path / "runs", metrics=["nll"],
                   runner="serial", progress=False)
     assert gmbench.sweep([model], [str(own)], "0-1", **kwargs).count("done") == 2
     assert gmbench.sweep([model], [str(own)], "0-1", **kwargs).count("skipped") == 2
-    np.savez(own, x_train=x[:200] + 1, x_test=x[200:] + 1)
+    points_and_gauss(1.0)
     assert gmbench.sweep([model], [str(own)], "0-1", **kwargs).count("done") == 2
 
 

@@ -61,3 +61,35 @@ def assert_clear_error_text(code: int, out: str, *needles: str) -> None:
     assert code == 2 and "gmbench: error:" in out and "Traceback" not in out, out
     for needle in needles:
         assert needle in out, (needle, out)
+
+
+HOOKED = '''
+import numpy as np
+import torch
+from gmbench.datasets import get_dataset
+
+class Model:
+    def __init__(self, info):
+        self.info = info
+    def sample(self, n):
+        SAMPLE_HOOK
+        return torch.randint(0, self.info.levels, (n, *self.info.shape))
+    def log_prob(self, x):
+        return torch.full((len(x),), -float(np.prod(self.info.shape)) * np.log(self.info.levels))
+
+def load(dataset, device):
+    LOAD_HOOK
+    return Model(dataset)
+'''
+
+
+def hooked_model(folder: Path, *, load: str = "pass", sample: str = "pass",
+                 name: str = "hostile.py") -> Path:
+    """A model file for discrete images (uniform samples and log-mass) with code inserted at
+    the start of ``load`` and of ``sample`` (further lines indented by four spaces)."""
+    import textwrap
+
+    body = textwrap.dedent(HOOKED).replace("SAMPLE_HOOK", sample).replace("LOAD_HOOK", load)
+    path = folder / name
+    path.write_text(body)
+    return path

@@ -5,38 +5,14 @@ Python (pickling its own classes)."""
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import hooked_model
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = '''
-import numpy as np
-import torch
-
-class Model:
-    def __init__(self, info):
-        self.info = info
-    def sample(self, n):
-        return torch.randint(0, self.info.levels, (n, *self.info.shape))
-    def log_prob(self, x):
-        return torch.full((len(x),), -float(np.prod(self.info.shape)) * np.log(self.info.levels))
-
-def load(dataset, device):
-    LOAD_HOOK
-    return Model(dataset)
-'''
-
-
-def model_file(tmp_path: Path, *, load: str = "pass") -> Path:
-    path = tmp_path / "model.py"
-    path.write_text(textwrap.dedent(BASE).replace("LOAD_HOOK", load))
-    return path
-
-
 class Shift:
     """A model object with one setting."""
 
@@ -79,19 +55,12 @@ def test_a_model_loaded_for_one_dataset_is_not_scored_on_another(tmp_path):
     assert same.metrics["nll"].value > 0
 
 
-def test_a_dataset_file_rewritten_between_two_evaluations_is_read_again(tmp_path):
+def test_a_dataset_file_rewritten_between_two_evaluations_is_read_again(points_and_gauss):
     import gmbench
 
-    own = tmp_path / "pts.npz"
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 2)).astype(np.float32)
-    np.savez(own, x_train=x[:200], x_test=x[200:])
-    model = tmp_path / "gauss.py"
-    model.write_text("import torch\n"
-                     "model = torch.distributions.MultivariateNormal(torch.zeros(2), "
-                     "torch.eye(2))\n")
+    own, model = points_and_gauss()
     first = gmbench.evaluate(str(model), dataset=str(own), metrics=["nll"], progress=False)
-    np.savez(own, x_train=x[:200] + 3, x_test=x[200:] + 3)
+    points_and_gauss(3.0)
     second = gmbench.evaluate(str(model), dataset=str(own), metrics=["nll"], progress=False)
     assert first.document["dataset"]["sha256"] != second.document["dataset"]["sha256"]
     # N(0, I) scores the test points shifted by (3, 3) 9 nats worse each on average
@@ -119,14 +88,14 @@ def test_a_pipe_is_refused_not_read(tmp_path, gmbench_cli):
 
 
 def test_a_model_may_pickle_its_own_classes(gmbench_cli, tmp_path):
-    path = model_file(tmp_path, load="import pickle; copy = pickle.loads(pickle.dumps("
+    path = hooked_model(tmp_path, load="import pickle; copy = pickle.loads(pickle.dumps("
                                      "Model(dataset)))")
     run = gmbench_cli("evaluate", path, "--metrics", "nll")
     assert run.code == 0, run.err
 
 
 def test_a_models_umask_does_not_reach_gmbenchs_files(gmbench_cli, tmp_path):
-    path = model_file(tmp_path, load="import os; os.umask(0o777)")
+    path = hooked_model(tmp_path, load="import os; os.umask(0o777)")
     run = gmbench_cli("evaluate", path, "--metrics", "nll")
     assert run.code == 0, run.err
     assert (run.dir / "results.json").stat().st_mode & 0o777 == 0o644
@@ -137,7 +106,7 @@ def test_a_models_umask_does_not_reach_gmbenchs_files(gmbench_cli, tmp_path):
 def test_a_model_thread_that_exits_later_does_not_end_gmbench(gmbench_cli, tmp_path):
     """The thread calls os._exit(0) after load returned, while gmbench samples: refused for
     the whole evaluation, which finishes with its results."""
-    path = model_file(tmp_path, load="""import os, threading, time
+    path = hooked_model(tmp_path, load="""import os, threading, time
     threading.Thread(target=lambda: (time.sleep(0.5), os._exit(0)), daemon=True).start()""")
     slow = path.read_text().replace("    def sample(self, n):\n",
                                     "    def sample(self, n):\n        import time; "
@@ -149,7 +118,7 @@ def test_a_model_thread_that_exits_later_does_not_end_gmbench(gmbench_cli, tmp_p
 
 def test_a_model_may_use_a_process_pool(gmbench_cli, tmp_path):
     """Forked workers end as they ask (os._exit is refused only in gmbench's own process)."""
-    path = model_file(tmp_path, load="""import multiprocessing as mp
+    path = hooked_model(tmp_path, load="""import multiprocessing as mp
     with mp.get_context("fork").Pool(2) as pool:
         assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]""")
     run = gmbench_cli("evaluate", path, "--metrics", "nll")
@@ -290,7 +259,7 @@ def test_a_model_that_closes_stderr_leaves_gmbench_its_messages(tmp_path, close)
     import subprocess
     import sys
 
-    path = model_file(tmp_path, load=f"import os, sys; {close}")
+    path = hooked_model(tmp_path, load=f"import os, sys; {close}")
     ok = subprocess.run([sys.executable, "-m", "gmbench", "evaluate", str(path), "--metrics",
                          "fid", "--out", str(tmp_path / "o")], capture_output=True, text=True,
                         timeout=300)

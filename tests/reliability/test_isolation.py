@@ -9,46 +9,18 @@ import contextlib
 import json
 import os
 import socket
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import hooked_model
 
 from gmbench.models.isolated import Limits, _Cgroup, _unshare_prefix, parse_size
 from gmbench.models.wire import ChannelError, read_message, write_message
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = '''
-import numpy as np
-import torch
-from gmbench.datasets import get_dataset
-
-class Model:
-    def __init__(self, info):
-        self.info = info
-    def sample(self, n):
-        SAMPLE_HOOK
-        return torch.randint(0, self.info.levels, (n, *self.info.shape))
-    def log_prob(self, x):
-        return torch.full((len(x),), -float(np.prod(self.info.shape)) * np.log(self.info.levels))
-
-def load(dataset, device):
-    LOAD_HOOK
-    return Model(dataset)
-'''
-
-
-def model_file(tmp_path: Path, *, load: str = "pass", sample: str = "pass",
-               name: str = "hostile.py") -> Path:
-    body = textwrap.dedent(BASE).replace("SAMPLE_HOOK", sample).replace("LOAD_HOOK", load)
-    path = tmp_path / name
-    path.write_text(body)
-    return path
-
-
 def results(run) -> dict:
     return json.loads((run.dir / "results.json").read_text())
 
@@ -74,7 +46,7 @@ def test_isolated_and_in_process_runs_give_identical_values(gmbench_cli, family,
 
 
 def test_a_model_that_sleeps_past_its_timeout_is_stopped(gmbench_cli, tmp_path):
-    path = model_file(tmp_path, sample="import time; time.sleep(300)")
+    path = hooked_model(tmp_path, sample="import time; time.sleep(300)")
     started = time.monotonic()
     run = gmbench_cli("evaluate", path, "--metrics", "fid", "--isolate", "--timeout", "3")
     assert run.code == 2
@@ -85,7 +57,7 @@ def test_a_model_that_sleeps_past_its_timeout_is_stopped(gmbench_cli, tmp_path):
 
 def test_the_processes_a_model_starts_end_with_its_worker(gmbench_cli, tmp_path):
     pid_file = tmp_path / "child.pid"
-    path = model_file(tmp_path, load=f"import subprocess; p = subprocess.Popen(['sleep', "
+    path = hooked_model(tmp_path, load=f"import subprocess; p = subprocess.Popen(['sleep', "
                                      f"'300']); open({str(pid_file)!r}, 'w').write(str(p.pid))")
     run = gmbench_cli("evaluate", path, "--metrics", "nll", "--isolate")
     assert run.code == 0, run.err
@@ -122,7 +94,7 @@ def test_a_model_cannot_reach_the_network(gmbench_cli, tmp_path):
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    path = model_file(tmp_path, load=f"import socket; socket.create_connection(('127.0.0.1', "
+    path = hooked_model(tmp_path, load=f"import socket; socket.create_connection(('127.0.0.1', "
                                      f"{port}), timeout=5)")
     run = gmbench_cli("evaluate", path, "--metrics", "nll", "--isolate")
     thread.join(timeout=1)
@@ -134,7 +106,7 @@ def test_a_model_cannot_reach_the_network(gmbench_cli, tmp_path):
 def test_the_test_split_is_out_of_the_models_reach(gmbench_cli, tmp_path):
     """In the worker, ``get_dataset`` gives the training split and an empty test split; a
     model that looks for the test split finds nothing to copy."""
-    path = model_file(tmp_path, load="""d = get_dataset(dataset.name)
+    path = hooked_model(tmp_path, load="""d = get_dataset(dataset.name)
     assert len(d.train.x) == 1437 and d.train.y is not None, len(d.train.x)
     if len(d.test.x):
         raise RuntimeError(f"the test split is here: {len(d.test.x)} images")""")
@@ -147,7 +119,7 @@ def test_the_test_split_is_out_of_the_models_reach(gmbench_cli, tmp_path):
 def test_a_model_past_its_memory_limit_is_stopped(gmbench_cli, tmp_path):
     if not _Cgroup(Limits(memory=1 << 30)).kind:
         pytest.skip("no cgroup may be created here (the limit is RLIMIT_DATA)")
-    path = model_file(tmp_path, load="x = np.ones(3 * 2**30 // 8)")  # 3 GiB, written
+    path = hooked_model(tmp_path, load="x = np.ones(3 * 2**30 // 8)")  # 3 GiB, written
     run = gmbench_cli("evaluate", path, "--metrics", "nll", "--isolate", "--memory", "512M")
     assert run.code == 2
     assert "worker was killed by SIGKILL during `load(dataset, device)`" in run.err, run.err
@@ -156,7 +128,7 @@ def test_a_model_past_its_memory_limit_is_stopped(gmbench_cli, tmp_path):
 
 def test_a_worker_that_dies_is_a_verdict_not_a_crash(gmbench_cli, tmp_path):
     """(``os._exit`` is refused in the worker as in-process; a signal is not.)"""
-    path = model_file(tmp_path, sample="import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    path = hooked_model(tmp_path, sample="import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     run = gmbench_cli("evaluate", path, "--metrics", "fid", "--isolate")
     assert run.code == 2
     assert "the model's worker was killed by SIGKILL during `sample`" in run.err, run.err
@@ -166,7 +138,7 @@ def test_what_a_model_prints_stays_off_the_json(tmp_path):
     import subprocess
     import sys
 
-    path = model_file(tmp_path, load="print('hello from load')",
+    path = hooked_model(tmp_path, load="print('hello from load')",
                       sample="print('hello from sample')")
     out = subprocess.run([sys.executable, "-m", "gmbench", "evaluate", str(path), "--metrics",
                           "nll,fid", "--isolate", "--json", "--out", str(tmp_path / "o")],
@@ -177,7 +149,7 @@ def test_what_a_model_prints_stays_off_the_json(tmp_path):
 
 
 def test_isolate_options_are_checked(gmbench_cli, tmp_path):
-    path = model_file(tmp_path)
+    path = hooked_model(tmp_path)
     run = gmbench_cli("evaluate", path, "--memory", "1G")
     assert run.code == 2 and "add --isolate" in run.err
     run = gmbench_cli("evaluate", path, "--isolate", "--memory", "lots")
@@ -209,13 +181,13 @@ def test_the_channel_refuses_what_it_cannot_carry():
 @pytest.mark.parametrize("where", ["load", "sample"])
 def test_timeout_alone_stops_a_sleeping_model(gmbench_cli, tmp_path, where):
     """Without --isolate the limit is a signal in gmbench's process: it interrupts a sleep."""
-    path = model_file(tmp_path, **{where: "import time; time.sleep(300)"})
+    path = hooked_model(tmp_path, **{where: "import time; time.sleep(300)"})
     started = time.monotonic()
     run = gmbench_cli("evaluate", path, "--metrics", "fid", "--timeout", "2")
     assert run.code == 2, run.err
     call = "`load(dataset, device)`" if where == "load" else "`sample`"
     assert f"{call} did not finish within the time limit (--timeout 2 s)" in run.err, run.err
     assert time.monotonic() - started < 30
-    ok = gmbench_cli("evaluate", model_file(tmp_path, name="fine.py"), "--metrics", "nll",
+    ok = gmbench_cli("evaluate", hooked_model(tmp_path, name="fine.py"), "--metrics", "nll",
                      "--timeout", "60")
     assert ok.code == 0, ok.err
