@@ -172,6 +172,8 @@ def board_table(dataset: str, board_dir: Path = BOARD_DIR) -> str:
 
     lines = []
     for model, label in TABLE_ORDER:
+        if not any(key[1] == model for key in rows):  # not a baseline of this dataset
+            continue
         bpd, nll, fid = get(model, "bits_per_dim"), get(model, "nll_train"), get(model, "fid")
         copy, cas = get(model, "copy_rate"), get(model, "cas")
         cells = [label,
@@ -267,7 +269,7 @@ def _training(family: str, dataset: str) -> str:
     if "learning_curve" not in doc:
         return "counted / closed form"
     hours = doc["training_wall_time_s"] / 3600
-    return (f"{doc['epochs_done']:g} of {doc['planned_epochs']} epochs, {hours:.1f} h on "
+    return (f"{doc['epochs_done']:.1f} of {doc['planned_epochs']} epochs, {hours:.1f} h on "
             f"{doc['threads']} CPU thread{'s' if doc['threads'] > 1 else ''}")
 
 
