@@ -222,6 +222,7 @@ class Worker:
     folder: str = ""
     cgroup: _Cgroup | None = None
     containment: dict[str, Any] = field(default_factory=dict)
+    out_of_memory: bool = False  # seen in its cgroup when it was closed
 
     def start(self) -> None:
         child_r, parent_w = os.pipe()
@@ -312,8 +313,8 @@ class Worker:
         return _describe_signal(code)
 
     def _why(self) -> str:
-        if self.cgroup is not None and self.limits.memory is not None \
-                and self.cgroup.out_of_memory():
+        """Why the worker died, where a limit says (read before its cgroup was removed)."""
+        if self.limits.memory is not None and self.out_of_memory:
             return f" (it exceeded the memory limit, --memory {self.limits.memory:,} bytes)"
         return ""
 
@@ -330,10 +331,10 @@ class Worker:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 self.proc.wait(timeout=5)
         if self.cgroup is not None:
-            out_of_memory = self.cgroup.out_of_memory()
+            self.out_of_memory = self.out_of_memory or self.cgroup.out_of_memory()
             self.cgroup.kill_all()
             self.cgroup.remove()
-            self.cgroup.out_of_memory = lambda: out_of_memory  # type: ignore[method-assign]
+            self.cgroup = None
         for fd in (self.rfd, self.wfd):
             if fd >= 0:
                 with contextlib.suppress(OSError):
@@ -399,7 +400,7 @@ class IsolatedModel:
     def _worker(self, member: str) -> Worker:
         role = "sampler" if member in SAMPLER_MEMBERS else "scorer"
         worker = self._workers.get(role)
-        if worker is None or worker.proc is None:
+        if worker is None or worker.rfd < 0:  # not started, or ended
             if role == "sampler" and "scorer" in self._workers:
                 raise ModelError(f"{self._path.name}: the sampling worker ended; it is not "
                                  "restarted once test data has been scored.")

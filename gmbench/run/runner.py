@@ -117,8 +117,8 @@ _PLAIN = (bool, int, float, str, type(None))
 def _code_sha256(obj: Any) -> str:
     """sha256 of the source of ``obj``'s class (the code that runs), else of its name, and
     of the object's plain settings (its attributes that are numbers, strings, booleans or
-    ``None``, or tuples and lists of them): ``Shift(0.0)`` and ``Shift(5.0)`` are two models.
-    (Tensors and arrays are the weights' identity.)"""
+    ``None``, or tuples and lists of up to 1,000 of them): ``Shift(0.0)`` and ``Shift(5.0)``
+    are two models. (Tensors and arrays are the weights' identity.)"""
     cls = obj if inspect.isclass(obj) else type(obj)
     try:
         text = inspect.getsource(cls)
@@ -130,7 +130,7 @@ def _code_sha256(obj: Any) -> str:
     except TypeError:  # no __dict__
         attributes = {}
     plain = sorted((k, v) for k, v in attributes.items()
-                   if isinstance(v, _PLAIN) or (isinstance(v, (tuple, list))
+                   if isinstance(v, _PLAIN) or (isinstance(v, (tuple, list)) and len(v) <= 1000
                                                 and all(isinstance(i, _PLAIN) for i in v)))
     if plain:
         digest.update(repr(plain).encode())
