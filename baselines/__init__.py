@@ -67,7 +67,7 @@ for _b in (
     Baseline("ppca", IMAGE_DATASETS + MNIST + MNIST_BINARIZED + TOY_DATASETS,
              "probabilistic PCA, closed form; images: in logit space of dequantized pixels",
              "ppca"),
-    Baseline("ae", IMAGE_DATASETS + MNIST,
+    Baseline("ae", IMAGE_DATASETS,
              "convolutional autoencoder (two stride-2 stages); samples decode a Gaussian "
              "mixture fitted to its latents", "ae"),
     Baseline("ae_conditional", IMAGE_DATASETS, "the same autoencoder; one Gaussian per class "

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gmbench_baselines.convnets import conv_decoder, conv_encoder, require_fit
 from gmbench_baselines.training.fitting import Fitted, flat_unit
 from gmbench_baselines.training.loop import Budget, fit_images
@@ -89,27 +88,16 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     x = flat_unit(dataset).reshape(-1, *info.shape)
     test = flat_unit(dataset, "test").reshape(-1, *info.shape)
 
-    # MNIST: cross-entropy of the pixels' intensities; under the squared error of sigmoid
-    # outputs its mostly black images drove every output into saturation (an all-black
-    # reconstruction, squared error 0.113 per pixel, from the first epoch on)
-    cross_entropy = plan.extra.get("loss") == "cross-entropy"
-
     def reconstruction_loss(batch: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
         batch = batch.to(device)
-        logits = model.decoder(model.encoder(batch))
-        if cross_entropy:
-            return F.binary_cross_entropy_with_logits(logits, batch)
-        return ((torch.sigmoid(logits) - batch) ** 2).mean()
+        return ((torch.sigmoid(model.decoder(model.encoder(batch))) - batch) ** 2).mean()
 
-    settings = {**arch, "classes": int(info.num_classes or 1), "arch": "conv",
-                **({"loss": "cross-entropy"} if cross_entropy else {})}
+    settings = {**arch, "classes": int(info.num_classes or 1), "arch": "conv"}
     config = {**settings, "components": components}  # (fitted after training)
     fitted = fit_images(model, reconstruction_loss, x, test, family="ae", dataset=info.name,
                         config=config, settings=settings, seed=seed,
                         epochs=epochs or plan.epochs, plan=plan, budget=budget,
-                        lr=LEARNING_RATE, in_nats=False,
-                        loss="binary cross-entropy per pixel, intensities in [0, 1]"
-                        if cross_entropy else "mean squared error per pixel, pixels in [0, 1]")
+                        lr=LEARNING_RATE, loss="mean squared error per pixel, pixels in [0, 1]", in_nats=False)
     with torch.no_grad():
         codes = torch.cat([model.encoder(x[i:i + 1000].to(device))
                            for i in range(0, len(x), 1000)]).cpu().double().numpy()

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from gmbench_baselines.training.fitting import Fitted
-from gmbench_baselines.training.loop import Budget, fit_images, training_images
+from gmbench_baselines.training.fitting import Fitted, flat_levels
+from gmbench_baselines.training.loop import Budget, fit_images
 from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
@@ -160,7 +160,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     arch = dict(plan.arch)
     torch.manual_seed(seed)
     model = build(info, arch).to(device)
-    x, test, draw = training_images(dataset)
+    x = flat_levels(dataset).reshape(-1, *info.shape)
+    test = flat_levels(dataset, "test").reshape(-1, *info.shape)
 
     def loss_of(batch: torch.Tensor, _: torch.Generator) -> torch.Tensor:
         return -model.log_prob(batch.to(device)).mean()
@@ -168,8 +169,7 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     return fit_images(model, loss_of, x, test, family="pixelcnn", dataset=info.name,
                       config={**arch, "seed": seed}, settings=arch, seed=seed,
                       epochs=epochs or plan.epochs, plan=plan, budget=budget, lr=LEARNING_RATE,
-                      loss="negative log-likelihood, nats per example (exact, discrete)",
-                      draw=draw)
+                      loss="negative log-likelihood, nats per example (exact, discrete)")
 
 def load(dataset: DatasetInfo, device: str) -> GatedPixelCNN:
     if not dataset.is_discrete or len(dataset.shape) != 3:

@@ -26,8 +26,8 @@ from gmbench_baselines.densities import (
     discretized_logistic_mixture_log_mass,
     std_normal_log_density,
 )
-from gmbench_baselines.training.fitting import Fitted
-from gmbench_baselines.training.loop import Budget, fit_images, training_images
+from gmbench_baselines.training.fitting import Fitted, flat_levels
+from gmbench_baselines.training.loop import Budget, fit_images
 from gmbench_baselines.training.settings import training_settings
 from gmbench_baselines.weights import load_weights
 from torch import nn
@@ -154,7 +154,8 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     torch.manual_seed(seed)
     model = VAE(shape=info.shape, levels=int(info.levels),  # type: ignore[arg-type]
                 **arch).to(device)
-    x, test, draw = training_images(dataset)
+    x = flat_levels(dataset).reshape(-1, *info.shape)
+    test = flat_levels(dataset, "test").reshape(-1, *info.shape)
 
     def loss_of(batch: torch.Tensor, noise: torch.Generator) -> torch.Tensor:
         return -model.elbo(batch.to(device), noise).mean()
@@ -162,8 +163,7 @@ def fit(dataset: Dataset, *, seed: int, epochs: int | None, device: str,
     config = {**arch, "arch": "conv"}
     return fit_images(model, loss_of, x, test, family="vae", dataset=info.name, config=config,
                       settings=config, seed=seed, epochs=epochs or plan.epochs, plan=plan,
-                      budget=budget, lr=LEARNING_RATE, loss="negative ELBO, nats per example",
-                      draw=draw)
+                      budget=budget, lr=LEARNING_RATE, loss="negative ELBO, nats per example")
 
 
 def build(dataset: DatasetInfo, device: str, *, cls: type[VAE] = VAE, family: str = "vae"

@@ -31,18 +31,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from gmbench_baselines.training.fitting import Fitted, TrainLog, flat_levels
+from gmbench_baselines.training.fitting import Fitted, TrainLog
 from gmbench_baselines.training.settings import Training
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 
 from gmbench.core.files import atomic_write
 from gmbench.core.rng import child_seed
-from gmbench.datasets import Dataset
 from gmbench.errors import GmbenchError
 
 __all__ = ["CHECKPOINT_DIR", "Budget", "TrainResult", "checkpoint_path", "dynamic_binarization",
-           "fit_images", "train_resumable", "training_images"]
+           "fit_images", "train_resumable"]
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 EMA_DECAY = 0.999
@@ -333,9 +332,11 @@ def fit_images(model: torch.nn.Module,
     average of the family's ``plan`` (:mod:`.settings`), a curve in bits per dimension where the loss is in nats per example
     (``in_nats``), and what it did as a :class:`Fitted` (``config`` rebuilds the model;
     ``settings`` must match a checkpoint's to resume it). ``update``, ``probe`` and
-    ``betas`` and ``draw``: as in :func:`train_resumable` (:func:`training_images` gives
-    ``x``, ``test`` and ``draw`` of a dataset)."""
+    ``betas`` and ``draw``: as in :func:`train_resumable`; ``mnist-binarized`` draws its
+    training minibatches by :func:`dynamic_binarization` of its 8-bit images."""
     dims = math.prod(x.shape[1:])
+    if draw is None:
+        x, draw = _dynamic(dataset, x)
     if draw is not None:
         settings = {**settings, "draw": getattr(draw, "__name__", repr(draw))}
     result = train_resumable(
@@ -349,15 +350,18 @@ def fit_images(model: torch.nn.Module,
                   epochs=result.epochs, extra={"loss": loss, **result.record()})
 
 
-def training_images(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, Draw | None]:
-    """A dataset's training images, held-out images (``(n, C, H, W)`` int64 levels) and how
-    each training minibatch is drawn: ``mnist-binarized`` trains on its 8-bit images
-    binarized afresh per use (:func:`dynamic_binarization`) and holds out its fixed test
-    binarization; other datasets train on their training split as it is."""
-    shape = dataset.info.shape
-    test = flat_levels(dataset, "test").reshape(-1, *shape)
-    intensities = dataset.extra.get("intensities")
-    if intensities is not None:
-        x = torch.from_numpy(intensities["train"].astype(np.int64)).reshape(-1, *shape)
-        return x, test, dynamic_binarization
-    return flat_levels(dataset).reshape(-1, *shape), test, None
+def _dynamic(dataset: str, x: torch.Tensor) -> tuple[torch.Tensor, Draw | None]:
+    """The training images of ``dataset`` and how each minibatch is drawn from them:
+    ``mnist-binarized`` trains on its 8-bit images binarized afresh per use
+    (:func:`dynamic_binarization`; ``x``, its fixed binarization, gives the shape); other
+    datasets on ``x`` as it is."""
+    from gmbench.datasets import get_dataset
+
+    try:
+        intensities = get_dataset(dataset).extra.get("intensities")
+    except GmbenchError:  # a dataset made in memory (tests): not one that binarizes
+        intensities = None
+    if intensities is None:
+        return x, None
+    return (torch.from_numpy(intensities["train"].astype(np.int64)).reshape(x.shape),
+            dynamic_binarization)

@@ -58,7 +58,7 @@ SETTINGS: dict[str, dict[str, Training]] = {
         "fashion-mnist": Training({"width": 32, "latent": 32}, 30, **_FASHION,
                                   extra={"components": 50}),
         "mnist": Training({"width": 32, "latent": 32}, 30, **_FASHION,
-                          extra={"components": 50, "loss": "cross-entropy"}),
+                          extra={"components": 50}),
         "images": Training({"width": 32, "latent": 32}, 30, extra={"components": 10}),
     },
     "vae": {

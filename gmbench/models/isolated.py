@@ -436,7 +436,7 @@ class IsolatedModel:
         raise AttributeError(name)
 
     def _member_sample(self, n: int, seed: int) -> Any:
-        out = self._call("sample", [], n=int(n))
+        out = self._call("sample", [], count=int(n))
         return tuple(out) if len(out) > 1 else out[0]
 
     def _member_sample_conditional(self, labels: torch.Tensor) -> np.ndarray:

@@ -42,8 +42,7 @@ MAX_INPUT = 16 << 30  # bytes of one message's arrays from gmbench (the training
 
 def _dataset(info: dict[str, Any], header: dict[str, Any], arrays: list[np.ndarray]) -> Dataset:
     """The dataset as the model may see it: the training split, an empty test split."""
-    desc = DatasetInfo(name=info["name"], kind=info["kind"], shape=tuple(info["shape"]),
-                       levels=info["levels"], num_classes=info["num_classes"])
+    desc = DatasetInfo(**{**info, "shape": tuple(info["shape"])})  # its to_dict()
     x, rest = arrays[0], arrays[1:]
     y = rest.pop(0) if header.get("has_labels") else None
     documents = None
@@ -96,7 +95,7 @@ class _Server:
                 return _array(m.call("decode", m.attribute("decode", None), z), where)
         with forked_rng(seed):
             if member == "sample":
-                out = m.call("sample", m._sample_call, int(header["n"]), seed)
+                out = m.call("sample", m._sample_call, int(header["count"]), seed)
             elif member == "tokenize":
                 out = m.call("tokenize", m.attribute("tokenize", None), arrays[0].tobytes())
                 return [np.asarray(v) for v in out] if isinstance(out, (tuple, list)) \
