@@ -117,7 +117,9 @@ def test_the_test_split_is_out_of_the_models_reach(gmbench_cli, tmp_path):
 
 
 def test_a_model_past_its_memory_limit_is_stopped(gmbench_cli, tmp_path):
-    if not _Cgroup(Limits(memory=1 << 30)).kind:
+    probe = _Cgroup(Limits(memory=1 << 30))
+    probe.remove()
+    if not probe.kind:
         pytest.skip("no cgroup may be created here (the limit is RLIMIT_DATA)")
     path = hooked_model(tmp_path, load="x = np.ones(3 * 2**30 // 8)")  # 3 GiB, written
     run = gmbench_cli("evaluate", path, "--metrics", "nll", "--isolate", "--memory", "512M")
