@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = ["NotARegularFile", "TooLarge", "atomic_write", "read_bounded", "sha256_bytes",
            "sha256_file"]
@@ -95,22 +95,34 @@ def npz_overclaim(path: str | os.PathLike[str]) -> str | None:
     header claims (10^12 values)."""
     import zipfile
 
-    import numpy as np
 
     try:
         with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 with zf.open(info) as fh:
-                    version = np.lib.format.read_magic(fh)
-                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                            else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = read(fh)
-                    offset = fh.tell()
-                declared = math.prod(shape) * dtype.itemsize
-                if not dtype.hasobject and declared > info.file_size - offset:
+                    claim = npy_claim(fh)
+                if claim is None:
+                    continue
+                shape, dtype, declared, offset = claim
+                if declared > info.file_size - offset:
                     return (f"its member {info.filename} declares {declared:,} bytes "
                             f"({dtype}, shape {tuple(shape)}) but stores "
                             f"{info.file_size - offset:,}")
     except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return None
     return None
+
+
+def npy_claim(fh: Any) -> tuple[tuple[int, ...], Any, int, int] | None:
+    """What the ``.npy`` header at ``fh``'s position declares: ``(shape, dtype, bytes of
+    data, offset of the data)``; ``None`` for an object array (``np.load`` refuses it).
+    Raises ``ValueError`` for a header that is not one."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(fh)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, _, dtype = read(fh)
+    if dtype.hasobject:
+        return None
+    return tuple(shape), dtype, math.prod(shape) * dtype.itemsize, fh.tell()

@@ -106,8 +106,9 @@ def _eight_bit(a: np.ndarray, path: Path) -> np.ndarray:
         raise DatasetError(f"{path} is an integer image with values outside 0..65535; save "
                            "8- or 16-bit PNGs.")
     q = np.rint(a.astype(np.float64) / 257.0).astype(np.uint8)
-    if len(np.unique(q)) != len(np.unique(a)):
-        raise DatasetError(f"{path} is a 16-bit image whose {len(np.unique(a))} grey values do "
+    values = len(np.unique(a))
+    if len(np.unique(q)) != values:
+        raise DatasetError(f"{path} is a 16-bit image whose {values} grey values do "
                            "not fit 256 levels (gmbench datasets hold 8-bit levels); save it "
                            "as an 8-bit PNG with the levels you mean.")
     return q

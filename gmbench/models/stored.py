@@ -11,7 +11,6 @@ array, or several with one named ``samples``. PNG folders are read in file-name 
 
 from __future__ import annotations
 
-import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 from gmbench.core.errors import ModelError
-from gmbench.core.files import npz_overclaim, sha256_bytes, sha256_file
+from gmbench.core.files import npy_claim, npz_overclaim, sha256_bytes, sha256_file
 from gmbench.datasets import DatasetInfo
 
 __all__ = ["StoredSamples", "read_samples", "samples_sha256"]
@@ -91,15 +90,10 @@ def _check_npy_header(path: Path, where: str) -> None:
     """Refuse a ``.npy`` whose header claims more data than the file holds (before NumPy
     tries to allocate it)."""
     with open(path, "rb") as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        offset = fh.tell()
-    if dtype.hasobject:  # np.load refuses it: pickled objects
+        claim = npy_claim(fh)
+    if claim is None:  # an object array: np.load refuses it (pickled objects)
         return
-    need = math.prod(shape) * dtype.itemsize
+    shape, dtype, need, offset = claim
     have = path.stat().st_size - offset
     if need > have:
         raise ModelError(f"{where}: its header says {dtype} of shape {tuple(shape)} "
