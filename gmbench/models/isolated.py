@@ -5,7 +5,12 @@ imported, loaded and called only in worker processes (:mod:`gmbench.models.worke
 started by :class:`Worker`:
 
 - in a fresh, empty working folder, with the model's prints on stderr;
-- without network where the system allows a network namespace (``unshare -n``);
+- where bubblewrap (``bwrap``) is installed, in a sandbox of its own: a read-only view of the
+  system, the Python installation, gmbench and the model's folder (and weight files declared
+  by a literal ``WEIGHTS``), in which the dataset folders gmbench reads from are hidden and
+  only the working folder is writable; as user ``nobody`` in a user namespace (no
+  capabilities), with its own process, network, IPC and host-name namespaces (:class:`View`);
+- else without network where the system allows a network namespace (``unshare -n``);
 - in a process group of its own, ended (every process the model started with it) when the
   worker is closed; under a memory and process-count limit in a cgroup where gmbench may
   create one (root, or a delegated cgroup), else under ``RLIMIT_DATA`` and ``RLIMIT_NPROC``
@@ -60,7 +65,7 @@ from gmbench.models.wire import (
     write_message,
 )
 
-__all__ = ["Limits", "Worker", "isolated_model", "parse_size"]
+__all__ = ["Limits", "View", "Worker", "bubblewrap", "isolated_model", "parse_size"]
 
 MAX_OUTPUT = 8 << 30  # bytes of arrays one answer may carry
 STARTUP_S = 300.0  # seconds a worker may take to start (Python, torch, gmbench), not the model
@@ -109,6 +114,113 @@ def _unshare_prefix() -> tuple[str, ...]:
             if subprocess.run([*prefix, "true"], capture_output=True, timeout=10).returncode == 0:
                 return prefix
     return ()
+
+
+@lru_cache(maxsize=1)
+def bubblewrap() -> str | None:
+    """The path of a working ``bwrap``, or ``None`` (not installed, or the system does not let
+    it create its namespaces)."""
+    tool = shutil.which("bwrap")
+    if tool is None:
+        return None
+    probe = [tool, "--ro-bind", "/", "/", "--unshare-all", "--unshare-user", "--uid", "65534",
+             "--gid", "65534", "--die-with-parent", "true"]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        if subprocess.run(probe, capture_output=True, timeout=10).returncode == 0:
+            return tool
+    return None
+
+
+# the system's read-only part of a worker's view (those that exist)
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+NOBODY = 65534
+
+
+@dataclass(frozen=True)
+class View:
+    """What an isolated worker sees of the file system under bubblewrap.
+
+    Attributes:
+        readable: folders and files bound read-only (the system, Python, every ``sys.path``
+            entry and editable install, the model's folder, declared weight files).
+        hidden: dataset folders and files inside those, replaced by empty ones.
+        links: the system's top-level symbolic links (``/lib64 -> usr/lib64``), kept.
+    """
+
+    readable: tuple[str, ...]
+    hidden: tuple[str, ...]
+    links: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, model_file: Path, data: Dataset) -> View:
+        """The view for ``model_file`` evaluated on ``data``."""
+        links = tuple((os.readlink(p), p) for p in SYSTEM if os.path.islink(p))
+        # sys.path but the current folder (``python -m`` puts it there; the worker's is its
+        # own): the user's working folder stays out of the view
+        here = os.path.realpath(os.getcwd())
+        paths = [p for p in sys.path if p and os.path.realpath(p) != here]
+        readable = [*SYSTEM, sys.prefix, sys.base_prefix, sys.exec_prefix,
+                    str(Path(sys.executable).resolve().parent), *paths,
+                    *editable_installs(), str(model_file.parent)]
+        readable += [str((model_file.parent / w).resolve()) for w in declared_weights(model_file)]
+        kept: list[str] = []
+        for entry in sorted({os.path.realpath(p) for p in readable if p and os.path.exists(p)},
+                            key=len):
+            if not any(_inside(entry, k) for k in kept):
+                kept.append(entry)
+        hidden = {os.path.realpath(p) for p in dataset_locations(data) if os.path.exists(p)}
+        return cls(tuple(kept), tuple(sorted(h for h in hidden
+                                             if any(_inside(h, k) for k in kept))), links)
+
+    def argv(self, tool: str, folder: str, *, network: bool) -> list[str]:
+        """bubblewrap's command line for a worker working in ``folder``."""
+        args = [tool, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid",
+                str(NOBODY), "--die-with-parent", "--new-session", "--dev", "/dev",
+                "--proc", "/proc", "--tmpfs", "/tmp"]
+        if network:
+            args.append("--share-net")
+        for target, link in self.links:
+            args += ["--symlink", target, link]
+        for path in self.readable:
+            args += ["--ro-bind", path, path]
+        for path in self.hidden:
+            args += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path]
+        args += ["--bind", folder, folder, "--chdir", folder, "--setenv", "HOME", folder,
+                 "--setenv", "TMPDIR", folder]
+        return args
+
+
+def editable_installs() -> list[str]:
+    """The source folders of packages installed in editable mode (setuptools' finders map
+    them outside ``sys.path``): gmbench itself when installed with ``pip install -e``."""
+    folders: list[str] = []
+    for entry in sys.path:
+        for finder in Path(entry or ".").glob("__editable__*_finder.py"):
+            mapping = _literal(finder, "MAPPING")
+            if isinstance(mapping, dict):
+                folders += [str(v) for v in mapping.values() if isinstance(v, str)]
+    return folders
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def dataset_locations(data: Dataset) -> list[str]:
+    """Where gmbench reads datasets and keeps its caches: hidden from isolated workers."""
+    from gmbench.datasets.idx import search_dirs, user_cache
+
+    places = [str(d) for d in search_dirs(data.info.name, None)]
+    # the user cache holds the downloaded datasets and the feature cache (its features/)
+    places += [str(user_cache()), "/usr/share/datasets"]
+    with contextlib.suppress(ImportError):
+        import sklearn.datasets  # the embedded digits' source
+
+        places.append(str(Path(sklearn.datasets.__file__).parent / "data"))
+    source = data.source.removeprefix("text folder ")
+    if source.startswith("/"):
+        places.append(source)
+    return places
 
 
 class _Cgroup:
@@ -199,9 +311,11 @@ def _v2_root() -> Path | None:
     return None
 
 
-def _describe_signal(code: int | None) -> str:
+def _describe_signal(code: int | None, *, sandboxed: bool = False) -> str:
     if code is None:
         return "did not exit"
+    if sandboxed and code > 128:  # bubblewrap exits with 128 + the signal that ended its child
+        code = 128 - code
     if code < 0:
         with contextlib.suppress(ValueError):
             return f"was killed by {signal.Signals(-code).name}"
@@ -216,6 +330,7 @@ class Worker:
     role: str
     limits: Limits
     file: str
+    view: View | None = None
     proc: subprocess.Popen[bytes] | None = None
     rfd: int = -1
     wfd: int = -1
@@ -223,13 +338,20 @@ class Worker:
     cgroup: _Cgroup | None = None
     containment: dict[str, Any] = field(default_factory=dict)
     out_of_memory: bool = False  # seen in its cgroup when it was closed
+    sandboxed: bool = False  # started by bubblewrap
 
     def start(self) -> None:
         child_r, parent_w = os.pipe()
         parent_r, child_w = os.pipe()
         self.folder = tempfile.mkdtemp(prefix=f"gmbench-{self.role}-")
         self.cgroup = _Cgroup(self.limits)
-        prefix = () if self.limits.network else _unshare_prefix()
+        tool = bubblewrap() if self.view is not None else None
+        self.sandboxed = tool is not None
+        if tool is not None and self.view is not None:
+            prefix: tuple[str, ...] = tuple(self.view.argv(tool, self.folder,
+                                                           network=self.limits.network))
+        else:
+            prefix = () if self.limits.network else _unshare_prefix()
         cmd = [*prefix, sys.executable, "-m", "gmbench.models.worker", str(child_r),
                str(child_w)]
         limits, cgroup = self.limits, self.cgroup
@@ -268,6 +390,8 @@ class Worker:
             raise ModelError(f"the isolated worker for {self.file} {code} before the model "
                              "was imported (see stderr above).") from None
         self.containment = {
+            "sandbox": "bubblewrap (user nobody in a user namespace; read-only view, datasets "
+                       "hidden)" if tool else "none (bubblewrap not installed or not usable)",
             "network": "allowed" if self.limits.network else
             ("none (network namespace)" if prefix else "not contained (no unshare)"),
             "memory": None if self.limits.memory is None else
@@ -310,7 +434,7 @@ class Worker:
             self.proc.wait(timeout=5)
         code = self.proc.returncode
         self.close()
-        return _describe_signal(code)
+        return _describe_signal(code, sandboxed=self.sandboxed)
 
     def _why(self) -> str:
         """Why the worker died, where a limit says (read before its cgroup was removed)."""
@@ -345,17 +469,33 @@ class Worker:
             self.folder = ""
 
 
-def declared_dataset(path: Path) -> str | None:
-    """The model file's ``DATASET = "..."`` read without running it (a literal top-level
-    assignment), else ``None``."""
+def _literal(path: Path, name: str) -> Any:
+    """The model file's top-level ``name = <literal>`` read without running it, else ``None``."""
     with contextlib.suppress(OSError, SyntaxError, ValueError, UnicodeDecodeError):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
-            if isinstance(node, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == "DATASET" for t in node.targets):
-                value = ast.literal_eval(node.value)
-                return value if isinstance(value, str) else None
+            if isinstance(node, ast.Assign):
+                targets, value = node.targets, node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                targets, value = [node.target], node.value
+            else:
+                continue
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return ast.literal_eval(value)
     return None
+
+
+def declared_dataset(path: Path) -> str | None:
+    """The model file's ``DATASET = "..."`` (a literal top-level assignment), else ``None``."""
+    value = _literal(path, "DATASET")
+    return value if isinstance(value, str) else None
+
+
+def declared_weights(path: Path) -> list[str]:
+    """The model file's literal ``WEIGHTS`` (a path or a list of paths), else ``[]``."""
+    value = _literal(path, "WEIGHTS")
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [str(v) for v in items if isinstance(v, str)]
 
 
 class IsolatedModel:
@@ -373,7 +513,7 @@ class IsolatedModel:
 
     # ------------------------------------------------------------------ workers
     def _start(self, role: str) -> Worker:
-        worker = Worker(role, self._limits, self._path.name)
+        worker = Worker(role, self._limits, self._path.name, View.of(self._path, self._data))
         worker.start()
         self._workers[role] = worker
         try:
