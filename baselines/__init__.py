@@ -82,9 +82,10 @@ for _b in (
              "vectors: MLP affine couplings", "flow"),
     Baseline("flow_mlp", IMAGE_DATASETS, "the MLP affine coupling flow on images "
              "(RealNVP-style, flattened pixels): a point of comparison", "flow_mlp"),
-    Baseline("pixelcnn", IMAGE_DATASETS, "gated PixelCNN (autoregressive): exact log-mass, "
-             "ancestral samples", "pixelcnn", n_samples=(("fashion-mnist", 2000),)),
-    Baseline("gan", IMAGE_DATASETS + TOY_DATASETS, "images: DCGAN-style generator, spectrally normalized "
+    Baseline("pixelcnn", IMAGE_DATASETS + MNIST_BINARIZED, "gated PixelCNN (autoregressive): "
+             "exact log-mass, ancestral samples", "pixelcnn",
+             n_samples=(("fashion-mnist", 2000), ("mnist-binarized", 2000))),
+    Baseline("gan", IMAGE_DATASETS + MNIST + TOY_DATASETS, "images: DCGAN-style generator, spectrally normalized "
              "discriminator, hinge loss; 2-D data: an MLP GAN; samples only",
              "gan"),
     Baseline("memorizer", IMAGE_DATASETS + MNIST + MNIST_BINARIZED + TOY_DATASETS,

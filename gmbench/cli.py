@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from gmbench.core.errors import GmbenchError, warn
+from gmbench.core.errors import GmbenchError, ModelError, warn
 from gmbench.core.names import printable, printable_lines
 from gmbench.run.request import metric_list
 
@@ -27,15 +27,37 @@ def _wrapped(text: str) -> str:
     return "\n".join(fold(text))
 
 
+def _stored_samples(target: Path) -> bool:
+    """Whether ``gmbench evaluate TARGET`` names stored samples (a ``.npz``, a ``.npy``, a
+    folder: never a model file) rather than a model file; a file that is neither a ``.py``
+    nor stored samples is refused, saying what each would be."""
+    if target.suffix.lower() in STORED_SUFFIXES or target.is_dir():
+        return True
+    if target.suffix in (".py", ".pyc") or not target.is_file():
+        return False  # a model file; one that does not exist gets the model file's error
+    from gmbench.models.stored import numpy_suffix
+
+    kind = numpy_suffix(target)
+    if kind is not None:
+        raise ModelError(f"{target} is a NumPy {kind} file named without its suffix; stored "
+                         f"samples are read from files named .npy or .npz (rename it "
+                         f"{target.name}{kind}), or from a folder of .png images.")
+    raise ModelError(f"{target} is neither a model file nor stored samples: pass a Python file "
+                     "(.py) that defines `load(dataset, device)` or `model`, or stored "
+                     "samples (a .npy or .npz file, or a folder of .png images).")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
 
     from gmbench.api import evaluate
     from gmbench.core.names import safe_filename
-    from gmbench.run.outputs import check_out, fuller_run
+    from gmbench.run.outputs import check_out, check_parent, fuller_run
     from gmbench.run.request import given
 
     cwd = Path.cwd()  # --out is relative to where gmbench was started, whatever model code does
+    if not args.out and not args.json:  # the default folder's parent, before the evaluation
+        check_parent(cwd / "gmbench-out")
     if args.out:  # found before the evaluation, not after it
         check_out(cwd / args.out)
         lost = [] if args.overwrite else fuller_run(cwd / args.out,
@@ -46,8 +68,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                "writing would replace it. Pass another --out, or --overwrite "
                                "to replace it.")
     target = Path(args.model)
-    stored = target.suffix.lower() in STORED_SUFFIXES or (target.is_dir() and any(
-        p.suffix.lower() == ".png" for p in target.iterdir()))
+    stored = _stored_samples(target)
     options = given(args, "evaluate")
     results = evaluate(None if stored else target, samples=target if stored else None,
                        progress=not (args.quiet or args.json), **options)
@@ -63,7 +84,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             warn(f"{base} holds a run with metrics this one did not compute; writing this run "
                  f"to {out} instead (--overwrite replaces it)")
     if args.out or not args.json:  # --json alone prints the document and writes nothing
-        results.save(out, report=args.report, boards=args.boards)
+        results.save(out, report=args.report, boards=args.boards, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0

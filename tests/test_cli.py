@@ -116,6 +116,24 @@ def test_out_conflicts_are_found_before_the_evaluation(write_model, gmbench_cli,
     assert not (path.parent / "sampled").exists()  # refused before the model was asked
 
 
+def test_a_file_named_like_the_default_folder_is_found_before_the_evaluation(
+        write_model, tmp_path, monkeypatch, capsys):
+    from cli_errors import assert_clear_error
+
+    from gmbench.cli import main
+
+    path = write_model(COUNTING)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gmbench-out").write_text("oops")
+    capsys.readouterr()
+    code = main(["evaluate", str(path), "--metrics", "nll,mmd", "--quiet"])
+    captured = capsys.readouterr()
+    assert_clear_error(type("Run", (), {"code": code, "out": captured.out,
+                                        "err": captured.err})(), "gmbench-out is a file")
+    assert not (path.parent / "sampled").exists()  # refused before the model was asked
+    assert (tmp_path / "gmbench-out").read_text() == "oops"
+
+
 def test_a_subset_run_never_replaces_a_fuller_run(write_model, gmbench_cli, tmp_path,
                                                   monkeypatch):
     path = write_model(COUNTING)

@@ -271,6 +271,128 @@ def test_bad_own_dataset_on_the_command_line(tmp_path, gmbench_cli):
     assert run.code == 2 and "Cannot read" in run.err and "Traceback" not in run.err
 
 
+# ------------------------------------------------------------------ folders as found on disk
+def _grey_folder(root: Path, classes: tuple[str, ...] = (), n: int = 12, seed: int = 0
+                 ) -> Path:
+    """``root/{train,test}`` of ``n`` random 8x8 grey PNGs each (in each of ``classes``'
+    sub-folders when given)."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for c in classes or ("",):
+            folder = root / split / c
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(
+                    folder / f"{i:03d}.png")
+    return root
+
+
+def test_hidden_entries_are_not_classes_or_images(tmp_path):
+    """Jupyter's .ipynb_checkpoints/ (with a checkpoint copy of an image) and a .DS_Store
+    are not part of the dataset: no hidden class shifting every label, no extra image, and
+    a flat folder stays flat."""
+    from PIL import Image
+    classes = _grey_folder(tmp_path / "cls", ("cat", "dog"), n=6)
+    flat = _grey_folder(tmp_path / "flat")
+    for root in (classes, flat):
+        for split in ("train", "test"):
+            hidden = root / split / ".ipynb_checkpoints"
+            hidden.mkdir()
+            Image.fromarray(np.full((8, 8), 7, np.uint8)).save(hidden / "000-checkpoint.png")
+            (root / split / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    data = get_dataset(str(classes))
+    assert data.info.num_classes == 2 and len(data.train) == 12
+    np.testing.assert_array_equal(np.unique(data.train.y), [0, 1])  # cat 0, dog 1
+    assert get_dataset(str(flat)).train.x.shape == (12, 1, 8, 8)
+
+
+def test_a_broken_symbolic_link_is_refused_by_name(tmp_path):
+    root = _grey_folder(tmp_path / "imgs")
+    (root / "train" / "999.png").symlink_to(tmp_path / "nonexistent" / "999.png")
+    with pytest.raises(DatasetError, match=r"999\.png is a broken symbolic link"):
+        get_dataset(str(root))
+
+
+def test_a_folder_mixing_images_and_class_folders_names_the_folders(tmp_path):
+    root = _grey_folder(tmp_path / "imgs")
+    (root / "train" / "extra").mkdir()
+    with pytest.raises(DatasetError, match=r"mixes image files and class sub-folders \(extra/\)"):
+        get_dataset(str(root))
+
+
+def test_notes_beside_images_do_not_make_a_text_corpus(tmp_path):
+    """One .txt per split used to turn an image folder into a text corpus of its notes."""
+    root = _grey_folder(tmp_path / "imgs")
+    for split in ("train", "test"):
+        (root / split / "notes.txt").write_text("exported from the camera\n")
+    data = get_dataset(str(root))
+    assert data.info.kind == "image" and data.train.x.shape == (12, 1, 8, 8)
+    (root / "test").rename(tmp_path / "gone")  # .txt only in test/, images in train/
+    (root / "test").mkdir()
+    (root / "test" / "notes.txt").write_text("a note\n")
+    with pytest.raises(DatasetError, match="holds no image files.*text corpus only where"):
+        get_dataset(str(root))
+
+
+def test_float_images_are_refused_not_read_as_black(tmp_path):
+    """Mode-F (32-bit float) TIFFs in [0, 1] went through convert("RGB"): every pixel 0."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (tmp_path / "tiffs" / split).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.random((8, 8)).astype(np.float32), mode="F").save(
+                tmp_path / "tiffs" / split / f"{i}.tif")
+    with pytest.raises(DatasetError, match="32-bit floating-point image"):
+        get_dataset(str(tmp_path / "tiffs"))
+
+
+def test_examples_without_values_are_refused(tmp_path):
+    where = tmp_path / "empty.npz"
+    np.savez(where, x_train=np.zeros((60, 0), np.float32), x_test=np.zeros((40, 0),
+                                                                        np.float32))
+    with pytest.raises(DatasetError, match=r"x_train has shape \(60, 0\).*at least one value"):
+        get_dataset(str(where))
+
+
+SAME_NAME = """
+from gmbench.datasets import get_dataset
+def load(dataset, device):
+    data = get_dataset(dataset.name)
+    if not data.source.endswith("data.npz") or data.train.x.shape != (60, 1, 8, 8):
+        raise ValueError(f"got {data.source} {data.train.x.shape}")
+    class Replay:
+        def sample(self, n):
+            return data.train.x[:n]
+    return Replay()
+"""
+
+
+def test_a_model_gets_the_dataset_evaluated_not_a_folder_of_its_name(
+        tmp_path, monkeypatch, write_model, gmbench_cli):
+    """data.npz beside a folder data/: get_dataset('data') in the model is data.npz's
+    dataset (whose hash the results record), not the folder found in the working folder."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez("data.npz", x_train=rng.integers(0, 10, (60, 8, 8)),
+             x_test=rng.integers(0, 10, (40, 8, 8)))
+    _grey_folder(tmp_path / "data", n=15)
+    run = gmbench_cli("evaluate", write_model(SAME_NAME), "--dataset", "data.npz",
+                      "--metrics", "mmd", "--n-samples", "40")
+    assert run.code == 0, run.err
+    from gmbench.datasets import open_dataset
+    folder = open_dataset("data")  # what the user names is the path: the folder
+    assert folder.source == str(tmp_path / "data") and len(folder.train) == 15
+    assert get_dataset("data") is folder  # now the dataset loaded under that name
+    assert get_dataset("data.npz").train.x.shape == (60, 1, 8, 8)
+    assert get_dataset("data").source.endswith("data.npz")
+    assert len(open_dataset("data").train) == 15
+    for f in sorted((tmp_path / "data" / "train").iterdir())[:5]:  # the folder rewritten
+        f.unlink()
+    assert len(get_dataset("data").train) == 10  # the same place: read again
+
+
 # ------------------------------------------------------------------ Inception parity
 @pytest.mark.slow
 def test_inception_features_and_metrics_equal_torch_fidelity(random_inception_weights):

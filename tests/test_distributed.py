@@ -414,3 +414,183 @@ def test_a_second_sweep_into_the_same_folder_is_refused(tmp_path):
     report = gmbench.sweep([BASELINES[0]], "digits", "0", board=tmp_path / "b.csv", out=out,
                            metrics=["nll"], runner="serial", progress=False)
     assert report.count("done") == 1
+
+
+# ------------------------------------------------------------------ what the board can hold
+TOY = """
+    import math, torch
+    DATASET = "toy2d-gmm8"
+    class M:
+        def sample(self, n, *, seed=0):
+            g = torch.Generator().manual_seed(seed)
+            return torch.randn(n, 2, generator=g, dtype=torch.float64) * {scale}
+        def log_prob(self, x):
+            x = torch.as_tensor(x, dtype=torch.float64)
+            return (-0.5 * (x / {scale}) ** 2).sum(1) - 2 * math.log({scale} * (2 * math.pi) ** 0.5)
+    model = M()
+"""
+# one model file for several checkpoint folders: the weights it loads are a plain number
+CHECKPOINT = """
+    import numpy as np, torch
+    from pathlib import Path
+    DATASET = "toy2d-gmm8"{declared}
+    class M:
+        def __init__(self, scale):
+            self.scale = float(scale)
+        def sample(self, n, *, seed=0):
+            g = torch.Generator().manual_seed(seed)
+            return torch.randn(n, 2, generator=g, dtype=torch.float64) * self.scale
+    def load(dataset, device):
+        return M(np.load(Path(__file__).parent / "scale.npy"))
+"""
+TOY_SWEEP = dict(metrics=["mmd"], n_samples=200, runner="serial", progress=False, threads=1)
+
+
+def _toy(path: Path, scale: float = 2.0, source: str = TOY) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source.format(scale=scale)))
+    return path
+
+
+def _checkpoints(tmp_path: Path, declared: str = "") -> list[Path]:
+    import numpy as np
+
+    models = []
+    for name, scale in (("ckpt1", 2.0), ("ckpt2", 4.0)):
+        models.append(_toy(tmp_path / name / "model.py",
+                           source=CHECKPOINT.replace("{declared}", declared)))
+        np.save(tmp_path / name / "scale.npy", np.array(scale))
+    return models
+
+
+def test_model_files_of_one_name_are_named_as_their_folders_on_the_board(tmp_path):
+    models = [_toy(tmp_path / "a" / "m.py", 2.0), _toy(tmp_path / "b" / "m.py", 3.0)]
+    report = gmbench.sweep(models, "toy2d-gmm8", [0], board=tmp_path / "b.csv",
+                           out=tmp_path / "runs", **TOY_SWEEP)
+    assert report.exit_code == 0 and report.count("done") == 2
+    rows = read_board(tmp_path / "b.csv")
+    assert sorted(r.model for r in rows) == ["a-m", "b-m"]  # not both "m": two lines in show
+    assert any("a-m" in note and "b-m" in note for note in report.notes)
+    assert {j.folder for j in plan(models, ["toy2d-gmm8"], [0])} == {
+        "a-m-toy2d-gmm8-seed0", "b-m-toy2d-gmm8-seed0"}
+
+
+def test_board_names_keep_a_declared_name_and_rename_only_clashes(tmp_path):
+    from gmbench.run.sweeps import board_names
+
+    a, b = _toy(tmp_path / "a" / "m.py"), _toy(tmp_path / "b" / "m.py")
+    named = _toy(tmp_path / "c" / "m.py", source=TOY.replace("DATASET", 'NAME = "mine"; DATASET'))
+    ckpts = [_toy(tmp_path / f"ckpt{i}" / "model.py") for i in (1, 2)]  # "ckpt1", "ckpt2"
+    assert board_names([a, b, named, *ckpts]) == {a: "a-m", b: "b-m"}
+    assert board_names([a]) == {}
+
+
+def test_checkpoints_whose_weights_are_not_hashed_are_not_merged_silently(tmp_path):
+    """Two checkpoint folders with one model file (the same bytes) whose weights gmbench cannot
+    hash have one board identity: the second is reported failed, with what to declare, and
+    not counted done while its rows are dropped."""
+    models = _checkpoints(tmp_path)
+    kwargs = dict(board=tmp_path / "b.csv", out=tmp_path / "runs", **TOY_SWEEP)
+    report = gmbench.sweep(models, "toy2d-gmm8", [0], **kwargs)
+    assert report.exit_code == 1 and report.count("done") == 1
+    failed = report.failed[0]
+    assert failed.board_conflict and "WEIGHTS" in failed.error
+    assert "ckpt1-model-toy2d-gmm8-seed0" in failed.error
+    assert "re-run the same command" not in report.describe()  # a retry changes nothing
+    assert {r.model for r in read_board(tmp_path / "b.csv")} == {"ckpt1"}
+    assert gmbench.sweep(models, "toy2d-gmm8", [0], **kwargs).exit_code == 1  # still said
+    # declared weights are hashed into the identity: both are on the board
+    models = _checkpoints(tmp_path, declared='\n    WEIGHTS = "scale.npy"')
+    report = gmbench.sweep(models, "toy2d-gmm8", [0], **kwargs)
+    assert report.exit_code == 0 and report.count("done") == 2
+    assert sorted({r.model for r in read_board(tmp_path / "b.csv")}) == ["ckpt1", "ckpt2"]
+
+
+def test_rows_the_board_keeps_from_an_earlier_sweep_are_reported(tmp_path):
+    """Another model file of the same bytes swept later onto the same board fails (its rows
+    would be dropped); the same model at other options is done, with a note."""
+    ckpt1, ckpt2 = _checkpoints(tmp_path)
+    kwargs = dict(board=tmp_path / "b.csv", **TOY_SWEEP)
+    assert gmbench.sweep(ckpt1, "toy2d-gmm8", [0], out=tmp_path / "o1", **kwargs
+                         ).exit_code == 0
+    second = gmbench.sweep(ckpt2, "toy2d-gmm8", [0], out=tmp_path / "o2", **kwargs)
+    assert second.exit_code == 1 and second.failed[0].board_conflict
+    assert "already holds rows" in second.failed[0].error and "--rerun" in second.failed[0].error
+    replaced = gmbench.sweep(ckpt2, "toy2d-gmm8", [0], out=tmp_path / "o2", rerun=True,
+                             **kwargs)
+    assert replaced.exit_code == 0
+    assert {r.model for r in read_board(tmp_path / "b.csv")} == {"ckpt2"}
+    # the same model at another sample count: done, and the kept rows are named
+    other = gmbench.sweep(ckpt2, "toy2d-gmm8", [0], out=tmp_path / "o2",
+                          **{**kwargs, "n_samples": 300})
+    assert other.exit_code == 0 and other.count("done") == 1
+    assert "note:" in other.describe() and "--rerun" in other.outcomes[0].note
+
+
+def test_a_sweep_never_replaces_another_model_files_run(tmp_path):
+    a, b = _toy(tmp_path / "a" / "m.py", 2.0), _toy(tmp_path / "b" / "m.py", 3.0)
+    kwargs = dict(board=tmp_path / "b.csv", out=tmp_path / "runs", **TOY_SWEEP)
+    assert gmbench.sweep([a], "toy2d-gmm8", [0], **kwargs).count("done") == 1
+    run = tmp_path / "runs" / "m-toy2d-gmm8-seed0" / "results.json"
+    before = run.read_bytes()
+    with pytest.raises(SweepError, match="holds the run of another model file"):
+        gmbench.sweep([b], "toy2d-gmm8", [0], **kwargs)
+    assert run.read_bytes() == before
+    assert gmbench.sweep([a], "toy2d-gmm8", [0], **kwargs).count("skipped") == 1
+
+
+def test_datasets_the_board_cannot_tell_apart_are_refused(tmp_path):
+    import numpy as np
+
+    model = _toy(tmp_path / "m.py")
+    rng = np.random.default_rng(0)
+    for folder, shift in (("a", 0.0), ("b", 3.0)):
+        (tmp_path / folder).mkdir()
+        x = rng.normal(size=(60, 2)).astype(np.float32) + shift
+        np.savez(tmp_path / folder / "mine.npz", x_train=x[:40], x_test=x[40:])
+    a, b = str(tmp_path / "a" / "mine.npz"), str(tmp_path / "b" / "mine.npz")
+    with pytest.raises(SweepError, match="both named 'mine' but hold different data"):
+        plan([model], [a, b], [0])
+    assert len(plan([model], [a, str(tmp_path / "b" / ".." / "a" / "mine.npz")], [0])) == 1
+
+
+def test_bad_input_is_refused_before_any_evaluation(tmp_path, gmbench_cli):
+    from cli_errors import assert_clear_error
+
+    model = _toy(tmp_path / "m.py", source=TOY + """
+    import pathlib
+    pathlib.Path(__file__).with_name("imported").write_text("1")
+    """)
+    corrupt = tmp_path / "corrupt.csv"
+    corrupt.write_text("dataset,model\nx,y\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+
+    def sweep(*args: object, board: Path = tmp_path / "b.csv") -> object:
+        return gmbench_cli("sweep", model, "--datasets", "toy2d-gmm8", "--board", board,
+                           "--out", tmp_path / "runs", "--serial", *args)
+
+    assert_clear_error(sweep(board=corrupt), "is not a gmbench leaderboard")
+    assert_clear_error(sweep("--n-samples", "5"), "--n-samples 5 is too few")
+    assert_clear_error(sweep("--metrics", "nll,nosuch"), "Unknown metric 'nosuch'")
+    assert_clear_error(gmbench_cli("sweep", model, "--datasets", "toy2d-gmm8", "--board",
+                                   tmp_path / "b.csv", "--out", a_file, "--serial"),
+                       "is a file, not a folder")
+    assert not (tmp_path / "imported").exists()  # no model was even imported
+    assert not (tmp_path / "runs").exists() and a_file.read_text() == "not a folder"
+
+
+def test_sweep_arguments_of_the_wrong_type_are_refused_or_taken_as_one(tmp_path, monkeypatch):
+    model = _toy(tmp_path / "m.py")
+    monkeypatch.chdir(tmp_path)
+    kwargs = dict(board="b.csv", out="runs", **TOY_SWEEP)
+    one = gmbench.sweep("m.py", "toy2d-gmm8", 3, **kwargs)  # one path, one seed
+    assert one.exit_code == 0 and [o.job.request.seed for o in one.outcomes] == [3]
+    assert one.outcomes[0].job.request.model == str(model)
+    for models, seeds, needle in [(5, [0], "models must be"), ([b"m.py"], [0], "models must be"),
+                                  ("m.py", 1.5, "seeds must be"), ("m.py", [True], "seeds must"),
+                                  ("m.py", [-1], "seeds must"), ("m.py", None, "seeds must")]:
+        with pytest.raises(SweepError, match=needle):
+            gmbench.sweep(models, "toy2d-gmm8", seeds, **kwargs)
+    with pytest.raises(SweepError, match="datasets must be"):
+        gmbench.sweep("m.py", [Path("toy2d-gmm8")], [0], **kwargs)

@@ -198,6 +198,46 @@ def test_latest_row_per_model_and_metric_is_shown():
     assert " 80.00 ±0.98" in shown and "100.00 ±0.98" in shown  # one format per column
 
 
+def _of_protocol(doc: dict, protocol: int) -> dict:
+    """``doc`` with every metric measured under ``protocol``."""
+    for rec in doc["metrics"].values():
+        rec["protocol"] = protocol
+    return doc
+
+
+def test_the_evaluate_table_neither_ranks_against_nor_names_best_rows_of_another_protocol():
+    """Rows of an older protocol version of a metric (its definition changed since) are not
+    compared with, as ``gmbench check`` refuses to: no rank against them, never the best
+    baseline, and a note says why; a baseline's row of the run's protocol is preferred to a
+    more recent one of another."""
+    from gmbench.present.compare import compare_with_baselines
+    from gmbench.present.table import render_table
+
+    metrics = {"nll": (90.0, 0.5, False), "precision": (0.7, 0.01, True)}
+    run = _of_protocol(results_dict("m", metrics=metrics), 2)
+    old = _of_protocol(results_dict("old", metrics={"nll": (50.0, 0.5, False),
+                                                    "precision": (0.9, 0.01, True)}), 1)
+    new = _of_protocol(results_dict("new", metrics={"nll": (95.0, 0.5, False),
+                                                    "precision": (0.6, 0.01, True)}), 2)
+    stale = _of_protocol(results_dict("new", metrics={"nll": (10.0, 0.5, False),
+                                                      "precision": (0.99, 0.01, True)},
+                                      started="2026-06-01T00:00:00+00:00"), 1)
+    rows = [r for doc in (old, new, stale) for r in rows_from_results(doc)]
+    _, comparisons = compare_with_baselines(run, rows)
+    for comp in comparisons:
+        assert (comp.rank, comp.ranked) == (1, 2), comp.metric  # against new's current row
+        assert comp.best() is not None and comp.best()[1].value in (95.0, 0.6)
+        assert comp.other_protocol == {"old"}
+    table = render_table(run, baselines=rows, board="boards/digits.csv")
+    assert "old" not in table.split("\n")[3] and " 1/2 " in table.split("\n")[3]
+    assert "not ranked against: old's nll (protocol 1; this run: 2), old's precision" in table
+    # only rows of another protocol: no rank at all, and the note says why
+    alone = render_table(run, baselines=rows_from_results(old), board="b.csv")
+    assert "1/2" not in alone and "old 50" not in alone
+    assert ("every baseline was measured under another protocol version of the metric (this "
+            "run: protocol 2; the board: 1)") in " ".join(alone.split())
+
+
 HYPERLINK = '=HYPERLINK("http://x","y")'
 
 

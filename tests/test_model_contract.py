@@ -62,6 +62,49 @@ def test_model_without_sample_or_log_prob(write_model, gmbench_cli):
     assert_clear_error(gmbench_cli("evaluate", path), "neither `sample(n)` nor `log_prob(x)`")
 
 
+class Gauss2:
+    """N(0, 4 I) on toy2d-gmm8, as a class: tests pass it where its instance belongs."""
+
+    def sample(self, n):
+        return torch.randn(n, 2) * 2
+
+    def log_prob(self, x):
+        return torch.distributions.Normal(0.0, 2.0).log_prob(torch.as_tensor(x)).sum(-1)
+
+
+def test_a_class_instead_of_a_model_object_says_pass_an_instance(write_model, gmbench_cli):
+    import gmbench
+    from gmbench.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"the class Gauss2, not a model object; pass an "
+                                         r"instance: gmbench\.evaluate\(Gauss2\(\), \.\.\.\)"):
+        gmbench.evaluate(Gauss2, dataset="toy2d-gmm8", metrics=["nll"], progress=False)
+    path = write_model("""
+        import torch
+        DATASET = "toy2d-gmm8"
+        class M:
+            def sample(self, n):
+                return torch.randn(n, 2)
+        model = M
+    """, name="classy.py")
+    assert_clear_error(gmbench_cli("evaluate", path), "classy.py: `model` is the class M",
+                       "set `model = M()`")
+
+
+@pytest.mark.parametrize("member, value, kind", [("sample", "5", "an int"),
+                                                 ("log_prob", "torch.zeros(3)", "a Tensor")])
+def test_a_member_that_is_not_a_method_is_named(member, value, kind):
+    """`sample = 5` (cached samples stored under the member's name) is an error naming it, not
+    a model without `sample` whose sample metrics are all skipped."""
+    import gmbench
+    from gmbench.errors import ModelError
+
+    model = Gauss2()
+    setattr(model, member, eval(value))
+    with pytest.raises(ModelError, match=rf"the model's `{member}` is {kind}, not a method"):
+        gmbench.evaluate(model, dataset="toy2d-gmm8", progress=False)
+
+
 def test_load_receives_datasetinfo_and_device(write_model):
     path = write_model("""
         import torch

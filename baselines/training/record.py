@@ -252,7 +252,8 @@ PUBLISHED = (
               (("VAE, 2 stochastic layers, k=1", 85.33, "Burda et al. 2016"),)),
     Published("binarized (nats/image)", "mnist-binarized", "nll", "pixelcnn",
               "pixelcnn (gated)",
-              (("gated PixelCNN", 81.30, "van den Oord et al. 2016, fixed binarization"),)),
+              (("PixelCNN, masked convolutions", 81.30,
+                "van den Oord et al. 2016, Pixel Recurrent Neural Networks; fixed binarization"),)),
     Published("binarized (nats/image)", "mnist-binarized", "nll", "categorical",
               "categorical (floor)"),
 )

@@ -9,11 +9,11 @@ the budget, so the whole run uses ``torch.get_num_threads()`` threads and never 
   budget back at the first :meth:`Background.poll` (between metrics) after the work is done,
   and at :meth:`Background.result`;
 * background work is estimator arithmetic on arrays and never calls the model: model code may
-  change process-wide state (the default dtype, the global generators, the thread count), so
-  every entry into model code first waits for all pending work
-  (:func:`gmbench.models.boundary.model_code` calls the hooks of :func:`before_model_code`);
-* the global generators are shared: seeded sections hold one lock
-  (:func:`gmbench.core.rng.forked_rng`);
+  change process-wide state (the default dtype, the thread count), so every entry into model
+  code first waits for all pending work (:func:`gmbench.models.boundary.model_code` calls the
+  hooks of :func:`before_model_code`);
+* seeded sections (:func:`gmbench.core.rng.forked_rng`) draw from generators private to their
+  thread, so work in the two threads never shares a generator;
 * with a budget of one thread there is nothing to overlap, and work runs at once, in order.
 
 Results do not depend on the overlap: the work is the same arithmetic on the same arrays, and

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["NotARegularFile", "TooLarge", "atomic_write", "read_bounded", "sha256_bytes",
+__all__ = ["NotARegularFile", "TooLarge", "atomic_write", "module_literal", "read_bounded", "sha256_bytes",
            "sha256_file"]
 
 
@@ -126,3 +126,27 @@ def npy_claim(fh: Any) -> tuple[tuple[int, ...], Any, int, int] | None:
     if dtype.hasobject:
         return None
     return tuple(shape), dtype, math.prod(shape) * dtype.itemsize, fh.tell()
+
+
+def module_literal(path: Path, name: str) -> Any:
+    """A Python file's last top-level ``name = <literal>`` (or ``name: T = <literal>``), read
+    without running the file; ``None`` where there is none, it is not a literal, or the file
+    cannot be parsed."""
+    import ast
+
+    found = None
+    with contextlib.suppress(OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        for node in tree.body:
+            if isinstance(node, ast.Assign):
+                targets, value = node.targets, node.value
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                targets, value = [node.target], node.value
+            else:
+                continue
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                found = None  # the last assignment counts; a computed one is unknown
+                with contextlib.suppress(ValueError, TypeError, SyntaxError, MemoryError,
+                                         RecursionError):
+                    found = ast.literal_eval(value)
+    return found

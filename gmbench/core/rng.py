@@ -1,22 +1,24 @@
-"""Seeds: child seeds derived from the run seed, and a forked global RNG state.
+"""Seeds: child seeds derived from the run seed, and seeded sections for code that draws from
+the global generators.
 
 Randomness in gmbench is an argument. Every consumer derives its own seed from the run seed
 and a name (:func:`child_seed`), so adding a metric never shifts another metric's draws, and
-model code (which may use the global generators) runs inside :func:`forked_rng`, which
-seeds ``random``, NumPy and torch and restores all three afterwards.
+model code (which may use the global generators) runs inside :func:`forked_rng`, where the
+calling thread's draws from ``random``, NumPy and torch come from generators seeded with the
+section's seed (:mod:`gmbench.core.generators`), while the process's generators stay
+untouched.
 """
 
 from __future__ import annotations
 
 import contextvars
-import random
-import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import torch
+
+from gmbench.core.generators import private_generators
 
 __all__ = ["COMMON_SEED", "MAX_SEED", "check_seed", "child_seed", "current_seed", "forked_rng",
            "generator"]
@@ -29,10 +31,6 @@ MAX_SEED = 2**63 - 1
 # by --seed, so an unchanged model gives the same per-example values in every run, and two
 # runs can be compared example by example (common random numbers).
 COMMON_SEED = 0
-# The global generators are process-wide: a forked section (seed, draw, restore) holds this
-# lock, so estimator work in a background thread (gmbench.core.background) never interleaves its
-# draws with another section's.
-_GLOBAL_RNG = threading.RLock()
 
 
 def check_seed(seed: int) -> int:
@@ -66,9 +64,12 @@ def generator(seed: int, *names: str | int) -> np.random.Generator:
 
 @contextmanager
 def forked_rng(seed: int) -> Iterator[None]:
-    """Seed ``random``, NumPy and torch (CPU and CUDA) with ``seed``; restore them on exit.
-    One forked section runs at a time in the process; :func:`current_seed` is its seed."""
-    with _GLOBAL_RNG, _forked(seed):
+    """Inside, the calling thread draws from ``random``, NumPy and torch (CPU and CUDA) as if
+    they had just been seeded with ``seed`` (the same numbers), through generators of its own:
+    the process's global generators are neither seeded nor restored, so another thread
+    drawing from them meanwhile is not disturbed. :func:`current_seed` is the seed of the
+    innermost section."""
+    with private_generators(seed):
         token = _CURRENT.set(seed)
         try:
             yield
@@ -85,19 +86,3 @@ def current_seed() -> int | None:
     one): an isolated model worker seeds its own generators with it, so the model draws the
     same numbers there as in gmbench's process."""
     return _CURRENT.get()
-
-
-@contextmanager
-def _forked(seed: int) -> Iterator[None]:
-    py_state = random.getstate()
-    np_state = np.random.get_state()
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)

@@ -28,6 +28,7 @@ __all__ = [
     "example_names",
     "get_dataset",
     "list_datasets",
+    "open_dataset",
 ]
 
 
@@ -176,7 +177,22 @@ def get_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> D
 
     Your own dataset (a ``.npz`` file or a folder of images, loaded by its path) is also found
     by its name once loaded in this process, so a model's ``load(dataset, device)`` reaches
-    its training split with ``get_dataset(dataset.name).train.x`` whatever the dataset."""
+    its training split with ``get_dataset(dataset.name).train.x`` whatever the dataset. That
+    name means the dataset loaded under it (the one being evaluated), whatever the working
+    folder holds: ``data`` is ``data.npz``'s dataset once ``data.npz`` is loaded, even beside
+    a folder ``data/``; a path with a ``/`` or a ``.npz`` suffix (``./data``) loads that path."""
+    own = _OWN.get(name)
+    if own is not None and not _explicit_path(name):
+        loaded = _LOADED_FROM.get(name)
+        if loaded is None or _real_path(name) != loaded[0] or _file_state(name) == loaded[1]:
+            return own  # not a path here, another file or folder, or the same one unchanged
+    return open_dataset(name, data_root)  # the same file or folder, rewritten: read again
+
+
+def open_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> Dataset:
+    """The dataset the user named (``--dataset``): a registered name, or a file or folder by
+    its path (read again when rewritten since), never another loaded dataset of the same
+    name; a name neither registered nor a path may be one of your own loaded before."""
     if name in _OWN and not _looks_like_path(name):
         return _OWN[name]
     # your own files are cached by their state on disk too: a file rewritten between two
@@ -185,16 +201,31 @@ def get_dataset(name: str, data_root: str | os.PathLike[str] | None = None) -> D
     data = _load(name, _resolve_root(data_root), state)
     if _looks_like_path(name):
         _OWN[data.info.name] = data
+        _LOADED_FROM[data.info.name] = (_real_path(name), state)
     return data
 
 
 _OWN: dict[str, Dataset] = {}  # your own datasets loaded in this process, by name
+_LOADED_FROM: dict[str, tuple[str | None, tuple | None]] = {}  # where, and its file state
 
 
 def _looks_like_path(name: str) -> bool:
     from gmbench.datasets.local import looks_like_path
 
     return looks_like_path(name)
+
+
+def _explicit_path(name: str) -> bool:
+    """A name that can only be a path: a ``.npz`` file or one with a folder in it."""
+    return name.endswith(".npz") or os.sep in name or "/" in name
+
+
+def _real_path(name: str) -> str | None:
+    """``name`` as an existing path from the working folder, resolved (``None``: none)."""
+    try:
+        return os.path.realpath(name) if os.path.exists(name) else None
+    except (OSError, ValueError):
+        return None
 
 
 def forget_dataset(dataset: Dataset) -> None:
@@ -204,6 +235,7 @@ def forget_dataset(dataset: Dataset) -> None:
     del dataset
     _load.cache_clear()
     _OWN.clear()
+    _LOADED_FROM.clear()
 
 
 def _file_state(name: str) -> tuple:

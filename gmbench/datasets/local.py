@@ -8,7 +8,9 @@
   either directly or in one sub-folder per class (the classes: the sub-folders' names,
   sorted; the same in both splits). Images are read in sorted file-name order (within each
   class), so files named in array order reproduce the arrays. All images must share one
-  size and be all grayscale or all RGB.
+  size and be all grayscale or all RGB. Hidden entries (names starting with ``.``, such as
+  Jupyter's ``.ipynb_checkpoints/``) are not part of the dataset, files other than images
+  (notes, ``.txt``) are left out, and a broken symbolic link is refused.
 
 The dataset's name is the file's or folder's name (without ``.npz``); its content hash is
 recorded in every result, so two users with the same data get comparable numbers. Labels
@@ -27,8 +29,9 @@ import numpy as np
 from gmbench.core.errors import DatasetError
 from gmbench.core.files import npz_overclaim
 from gmbench.datasets.base import Dataset, DatasetInfo, Split
+from gmbench.datasets.folders import listing
 
-__all__ = ["IMAGE_SUFFIXES", "looks_like_path", "make_local_dataset"]
+__all__ = ["IMAGE_SUFFIXES", "holds_images", "looks_like_path", "make_local_dataset"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 HOW = ("A dataset file is a .npz with x_train and x_test (optional y_train, y_test); a dataset "
@@ -38,6 +41,30 @@ HOW = ("A dataset file is a .npz with x_train and x_test (optional y_train, y_te
 def looks_like_path(name: str) -> bool:
     """Whether ``--dataset`` names a file or folder rather than a registered dataset."""
     return name.endswith(".npz") or os.sep in name or "/" in name or Path(name).exists()
+
+
+def _image_files(entries: list[Path]) -> list[Path]:
+    """The image files among ``entries`` (by suffix); one that is not a regular file (a
+    pipe, a device) is refused, not read (a read would block)."""
+    images = [e for e in entries if e.suffix.lower() in IMAGE_SUFFIXES and not e.is_dir()]
+    for e in images:
+        if not e.is_file():
+            raise DatasetError(f"{e} is not a regular file (a pipe or a device); keep only "
+                               "image files in a dataset folder.")
+    return images
+
+
+def holds_images(path: Path) -> bool:
+    """Whether ``path/train`` or ``path/test`` holds image files, directly or in a
+    sub-folder (one per class)."""
+    for split in (path / "train", path / "test"):
+        if not split.is_dir():
+            continue
+        entries = listing(split)
+        if _image_files(entries) or any(_image_files(listing(d)) for d in entries
+                                        if d.is_dir()):
+            return True
+    return False
 
 
 def _name(path: Path, registered: Callable[[str], bool]) -> str:
@@ -123,6 +150,11 @@ def _read_image(path: Path) -> np.ndarray:
                 if opened.mode == "P" else opened
             if img.mode.startswith("I"):  # 16-bit (or 32-bit integer) grey
                 return _eight_bit(np.asarray(img), path)[None]
+            if img.mode == "F":  # PIL's conversions clip floats to 0..255 (0..1: all black)
+                raise DatasetError(f"{path} is a 32-bit floating-point image (mode F); "
+                                   "gmbench datasets hold 8-bit levels: save the images as "
+                                   "8-bit (or 16-bit) PNGs, or pass float arrays as x_train "
+                                   "and x_test in a .npz (continuous data).")
             if img.mode in ("L", "1"):
                 return np.asarray(img.convert("L"))[None]
             if "A" in img.getbands():
@@ -136,21 +168,24 @@ def _read_image(path: Path) -> np.ndarray:
 def _split_folder(folder: Path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     if not folder.is_dir():
         raise DatasetError(f"{folder} is missing. {HOW}.")
-    entries = sorted(folder.iterdir())
+    entries = listing(folder)
     subdirs = [e for e in entries if e.is_dir()]
-    files = [e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES]
+    files = _image_files(entries)
     if subdirs and files:
-        raise DatasetError(f"{folder} mixes image files and class sub-folders; use one or the "
-                           "other.")
+        named = ", ".join(f"{d.name}/" for d in subdirs[:3]) + ", ..." * (len(subdirs) > 3)
+        raise DatasetError(f"{folder} mixes image files and class sub-folders ({named}); use "
+                           "one or the other.")
     if subdirs:
         classes = [d.name for d in subdirs]
-        items = [(f, i) for i, d in enumerate(subdirs) for f in sorted(d.iterdir())
-                 if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        items = [(f, i) for i, d in enumerate(subdirs) for f in _image_files(listing(d))]
     else:
         classes = []
         items = [(f, -1) for f in files]
     if not items:
-        raise DatasetError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+        texts = any(e.suffix.lower() == ".txt" for e in entries)
+        raise DatasetError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)})"
+                           + ("; its .txt files make a text corpus only where neither train/ "
+                              "nor test/ holds images" if texts else "") + ".")
     images = [_read_image(f) for f, _ in items]
     first = images[0].shape
     for (f, _), img in zip(items, images, strict=True):
@@ -190,14 +225,17 @@ def make_local_dataset(path: str | os.PathLike[str],
     name = _name(where, registered)
     from gmbench.datasets.text import is_text_folder, make_text_folder
 
-    if is_text_folder(where):
-        return make_text_folder(where, name)
+    if where.is_dir() and not holds_images(where) and is_text_folder(where):
+        return make_text_folder(where, name)  # images decide: notes beside them are no text
     arrays = _from_folder(where) if where.is_dir() else _from_npz(where)
     x_train, x_test = np.asarray(arrays["x_train"]), np.asarray(arrays["x_test"])
     for key, x in (("x_train", x_train), ("x_test", x_test)):
         if x.ndim < 2 or len(x) == 0:
             raise DatasetError(f"{path}: {key} has shape {x.shape}; it needs at least one "
                                "example along its first axis.")
+        if 0 in x.shape[1:]:
+            raise DatasetError(f"{path}: {key} has shape {x.shape}: its examples hold no "
+                               "values; each example needs at least one value.")
     integer = np.issubdtype(x_train.dtype, np.integer) and np.issubdtype(x_test.dtype,
                                                                         np.integer)
     if integer:

@@ -29,6 +29,7 @@ import numpy as np
 from gmbench.core.errors import DatasetError
 from gmbench.core.files import atomic_write
 from gmbench.datasets.base import Dataset, DatasetInfo, Documents, Split
+from gmbench.datasets.folders import listing
 from gmbench.datasets.idx import search_dirs, user_cache
 
 __all__ = ["KJV_TEST_BOOKS", "PASSAGE", "PLAYS", "TextMarkov", "make_text_markov", "make_kjv", "make_shakespeare",
@@ -262,16 +263,22 @@ def make_kjv(data_root: str | os.PathLike[str] | None) -> Dataset:
 
 
 # ------------------------------------------------------------------ your own
+def _text_files(folder: Path) -> list[Path]:
+    """The ``.txt`` files of ``folder``, sorted; hidden ones (names starting with ``.``) are
+    left out, a broken symbolic link is refused."""
+    return [f for f in listing(folder) if f.suffix == ".txt" and f.is_file()]
+
+
 def is_text_folder(path: Path) -> bool:
     """Whether ``path`` is a folder of ``train/`` and ``test/`` holding ``.txt`` files."""
     return path.is_dir() and all(
-        (path / s).is_dir() and any((path / s).glob("*.txt")) for s in ("train", "test"))
+        (path / s).is_dir() and bool(_text_files(path / s)) for s in ("train", "test"))
 
 
 def make_text_folder(path: Path, name: str) -> Dataset:
     """Your own corpus ``name``: every ``.txt`` file of ``train/`` and ``test/`` is one
-    document."""
-    docs = {s: [(f.name, f.read_bytes()) for f in sorted((path / s).glob("*.txt"))]
+    document (hidden files, names starting with ``.``, are not)."""
+    docs = {s: [(f.name, f.read_bytes()) for f in _text_files(path / s)]
             for s in ("train", "test")}
     return text_dataset(name, docs["train"], docs["test"], source=f"text folder {path}",
                         description=f"text from {path}: {len(docs['train'])} train and "

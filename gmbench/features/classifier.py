@@ -28,8 +28,8 @@ import torch
 
 from gmbench.core.errors import GmbenchError
 from gmbench.core.files import sha256_file
+from gmbench.core.generators import private_generators
 from gmbench.features.net import ARCHITECTURES, Architecture, ConvClassifier
-from gmbench.models.boundary import process_state
 
 __all__ = [
     "BUNDLED_DATASETS",
@@ -215,7 +215,7 @@ def _load(dataset: str, directory: Path, device: str) -> BundledClassifier:
             f"gmbench.features.train_classifier --dataset {dataset}`."
         )
     arch = Architecture.from_dict(record["architecture"])
-    with process_state():  # building the network draws initial weights: not from our caller
+    with private_generators():  # building the network draws initial weights: not from our caller's
         net = ConvClassifier(arch)
     net.load_state_dict(load_file(str(weights)))  # safetensors: no pickle
     net.eval().requires_grad_(False).to(device)

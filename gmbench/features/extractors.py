@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from gmbench.core.files import sha256_file
+from gmbench.core.generators import private_generators
 from gmbench.core.registry import Registry
 from gmbench.datasets import Dataset, DatasetInfo
 from gmbench.features.classifier import (
@@ -38,7 +39,6 @@ from gmbench.features.classifier import (
     classifier_available,
     classifier_for,
 )
-from gmbench.models.boundary import process_state
 
 __all__ = [
     "EXTRACTORS",
@@ -187,7 +187,7 @@ class InceptionFeatures:
                 f"{path} is not a torch-fidelity InceptionV3 weights file ({exc}). Download "
                 f"{INCEPTION_URL} again and pass its path with --inception-weights."
             ) from None
-        with process_state():  # construction draws initial weights from the global RNG
+        with private_generators():  # construction draws initial weights: not from our caller's
             module = FeatureExtractorInceptionV3(
                 "inception-v3-compat", ["2048", "logits_unbiased"],
                 feature_extractor_weights_path=str(path))

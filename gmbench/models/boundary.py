@@ -5,13 +5,17 @@ not leak into gmbench (or into the training loop that called gmbench), and whate
 model must not alias memory the model may still change. :func:`model_code` is the context every
 call into model code runs in:
 
-* **process-wide state** is saved and restored: the default torch dtype and device, the global
-  RNG states of ``random``, NumPy and torch (CPU and CUDA), torch's thread count, grad mode
-  and deterministic-algorithms setting, NumPy's floating-point error handling, the warning
-  filters, the environment variables, the recursion limit, the working directory (also when
-  the model deleted the one it moved to), ``sys.stdout``/``sys.stderr`` (a stream the model
-  closed is reopened on its file descriptor), the entries of ``sys.path`` (entries the model
-  adds are kept) and the SIGINT/SIGTERM handlers;
+* **the global random generators** of ``random``, NumPy and torch (CPU and CUDA) are not
+  touched: model code draws from generators of its own, private to the calling thread, that
+  start as copies of the ones the caller draws from (:mod:`gmbench.core.generators`); so the
+  model changes nothing there, and another thread drawing from the global generators
+  meanwhile (a training loop) is neither disturbed nor rewound;
+* **process-wide state** is saved and restored: the default torch dtype and device, torch's
+  thread count, grad mode and deterministic-algorithms setting, NumPy's floating-point error
+  handling, the warning filters, the environment variables, the recursion limit, the working
+  directory (also when the model deleted the one it moved to), ``sys.stdout``/``sys.stderr``
+  (a stream the model closed is reopened on its file descriptor), the entries of ``sys.path``
+  (entries the model adds are kept) and the SIGINT/SIGTERM handlers;
 * **gmbench's own code and the builtins** are watched: model code that replaces a function or
   class of a ``gmbench`` module or a builtin (``print``, ``open``) is refused with a
   :class:`~gmbench.core.errors.ModelError`, since the numbers could no longer be trusted;
@@ -36,7 +40,6 @@ import contextlib
 import contextvars
 import io
 import os
-import random
 import signal
 import sys
 import threading
@@ -50,6 +53,7 @@ import numpy as np
 import torch
 
 from gmbench.core.background import before_model_code
+from gmbench.core.generators import private_generators
 
 try:
     import posix as _posix
@@ -190,11 +194,6 @@ class ProcessState:
         self.recursion = sys.getrecursionlimit()
         self.umask = os.umask(0o022)  # read by setting: put back at once
         os.umask(self.umask)
-        self.py_rng = random.getstate()
-        self.np_rng = np.random.get_state()
-        self.torch_rng = torch.random.get_rng_state()
-        self.cuda_rng = (torch.cuda.get_rng_state_all()
-                         if torch.cuda.is_available() and torch.cuda.is_initialized() else None)
 
     def restore(self) -> None:
         sys.setrecursionlimit(max(self.recursion, 100))
@@ -227,11 +226,6 @@ class ProcessState:
             for key in set(os.environ) - set(self.environ):
                 del os.environ[key]
             os.environ.update(self.environ)
-        random.setstate(self.py_rng)
-        np.random.set_state(self.np_rng)
-        torch.random.set_rng_state(self.torch_rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self.cuda_rng)
 
 
 def _code_of(module: types.ModuleType) -> dict[str, Any]:
@@ -282,7 +276,8 @@ class CodeWatch:
 
 @contextmanager
 def process_state() -> Iterator[ProcessState]:
-    """Restore the process-wide state (dtype, RNGs, threads, grad mode, ...) on the way out."""
+    """Restore the process-wide state (dtype, threads, grad mode, ...) on the way out (the
+    global random generators are never changed: see :func:`model_code`)."""
     state = ProcessState()
     try:
         yield state
@@ -381,24 +376,28 @@ def _on_path(folder: str | None) -> Iterator[None]:
 
 @contextmanager
 def model_code(folder: str | None = None) -> Iterator[None]:
-    """Run model code: process-wide state restored afterwards, ``os._exit`` refused, what it
-    prints sent to stderr, ``folder`` (the model file's) importable, and a
+    """Run model code: its draws from the global random generators coming from private
+    copies, process-wide state restored afterwards, ``os._exit`` refused, what it prints sent
+    to stderr, ``folder`` (the model file's) importable, and a
     :class:`~gmbench.core.errors.ModelError` when it replaced gmbench's code or a builtin.
     Background estimator work (:mod:`gmbench.core.background`) finishes first: model code may
     change the process-wide state that work relies on."""
     before_model_code()
-    watch = CodeWatch()
-    # what model code prints goes to stderr: stdout carries gmbench's own output only
-    # (`gmbench evaluate --json` is a JSON document there and nothing else)
-    try:
-        with _on_path(folder), exits_refused(), process_state(), \
-                _stdout_descriptor_to_stderr(), contextlib.redirect_stdout(_MODEL_STDOUT), \
-                _time_limited():
-            yield
-    except BaseException:
-        watch.restore_replaced()  # put back what was patched; the model's error goes on
-        raise
-    replaced = watch.restore_replaced()
+    # the generators first: the code watch then sees the same torch seeding functions
+    # (the sections' stand-ins, gmbench.core.generators) before and after the call
+    with private_generators():
+        watch = CodeWatch()
+        # what model code prints goes to stderr: stdout carries gmbench's own output only
+        # (`gmbench evaluate --json` is a JSON document there and nothing else)
+        try:
+            with _on_path(folder), exits_refused(), process_state(), \
+                    _stdout_descriptor_to_stderr(), contextlib.redirect_stdout(_MODEL_STDOUT), \
+                    _time_limited():
+                yield
+        except BaseException:
+            watch.restore_replaced()  # put back what was patched; the model's error goes on
+            raise
+        replaced = watch.restore_replaced()
     if replaced:
         from gmbench.core.errors import ModelError
 

@@ -32,8 +32,8 @@ same numbers as in-process: each call carries the seed of the section gmbench ru
 
 from __future__ import annotations
 
-import ast
 import contextlib
+import glob
 import os
 import re
 import resource
@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from gmbench.core.errors import ModelError
-from gmbench.core.files import sha256_file
+from gmbench.core.files import module_literal, sha256_file
 from gmbench.core.rng import current_seed
 from gmbench.datasets import Dataset
 from gmbench.models.identity import WeightsIdentity
@@ -172,13 +172,18 @@ class View:
         return cls(tuple(kept), tuple(sorted(h for h in hidden
                                              if any(_inside(h, k) for k in kept))), links)
 
-    def argv(self, tool: str, folder: str, *, network: bool) -> list[str]:
-        """bubblewrap's command line for a worker working in ``folder``."""
+    def argv(self, tool: str, folder: str, *, network: bool, gpu: bool = False) -> list[str]:
+        """bubblewrap's command line for a worker working in ``folder`` (``gpu``: the NVIDIA
+        device files and ``/sys`` are in the view, for ``--device cuda``)."""
         args = [tool, "--unshare-all", "--unshare-user", "--uid", str(NOBODY), "--gid",
                 str(NOBODY), "--die-with-parent", "--new-session", "--dev", "/dev",
                 "--proc", "/proc", "--tmpfs", "/tmp"]
         if network:
             args.append("--share-net")
+        if gpu:
+            for dev in sorted(glob.glob("/dev/nvidia*")):
+                args += ["--dev-bind", dev, dev]
+            args += ["--ro-bind", "/sys", "/sys"]
         for target, link in self.links:
             args += ["--symlink", target, link]
         for path in self.readable:
@@ -196,7 +201,7 @@ def editable_installs() -> list[str]:
     folders: list[str] = []
     for entry in sys.path:
         for finder in Path(entry or ".").glob("__editable__*_finder.py"):
-            mapping = _literal(finder, "MAPPING")
+            mapping = module_literal(finder, "MAPPING")
             if isinstance(mapping, dict):
                 folders += [str(v) for v in mapping.values() if isinstance(v, str)]
     return folders
@@ -331,6 +336,7 @@ class Worker:
     limits: Limits
     file: str
     view: View | None = None
+    gpu: bool = False  # --device cuda: the GPU's device files in the sandbox
     proc: subprocess.Popen[bytes] | None = None
     rfd: int = -1
     wfd: int = -1
@@ -348,8 +354,8 @@ class Worker:
         tool = bubblewrap() if self.view is not None else None
         self.sandboxed = tool is not None
         if tool is not None and self.view is not None:
-            prefix: tuple[str, ...] = tuple(self.view.argv(tool, self.folder,
-                                                           network=self.limits.network))
+            prefix: tuple[str, ...] = tuple(self.view.argv(
+                tool, self.folder, network=self.limits.network, gpu=self.gpu))
         else:
             prefix = () if self.limits.network else _unshare_prefix()
         cmd = [*prefix, sys.executable, "-m", "gmbench.models.worker", str(child_r),
@@ -469,31 +475,15 @@ class Worker:
             self.folder = ""
 
 
-def _literal(path: Path, name: str) -> Any:
-    """The model file's top-level ``name = <literal>`` read without running it, else ``None``."""
-    with contextlib.suppress(OSError, SyntaxError, ValueError, UnicodeDecodeError):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, ast.Assign):
-                targets, value = node.targets, node.value
-            elif isinstance(node, ast.AnnAssign) and node.value is not None:
-                targets, value = [node.target], node.value
-            else:
-                continue
-            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-                return ast.literal_eval(value)
-    return None
-
-
 def declared_dataset(path: Path) -> str | None:
     """The model file's ``DATASET = "..."`` (a literal top-level assignment), else ``None``."""
-    value = _literal(path, "DATASET")
+    value = module_literal(path, "DATASET")
     return value if isinstance(value, str) else None
 
 
 def declared_weights(path: Path) -> list[str]:
     """The model file's literal ``WEIGHTS`` (a path or a list of paths), else ``[]``."""
-    value = _literal(path, "WEIGHTS")
+    value = module_literal(path, "WEIGHTS")
     items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
     return [str(v) for v in items if isinstance(v, str)]
 
@@ -513,7 +503,8 @@ class IsolatedModel:
 
     # ------------------------------------------------------------------ workers
     def _start(self, role: str) -> Worker:
-        worker = Worker(role, self._limits, self._path.name, View.of(self._path, self._data))
+        worker = Worker(role, self._limits, self._path.name, View.of(self._path, self._data),
+                        gpu=self._device.startswith("cuda"))
         worker.start()
         self._workers[role] = worker
         try:

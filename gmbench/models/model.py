@@ -44,6 +44,7 @@ __all__ = [
     "ModelSource",
     "build_model",
     "import_model_file",
+    "refuse_class",
 ]
 
 CAPABILITIES = ("sample", "log_prob", "encode_decode", "sample_conditional", "token_log_prob")
@@ -115,6 +116,26 @@ def _folder_of(path: Path) -> str | None:
     """The folder of a model file, to keep importable while its code runs (``None`` for a
     model given as an object)."""
     return str(path.resolve().parent) if path.is_file() else None
+
+
+# the members behind each capability
+_MEMBERS = {"sample": ("sample",), "log_prob": ("log_prob",), "encode_decode": ("encode", "decode"),
+            "sample_conditional": ("sample_conditional",), "token_log_prob": ("token_log_prob",)}
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1].lower() in "aeiou" else f"a {noun}"
+
+
+def refuse_class(obj: Any, *, what: str, fix: str) -> None:
+    """A :class:`ModelError` when ``obj`` is a class where a model object belongs
+    (``evaluate(M)`` for ``evaluate(M())``): its members are then unbound functions, and the
+    first call would fail with a message that blames them. ``what`` names the place, ``fix``
+    says what to do instead (``{name}`` is the class's name)."""
+    if inspect.isclass(obj):
+        name = obj.__name__
+        raise ModelError(f"{what} is the class {name}, not a model object; "
+                         f"{fix.format(name=name)}.")
 
 
 def _attr(obj: Any, name: str, default: Any, *, where: str) -> Any:
@@ -280,13 +301,17 @@ class Model:
         self.source = source
         self.info = info
         self.device = torch.device(device)
-        self.capabilities = frozenset(
-            cap for cap, members in (("sample", ("sample",)), ("log_prob", ("log_prob",)),
-                                     ("encode_decode", ("encode", "decode")),
-                                     ("sample_conditional", ("sample_conditional",)),
-                                     ("token_log_prob", ("token_log_prob",)))
-            if all(callable(_attr(obj, m, None, where=self._file)) for m in members)
-        )
+        refuse_class(obj, what=f"{self._file}: the model", fix="pass an instance, `{name}()`")
+        found = {m: _attr(obj, m, None, where=self._file) for cap in CAPABILITIES
+                 for m in _MEMBERS[cap]}
+        for member, value in found.items():
+            if value is not None and not callable(value):
+                raise ModelError(
+                    f"{self._file}: the model's `{member}` is {_a(type(value).__name__)}, not a "
+                    f"method, so gmbench cannot call `{member}(...)`. Define `{member}` as a "
+                    "method (docs/CONTRACT.md, section 2), or give the attribute another name.")
+        self.capabilities = frozenset(cap for cap in CAPABILITIES
+                                      if all(found[m] is not None for m in _MEMBERS[cap]))
         if not {"sample", "log_prob", "token_log_prob"} & self.capabilities:
             raise ModelError(f"{self._file}: the model ({type(obj).__name__}) has neither "
                              "`sample(n)` nor `log_prob(x)`"
@@ -633,6 +658,10 @@ def build_model(module: ModuleType, source: ModelSource, info: DatasetInfo, devi
         raise ModelError(f"{source.path.name} defines neither `load(dataset, device)` nor a "
                          "module-level `model`. Add one, e.g. `model = MyModel()` with "
                          "`sample(n)` and/or `log_prob(x)` methods.")
+    if callable(loader):
+        refuse_class(obj, what=f"{where}: what `load(dataset, device)` returned",
+                     fix="return an instance, `{name}(...)`")
+    refuse_class(obj, what=f"{where}: `model`", fix="set `model = {name}()`, an instance")
     if isinstance(obj, torch.nn.Module):
         try:
             with model_code(_folder_of(source.path)):

@@ -23,7 +23,7 @@ from gmbench.core.errors import ModelError
 from gmbench.core.files import npy_claim, npz_overclaim, sha256_bytes, sha256_file
 from gmbench.datasets import DatasetInfo
 
-__all__ = ["StoredSamples", "read_samples", "samples_sha256"]
+__all__ = ["StoredSamples", "numpy_suffix", "read_samples", "samples_sha256"]
 
 IMAGE_SUFFIXES = (".png",)
 
@@ -55,6 +55,44 @@ def _image_array(img: Any, name: str, where: str, channels: int) -> np.ndarray:
     return rgba[..., :3]
 
 
+def _no_images(path: Path) -> str:
+    """What to do with a folder given as stored samples that holds no ``.png`` images: pass
+    the sub-folder that holds them, or the model file it holds, or say what is read."""
+    def holds_png(folder: Path) -> bool:
+        try:
+            return any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.iterdir())
+        except OSError:
+            return False
+
+    entries = sorted(e for e in path.iterdir() if not e.name.startswith("."))
+    deeper = [d for d in entries if d.is_dir() and holds_png(d)]
+    said = (f"{path} is a directory that holds no .png images (stored samples are the .png "
+            "files directly in the folder passed, one per sample)")
+    if deeper:
+        others = f" (and {len(deeper) - 1} more sub-folders)" if len(deeper) > 1 else ""
+        return (f"{said}; its sub-folder {deeper[0].name}/{others} holds some: pass "
+                f"{path / deeper[0].name}.")
+    models = [e.name for e in entries if e.suffix == ".py" and e.is_file()]
+    if models:
+        return (f"{said}; it holds {models[0]}: a model is passed as its Python file "
+                f"({path / models[0]}).")
+    return (f"{said}. Pass stored samples as a folder of .png images, a .npy or a .npz file, "
+            "or a model as its Python file (e.g. model.py).")
+
+
+def numpy_suffix(path: Path) -> str | None:
+    """``".npy"`` or ``".npz"`` for a file that is one by its first bytes (whatever its
+    name), else ``None``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError:
+        return None
+    if head == b"\x93NUMPY":
+        return ".npy"
+    return ".npz" if head[:4] == b"PK\x03\x04" else None
+
+
 def _read_png_folder(path: Path, where: str, channels: int) -> np.ndarray:
     files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     odd = [p.name for p in files if not p.is_file()]  # a pipe or device would block a read
@@ -62,8 +100,7 @@ def _read_png_folder(path: Path, where: str, channels: int) -> np.ndarray:
         raise ModelError(f"{where}: {odd[0]} is not a regular file (a pipe, a device or a "
                          "folder); keep only .png image files in the folder.")
     if not files:
-        raise ModelError(f"{where}: the folder holds no .png images. Put one image per "
-                         "sample in it, or pass a .npz/.npy array.")
+        raise ModelError(_no_images(path))
     from PIL import Image, UnidentifiedImageError
 
     images = []
@@ -128,6 +165,11 @@ def _load_file(path: Path, channels: int) -> np.ndarray:
         raise ModelError(f"{where} cannot be read as a NumPy file "
                          f"({type(exc).__name__}: {exc}); it may be truncated or not a "
                          ".npy/.npz (pickled arrays are refused).") from None
+    kind = numpy_suffix(path)
+    if kind is not None:
+        raise ModelError(f"{where} is a NumPy {kind} file named without its suffix; stored "
+                         f"samples are read from files named .npy or .npz: rename it "
+                         f"{path.name}{kind}.")
     raise ModelError(f"{where}: use a .npz, a .npy or a folder of .png images.")
 
 

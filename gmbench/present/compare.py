@@ -49,10 +49,14 @@ class Comparison:
         rank: the run's rank among itself and the comparable baselines (1 = best), or ``None``
             when the run's value is not finite.
         ranked: how many values were ranked.
-        mismatched: baselines measured in another feature space, or (sample metrics) on
-            another number of samples: not ranked against.
+        mismatched: baselines measured in another feature space, (sample metrics) on
+            another number of samples, or under another protocol version of the metric: not
+            ranked against.
         references: baselines that are reference points (the memorizer, the ground truth):
             shown, but neither ranked against nor ever the best baseline.
+        other_protocol: the mismatched baselines whose row is of another protocol version of
+            the metric than the run's (its definition changed: ``gmbench check`` refuses to
+            compare them).
     """
 
     metric: str
@@ -62,6 +66,7 @@ class Comparison:
     ranked: int
     mismatched: frozenset[str]
     references: frozenset[str] = frozenset()
+    other_protocol: frozenset[str] = frozenset()
 
     @property
     def unranked_reason(self) -> str:
@@ -75,6 +80,8 @@ class Comparison:
         counts = self.other_sample_counts
         spaces = sorted({self.baselines[n].feature_space for n in rivals
                          if self.baselines[n].feature_space != rec.feature_space})
+        protocols = sorted({self.baselines[n].protocol for n in rivals
+                            if n in self.other_protocol})
         parts = []
         if counts:
             parts.append(f"on another number of samples (this run {rec.n_samples}, the "
@@ -82,6 +89,9 @@ class Comparison:
         if spaces:
             parts.append(f"in another feature space (this run: {rec.feature_space}; "
                          f"the board: {', '.join(spaces)})")
+        if protocols:
+            parts.append(f"under another protocol version of the metric (this run: protocol "
+                         f"{rec.protocol}; the board: {', '.join(str(p) for p in protocols)})")
         return "every baseline was measured " + " or ".join(parts)
 
     @property
@@ -121,21 +131,27 @@ def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardR
 
     Rows of the run's own model file (same sha256) are left out, so re-evaluating a baseline
     compares it with the others rather than with itself. Reference models (rows with a
-    ``reference``) are kept for orientation but not ranked against.
+    ``reference``) are kept for orientation but not ranked against. A baseline's row of the
+    run's protocol version of a metric is preferred to a more recent row of another; rows of
+    another protocol are shown but not ranked against (the metric's definition changed).
     """
     own = neutralise(str(result["model"].get("sha256") or ""))
     dataset = neutralise(str(result["dataset"]["name"]))
-    chosen = {k: r for k, r in latest_rows(baselines).items()
+    measured = records(result)
+    protocols = {neutralise(str(k)): rec.protocol for k, rec in measured.items()}
+    current = latest_rows([r for r in baselines if r.protocol == protocols.get(r.metric)])
+    chosen = {k: r for k, r in {**latest_rows(baselines), **current}.items()
               if k[0] == dataset and r.model_sha256 != own}
     names = sorted({k[1] for k in chosen})
     out = []
-    for key, rec in records(result).items():
+    for key, rec in measured.items():
         metric = neutralise(str(key))
         rows = {name: chosen[(dataset, name, metric)] for name in names
                 if (dataset, name, metric) in chosen}
         space = neutralise(rec.feature_space)
         n_samples = rec.n_samples
-        mismatched = frozenset(
+        other_protocol = frozenset(n for n, r in rows.items() if r.protocol != rec.protocol)
+        mismatched = other_protocol | frozenset(
             n for n, r in rows.items() if r.feature_space != space
             or (n_samples is not None and r.n_samples is not None and r.n_samples != n_samples))
         references = frozenset(n for n, r in rows.items() if r.reference)
@@ -143,5 +159,6 @@ def compare_with_baselines(result: Mapping[str, Any], baselines: Sequence[BoardR
                   and n not in references and r.value is not None]
         rank = (None if rec.value is None else
                 rank_of(float(rec.value), others, direction=Direction.of(rec)))
-        out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched, references))
+        out.append(Comparison(key, rec, rows, rank, len(others) + 1, mismatched, references,
+                              other_protocol))
     return names, out

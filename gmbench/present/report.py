@@ -411,8 +411,9 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
     if names:
         out.append("<h2>Every baseline</h2>" + _matrix_table(names, comparisons)
                    + '<p class="note">Value ± 95% half-width of each baseline\'s most recent '
-                   "evaluation; † measured in another feature space or on another number of "
-                   "samples, not ranked. The table "
+                   "evaluation; † measured in another feature space, on another number of "
+                   "samples or under another protocol version of the metric, not ranked. "
+                   "The table "
                    "scrolls sideways.</p>")
 
     out.append("<h2>Against the baselines</h2><div class=\"plots\">")
@@ -430,8 +431,12 @@ def build_report(result: Mapping[str, Any], *, baselines: Sequence[BoardRow] = (
             points["this model"] = (float(x), float(y))
         chosen = latest_rows(baselines)
         ds = neutralise(str(data["name"]))
+        by_metric = {c.metric: c for c in comparisons}
         for name in names:
-            a, b = chosen.get((ds, name, pair[0])), chosen.get((ds, name, pair[1]))
+            # the rows the table compares with; one of another protocol is not comparable
+            if any(name in by_metric[m].other_protocol for m in pair):
+                continue
+            a, b = (by_metric[m].baselines.get(name) for m in pair)
             if a is not None and b is not None and a.value is not None and b.value is not None:
                 points[name] = (a.value, b.value)
         if len(points) >= 1:

@@ -65,10 +65,28 @@ def _unranked_notes(comparisons: Sequence[Comparison]) -> list[str]:
     for reason, comps in by_reason.items():
         note = f"not ranked: {', '.join(c.metric for c in comps)}: {reason}"
         counts = comps[0].other_sample_counts
-        if counts and "feature space" not in reason:
+        if counts and "feature space" not in reason and "protocol" not in reason:
             note += f". Re-run with --n-samples {max(counts)} to compare"
+        if "protocol" in reason:
+            note += (". The metric's definition changed since (see the changelog): "
+                     "re-evaluate the baselines with this gmbench to compare")
         notes.append(note + ".")
-    return notes
+    return notes + _other_protocol_notes(comparisons)
+
+
+def _other_protocol_notes(comparisons: Sequence[Comparison]) -> list[str]:
+    """The baselines left out of a rank that others make because their rows are of another
+    protocol version of the metric (a rank against none is explained by
+    :func:`_unranked_notes`)."""
+    left_out = [f"{name}'s {comp.metric} (protocol {comp.baselines[name].protocol}; this run: "
+                f"{comp.record.protocol})"
+                for comp in comparisons if not comp.unranked_reason
+                for name in sorted(comp.other_protocol - comp.references)]
+    if not left_out:
+        return []
+    return [f"not ranked against: {', '.join(left_out)}: measured under another protocol "
+            "version of the metric, whose definition changed since (see the changelog); "
+            "re-evaluate them with this gmbench to compare."]
 
 
 def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
@@ -88,8 +106,9 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
         wide: every baseline in its own column.
     """
     model, data = result["model"], result["dataset"]
-    lines = [f"gmbench: {printable(model['name'])} on {data['name']} (seed {result['seed']}, "
-             f"dataset sha256 {data['sha256'][:12]}, model sha256 {model['sha256'][:12]})"]
+    lines = [f"gmbench: {printable(model['name'])} on {printable(data['name'])} (seed "
+             f"{result['seed']}, dataset sha256 {data['sha256'][:12]}, model sha256 "
+             f"{model['sha256'][:12]})"]
     names, comparisons = compare_with_baselines(result, baselines)
     header = ["", "metric", "value", "95% CI"]
     header += ["n", "unit", "kind / space"] if wide else []
@@ -150,16 +169,17 @@ def render_table(result: dict[str, Any], *, baselines: Sequence[Any] = (),
                      + (f"; reference models ({', '.join(refs)}) are not ranked against"
                         if refs else "")
                      + ("." if wide else "; --wide shows every baseline.")
-                     + (" † measured in another feature space or on another number of "
-                        "samples: not ranked." if any_mismatch and wide else ""))
+                     + (" † measured in another feature space, on another number of "
+                        "samples or under another protocol version of the metric: not "
+                        "ranked." if any_mismatch and wide else ""))
         lines += _unranked_notes(comparisons)
         stale = sorted({r.dataset_sha256[:12] for r in baselines} - {data["sha256"][:12]})
         if stale:
             lines.append(f"warning: baselines were evaluated on dataset sha256 "
                          f"{', '.join(stale)}, not {data['sha256'][:12]}.")
     elif board is not None:
-        lines.append(f"no baselines for {data['name']} (looked for {board}; set --boards DIR or "
-                     "GMBENCH_BOARDS).")
+        lines.append(f"no baselines for {printable(data['name'])} (looked for {board}; set "
+                     "--boards DIR or GMBENCH_BOARDS).")
     table_end = 2 + len(rows)  # the title, the header rule and the rows stay as they are
     notes = ["\n".join(fold(line)) for line in lines[table_end:] if line]
     return "\n".join(lines[:table_end] + notes)

@@ -32,7 +32,8 @@ from gmbench.datasets import DatasetInfo
 if TYPE_CHECKING:
     from gmbench.storage.leaderboard import BoardRow
 
-__all__ = ["RUN_FILES", "Artifacts", "OutputError", "run_files", "write_run"]
+__all__ = ["RUN_FILES", "Artifacts", "OutputError", "check_out", "check_parent", "fuller_run",
+           "run_files", "write_run"]
 
 PASSAGES_SHOWN = 5  # generated text passages shown in the report
 
@@ -130,6 +131,23 @@ def check_out(out: str | os.PathLike[str]) -> None:
             or holds files gmbench did not write.
     """
     _check_target(_followed(Path(out)))
+
+
+def check_parent(folder: Path) -> None:
+    """Whether run folders can be created inside ``folder`` (``gmbench-out``, where runs go
+    by default): it is a folder, or can be made one.
+
+    Raises:
+        OutputError: ``folder`` is a file (or a link to one), or cannot be created.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file, not a folder; without --out, gmbench writes each "
+                          f"run into {folder.name}/<model>-<dataset>/. Move the file away, or "
+                          "pass --out a folder to write the results into.")
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create the results folder {folder}: {existing} is not "
+                          "writable. Pass --out a folder you can write to.")
 
 
 def _followed(target: Path) -> Path:

@@ -108,12 +108,26 @@ class Results:
         return render_table(dict(self.document), baselines=baselines, board=board, wide=wide)
 
     def save(self, out: str | os.PathLike[str], *, report: bool = False,
-             boards: str | os.PathLike[str] | None = None) -> Path:
+             boards: str | os.PathLike[str] | None = None, overwrite: bool = False) -> Path:
         """Write ``results.json``, ``results.csv``, the pictures and (``report=True``)
-        ``report.html`` into the folder ``out``, all at once (:func:`gmbench.run.outputs.write_run`)."""
-        from gmbench.run.outputs import run_files, write_run
+        ``report.html`` into the folder ``out``, all at once (:func:`gmbench.run.outputs.write_run`).
+
+        A folder holding a run with metrics these results lack is refused, as ``gmbench
+        evaluate --out`` refuses it: writing would lose them (``overwrite=True`` replaces it).
+
+        Raises:
+            OutputError: ``out`` cannot be written (a file, foreign files in it) or holds a
+                run with metrics these results lack.
+        """
+        from gmbench.run.outputs import OutputError, fuller_run, run_files, write_run
         from gmbench.storage.results import results_csv
 
+        lost = [] if overwrite else fuller_run(out, list(self.document["metrics"]))
+        if lost:
+            raise OutputError(f"{out} holds a run with metrics these results do not have "
+                              f"({', '.join(lost[:8])}{' ...' * (len(lost) > 8)}); saving "
+                              "would replace it. Save to another folder (--out), or pass "
+                              "overwrite=True (--overwrite) to replace it.")
         baselines, board = self._baselines(boards, "in the report") if report else ([], None)
         json_bytes = (json.dumps(self.document, indent=2, allow_nan=False) + "\n").encode()
         csv_bytes = results_csv(dict(self.document))

@@ -17,7 +17,7 @@ from gmbench.core.background import thread_budget
 from gmbench.core.device import parse_device
 from gmbench.core.errors import DatasetError, ModelError, warn
 from gmbench.core.progress import progress_shown
-from gmbench.datasets import Dataset, get_dataset
+from gmbench.datasets import Dataset, open_dataset
 from gmbench.models.boundary import call_limit, exits_refused, process_state
 from gmbench.models.model import (
     Model,
@@ -25,6 +25,7 @@ from gmbench.models.model import (
     build_model,
     import_model_file,
     object_identity,
+    refuse_class,
 )
 from gmbench.models.stored import StoredSamples, read_samples
 from gmbench.run.evaluation import needs_samples, run_evaluation
@@ -151,7 +152,7 @@ MIN_SPLIT = 10  # examples in each split: the fewest every metric's estimator ta
 
 def _dataset(dataset: str | Dataset, data_root: str | os.PathLike[str] | None = None
              ) -> Dataset:
-    data = dataset if isinstance(dataset, Dataset) else get_dataset(dataset, data_root)
+    data = dataset if isinstance(dataset, Dataset) else open_dataset(dataset, data_root)
     small = [(name, len(split)) for name, split in (("training", data.train),
                                                     ("test", data.test))
              if len(split) < MIN_SPLIT and split.documents is None]
@@ -186,6 +187,8 @@ def _as_model(model: Any, samples: Any, data: Dataset, device: str, name: str | 
                 "data, and its samples would be read as this dataset's. Load it for this "
                 f"dataset: gmbench.load_model(path, dataset={data.info.name!r}).")
         return model
+    refuse_class(model, what="the model given to gmbench.evaluate",
+                 fix="pass an instance: gmbench.evaluate({name}(), ...)")
     declared, weights = object_identity(model, model_file=Path.cwd() / "model.py")
     label = name or declared or type(model).__name__
     source = ModelSource(path=Path(f"<{type(model).__module__}.{type(model).__qualname__}>"),

@@ -53,7 +53,7 @@ def _shard(request: RunRequest, n: int, blocks: tuple[int, int], threads: int
     import torch
 
     from gmbench.core.rng import child_seed
-    from gmbench.datasets import get_dataset
+    from gmbench.datasets import open_dataset
     from gmbench.features.extractors import extract_all, get_extractor
     from gmbench.models.boundary import process_state
     from gmbench.models.model import build_model, import_model_file
@@ -61,7 +61,7 @@ def _shard(request: RunRequest, n: int, blocks: tuple[int, int], threads: int
     torch.set_num_threads(threads)
     with process_state():
         module, source = import_model_file(request.model)
-        data = get_dataset(request.dataset, request.data_root)
+        data = open_dataset(request.dataset, request.data_root)
         model = build_model(module, source, data.info, request.device)
         x = model.sample(n, seed=child_seed(request.seed, "samples"), blocks=blocks)
         feats = extract_all(get_extractor(request.feature_extractor, data,

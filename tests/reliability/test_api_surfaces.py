@@ -148,6 +148,67 @@ def test_evaluations_in_two_threads_equal_the_same_run_one_after_the_other():
     assert together == alone and sys.stdout is stdout
 
 
+class GlobalDrawer:
+    """Samples from torch's and NumPy's global generators; ``meanwhile()`` runs inside each
+    call to ``sample``, after the model was seeded and before it draws."""
+
+    def __init__(self, meanwhile=lambda: None) -> None:
+        self.meanwhile = meanwhile
+
+    def sample(self, n: int) -> torch.Tensor:
+        self.meanwhile()
+        return torch.randn(n, 2, dtype=torch.float64) * 2 + torch.from_numpy(np.random.rand(n, 1))
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.distributions.Normal(0.0, 2.0).log_prob(torch.as_tensor(x)).sum(-1)
+
+
+def test_a_thread_drawing_from_the_global_generators_beside_an_evaluation_never_repeats():
+    """A training loop draws from torch's and NumPy's global generators in one thread while
+    evaluations run in another, the loop drawing while the model runs: the loop's draws
+    never repeat and are the very numbers its seed gives (the evaluation neither seeds nor
+    rewinds the global generators), and the evaluations give the values they give alone."""
+    import threading
+
+    import gmbench
+
+    def mmd(model: GlobalDrawer) -> float:
+        return gmbench.evaluate(model, dataset="toy2d-gmm8", metrics=["mmd"], n_samples=200,
+                                threads=1, progress=False)["mmd"].value
+
+    alone = mmd(GlobalDrawer())
+    inside, resume = threading.Event(), threading.Event()
+
+    def hand_over() -> None:  # the loop draws while the model is running
+        inside.set()
+        assert resume.wait(60)
+        resume.clear()
+
+    together: list[float] = []
+    evaluations = threading.Thread(
+        target=lambda: together.extend(mmd(GlobalDrawer(hand_over)) for _ in range(2)))
+    torch.manual_seed(0)
+    np.random.seed(0)
+    drawn: list[tuple[float, float]] = []
+    evaluations.start()
+    while evaluations.is_alive():  # the training loop
+        burst = 200 if inside.wait(0.005) else 1
+        drawn += [(torch.rand(1, dtype=torch.float64).item(), np.random.rand())
+                  for _ in range(burst)]
+        if burst > 1:
+            inside.clear()
+            resume.set()
+    evaluations.join()
+    torch_draws, numpy_draws = [t for t, _ in drawn], [n for _, n in drawn]
+    assert len(drawn) >= 400
+    assert len(set(torch_draws)) == len(drawn) and len(set(numpy_draws)) == len(drawn)
+    seeded = torch.Generator().manual_seed(0)
+    assert torch_draws == [torch.rand(1, dtype=torch.float64, generator=seeded).item()
+                           for _ in drawn]
+    assert numpy_draws == list(np.random.RandomState(0).rand(len(drawn)))
+    assert together == [alone, alone]
+
+
 def _png_folder(root: Path, values: np.ndarray) -> Path:
     from PIL import Image
 

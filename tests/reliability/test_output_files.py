@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from cli_errors import assert_clear_error
 from helpers import GOOD_LP, GOOD_SAMPLE, LEVELS, MINIMAL, ROOT, TOY, toy
 
@@ -31,6 +32,40 @@ def test_a_user_folder_named_like_an_output_file_is_never_replaced(write_model, 
     run = gmbench_cli("evaluate", path, "--metrics", "mmd", "--n-samples", "50", "--out", out)
     assert_clear_error(run, "report.html")
     assert (out / "report.html" / "notes.txt").read_text() == "mine"
+
+
+def test_results_save_never_replaces_a_run_with_metrics_it_lacks(tmp_path):
+    """As `gmbench evaluate --out` refuses it: `save` onto a fuller run stops, unless
+    `overwrite=True`; saving the same run again is fine."""
+    import json
+
+    import gmbench
+    from gmbench.run.outputs import OutputError
+
+    class Normal:
+        def sample(self, n):
+            return torch.randn(n, 2, dtype=torch.float64) * 2
+
+        def log_prob(self, x):
+            return torch.distributions.Normal(0.0, 2.0).log_prob(
+                torch.as_tensor(x, dtype=torch.float64)).sum(-1)
+
+    def run(metrics: list[str], seed: int) -> gmbench.Results:
+        return gmbench.evaluate(Normal(), dataset="toy2d-gmm8", metrics=metrics, seed=seed,
+                                n_samples=200, threads=1, progress=False)
+
+    def held() -> set[str]:
+        return set(json.loads((tmp_path / "run" / "results.json").read_text())["metrics"])
+
+    full = run(["nll", "mmd"], 0)
+    full.save(tmp_path / "run")
+    full.save(tmp_path / "run")
+    subset = run(["nll"], 1)
+    with pytest.raises(OutputError, match=r"\(mmd\).*overwrite=True"):
+        subset.save(tmp_path / "run")
+    assert held() == {"nll", "mmd"}
+    subset.save(tmp_path / "run", overwrite=True)
+    assert held() == {"nll"}
 
 
 def test_out_through_a_symbolic_link_writes_into_its_folder(write_model, gmbench_cli,
@@ -184,6 +219,22 @@ def test_a_model_name_cannot_choose_where_files_go_or_what_the_terminal_does(
     assert not (tmp_path.parent / "escaped").exists()
     run = gmbench_cli("evaluate", model, "--metrics", "nll")
     assert "\x1b" not in run.out + run.err and "\\x1b" in run.out
+
+
+def test_a_dataset_name_is_escaped_in_the_table_as_a_model_name_is(write_model, gmbench_cli,
+                                                                    tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "my data \u00e9\nv2\x1b[2J.npz"
+    np.savez(data, x_train=rng.normal(size=(60, 2)).astype(np.float32),
+             x_test=rng.normal(size=(40, 2)).astype(np.float32))
+    run = gmbench_cli("evaluate", write_model(toy()), "--dataset", data, "--metrics", "mmd",
+                      "--n-samples", "50")
+    assert run.code == 0, run.err
+    title = run.out.splitlines()[0]
+    assert "on my data \u00e9\\nv2\\x1b[2J (seed" in title, run.out
+    assert "\x1b" not in run.out
 
 
 def test_a_long_name_keeps_the_dataset_in_the_default_folder(write_model, tmp_path,

@@ -1,6 +1,7 @@
 """Stored samples given instead of a model: folders of PNG images (16-bit and mixed bit depths,
-transparency, colour for a grey dataset, opaque grey-and-alpha images) and NumPy files whose
-header lies about their size or whose data is cut short."""
+transparency, colour for a grey dataset, opaque grey-and-alpha images), NumPy files whose
+header lies about their size or whose data is cut short, and what is said to a folder without
+PNGs (or with them one level down) and to a NumPy file named without its suffix."""
 
 from __future__ import annotations
 
@@ -97,3 +98,42 @@ def test_numpy_files_that_lie_or_are_cut_are_refused_before_loading(tmp_path):
     cut.write_bytes(cut.read_bytes()[:-40])
     with pytest.raises(ModelError, match="cannot be read as a NumPy file"):
         gmbench.evaluate(samples=cut, dataset="digits", progress=False)
+
+
+# ------------------------------------------------------------------ what was meant as samples
+def test_a_folder_without_pngs_is_read_as_a_samples_folder_that_says_what_it_expects(
+        tmp_path, gmbench_cli):
+    """A folder given as the model is never a model file: one holding only a README, or
+    holding its PNGs one level down, is told where the images must be."""
+    empty = tmp_path / "pngs"
+    empty.mkdir()
+    (empty / "README.txt").write_text("samples go here\n")
+    run = gmbench_cli("evaluate", empty, "--dataset", "digits")
+    assert run.code == 2 and "Traceback" not in run.err
+    assert "pngs is a directory that holds no .png images" in run.err, run.err
+    assert "folder of .png images, a .npy or a .npz" in run.err
+    deeper = tmp_path / "deep"
+    (deeper / "epoch10").mkdir(parents=True)
+    for i, img in enumerate(get_dataset("digits").test.x[:30, 0]):
+        _png(deeper / "epoch10" / f"{i:02d}.png", img.astype(np.uint8))
+    run = gmbench_cli("evaluate", deeper, "--dataset", "digits")
+    assert run.code == 2 and "Traceback" not in run.err
+    assert "sub-folder epoch10/ holds some: pass" in run.err and \
+        str(deeper / "epoch10") in run.err, run.err
+    assert gmbench_cli("evaluate", deeper / "epoch10", "--dataset", "digits", "--metrics",
+                       "mmd", "--n-samples", "30").code == 0
+
+
+def test_a_numpy_file_without_its_suffix_is_told_to_take_one(tmp_path, gmbench_cli):
+    bare = tmp_path / "samples"
+    with open(bare, "wb") as fh:
+        np.save(fh, np.random.default_rng(0).normal(size=(300, 2)))
+    run = gmbench_cli("evaluate", bare, "--dataset", "toy2d-gmm8")
+    assert run.code == 2 and "Traceback" not in run.err
+    assert "is a NumPy .npy file named without its suffix" in run.err, run.err
+    assert "rename it samples.npy" in run.err
+    (tmp_path / "notes").write_text("not a model\n")
+    run = gmbench_cli("evaluate", tmp_path / "notes", "--dataset", "toy2d-gmm8")
+    assert run.code == 2 and "neither a model file nor stored samples" in run.err, run.err
+    with pytest.raises(ModelError, match="rename it samples.npy"):
+        gmbench.evaluate(samples=bare, dataset="toy2d-gmm8", progress=False)
