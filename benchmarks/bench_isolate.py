@@ -40,7 +40,7 @@ def test_default_evaluation(benchmark, dataset, isolate):
     if dataset != "digits":
         _fashion_or_skip()
     if dataset not in WARM:  # an untimed run first: the test split's features cached
-        gmbench.evaluate(str(VAE), dataset=dataset, seed=0, metrics="fid", n_samples=2000,
+        gmbench.evaluate(str(VAE), dataset=dataset, seed=0, metrics=["fid"], n_samples=2000,
                          progress=False)
         WARM.add(dataset)
     benchmark.group = f"isolate-{dataset}"
